@@ -1,0 +1,147 @@
+"""Request building and channel settings shared by the blocking and async clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Final
+
+from pdsidecar_client.v1 import credentials_pb2 as pb
+
+DEFAULT_TIMEOUT: Final = 10.0
+SERVICE: Final = "pdsidecar.v1.CredentialsService"
+
+# gRPC's own retry machinery: UNAVAILABLE (the sidecar restarting, a dropped
+# connection) is retried with backoff, inside each call's deadline.
+_SERVICE_CONFIG: Final = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": SERVICE}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+CHANNEL_OPTIONS: Final = (
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", _SERVICE_CONFIG),
+    # Reconnect quickly after a sidecar restart.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+def environment(name: str) -> pb.Environment.ValueType:
+    values = {
+        "": pb.ENVIRONMENT_UNSPECIFIED,
+        "production": pb.ENVIRONMENT_PRODUCTION,
+        "development": pb.ENVIRONMENT_DEVELOPMENT,
+    }
+    try:
+        return values[name]
+    except KeyError:
+        raise ValueError(
+            f"environment must be 'production' or 'development', not {name!r}"
+        ) from None
+
+
+def account_ref(
+    project_id: str,
+    account_id: str,
+    *,
+    connection: str,
+    environment_name: str,
+    external_user_id: str,
+) -> pb.AccountRef:
+    return pb.AccountRef(
+        connection=connection,
+        project_id=project_id,
+        account_id=account_id,
+        environment=environment(environment_name),
+        external_user_id=external_user_id,
+    )
+
+
+def metadata(api_token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_token}"),) if api_token else ()
+
+
+def get_credentials(
+    project_id: str,
+    account_id: str,
+    source: str,
+    *,
+    connection: str,
+    environment_name: str,
+    external_user_id: str,
+    required_fields: Sequence[str],
+    optional_fields: Sequence[str],
+    rejected_access_token: str,
+) -> pb.GetCredentialsRequest:
+    return pb.GetCredentialsRequest(
+        account=account_ref(
+            project_id,
+            account_id,
+            connection=connection,
+            environment_name=environment_name,
+            external_user_id=external_user_id,
+        ),
+        source=source,
+        required_fields=list(required_fields),
+        optional_fields=list(optional_fields),
+        rejected_access_token=rejected_access_token,
+    )
+
+
+def validate_account(
+    project_id: str,
+    account_id: str,
+    source: str,
+    *,
+    connection: str,
+    environment_name: str,
+    external_user_id: str,
+    required_fields: Sequence[str],
+    optional_fields: Sequence[str],
+) -> pb.ValidateAccountRequest:
+    return pb.ValidateAccountRequest(
+        account=account_ref(
+            project_id,
+            account_id,
+            connection=connection,
+            environment_name=environment_name,
+            external_user_id=external_user_id,
+        ),
+        source=source,
+        required_fields=list(required_fields),
+        optional_fields=list(optional_fields),
+    )
+
+
+def list_accounts(
+    project_id: str,
+    *,
+    connection: str,
+    environment_name: str,
+    source: str,
+    external_user_id: str,
+    page_size: int,
+    page_token: str,
+) -> pb.ListAccountsRequest:
+    return pb.ListAccountsRequest(
+        connection=connection,
+        project_id=project_id,
+        environment=environment(environment_name),
+        source=source,
+        external_user_id=external_user_id,
+        page_size=page_size,
+        page_token=page_token,
+    )

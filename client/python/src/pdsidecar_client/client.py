@@ -1,0 +1,153 @@
+"""The blocking client; :mod:`pdsidecar_client.aio` has the asyncio twin.
+
+Both send every call with a deadline (``timeout``, 10 s by default) and
+``wait_for_ready``, so a call made while the sidecar restarts waits for it
+instead of failing at once; UNAVAILABLE is retried by gRPC's retry policy
+inside that deadline. Failures raise :class:`CredentialsError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+
+from pdsidecar_client import _requests as rq
+from pdsidecar_client.errors import CredentialsError
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+
+Response = TypeVar("Response")
+
+
+class CredentialsClient:
+    """For sync workers: ``with CredentialsClient("unix:/run/pdsidecar.sock") as c: ...``."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        timeout: float = rq.DEFAULT_TIMEOUT,
+        api_token: str | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self._channel = channel or grpc.insecure_channel(target, options=rq.CHANNEL_OPTIONS)
+        self._stub = pb_grpc.CredentialsServiceStub(self._channel)
+        self._timeout = timeout
+        self._metadata = rq.metadata(api_token)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Callable[..., Any], request: object, timeout: float | None) -> Any:
+        try:
+            return method(
+                request,
+                timeout=timeout or self._timeout,
+                metadata=self._metadata,
+                wait_for_ready=True,
+            )
+        except grpc.RpcError as error:
+            raise CredentialsError.from_rpc_error(error) from None
+
+    def get_credentials(
+        self,
+        project_id: str,
+        account_id: str,
+        source: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        external_user_id: str = "",
+        required_fields: Sequence[str] = (),
+        optional_fields: Sequence[str] = (),
+        rejected_access_token: str = "",
+        timeout: float | None = None,
+    ) -> pb.GetCredentialsResponse:
+        request = rq.get_credentials(
+            project_id,
+            account_id,
+            source,
+            connection=connection,
+            environment_name=environment,
+            external_user_id=external_user_id,
+            required_fields=required_fields,
+            optional_fields=optional_fields,
+            rejected_access_token=rejected_access_token,
+        )
+        response: pb.GetCredentialsResponse = self._call(
+            self._stub.GetCredentials, request, timeout
+        )
+        return response
+
+    def validate_account(
+        self,
+        project_id: str,
+        account_id: str,
+        source: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        external_user_id: str = "",
+        required_fields: Sequence[str] = (),
+        optional_fields: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> pb.ValidateAccountResponse:
+        request = rq.validate_account(
+            project_id,
+            account_id,
+            source,
+            connection=connection,
+            environment_name=environment,
+            external_user_id=external_user_id,
+            required_fields=required_fields,
+            optional_fields=optional_fields,
+        )
+        response: pb.ValidateAccountResponse = self._call(
+            self._stub.ValidateAccount, request, timeout
+        )
+        return response
+
+    def refresh_token(
+        self, connection: str = "", *, force: bool = False, timeout: float | None = None
+    ) -> pb.RefreshTokenResponse:
+        request = pb.RefreshTokenRequest(connection=connection, force=force)
+        response: pb.RefreshTokenResponse = self._call(self._stub.RefreshToken, request, timeout)
+        return response
+
+    def list_accounts(
+        self,
+        project_id: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        source: str = "",
+        external_user_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> pb.ListAccountsResponse:
+        request = rq.list_accounts(
+            project_id,
+            connection=connection,
+            environment_name=environment,
+            source=source,
+            external_user_id=external_user_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response: pb.ListAccountsResponse = self._call(self._stub.ListAccounts, request, timeout)
+        return response

@@ -1,0 +1,76 @@
+"""The one exception callers catch, read from the rich gRPC status.
+
+``CredentialsError.reason`` is the ``google.rpc.ErrorInfo`` reason from the
+sidecar's error table (``ACCOUNT_NOT_FOUND``, ``RATE_LIMITED``, ...);
+``retry_after`` comes from ``google.rpc.RetryInfo`` when the sidecar sent one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "pdsidecar"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class CredentialsError(Exception):
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        retry_after: float | None = None,
+        violations: tuple[FieldViolation, ...] = (),
+    ) -> None:
+        super().__init__(f"{code.name}: {message}" + (f" [{reason}]" if reason else ""))
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.metadata = metadata or {}
+        self.retry_after = retry_after
+        self.violations = violations
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> CredentialsError:
+        call = error if isinstance(error, grpc.Call) else None
+        code = call.code() if call else grpc.StatusCode.UNKNOWN
+        message = (call.details() if call else None) or str(error)
+        reason, retry_after = "", None
+        metadata: dict[str, str] = {}
+        violations: list[FieldViolation] = []
+        status = rpc_status.from_call(call) if call else None
+        details: list[Any] = list(status.details) if status else []
+        for detail in details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.domain == DOMAIN:
+                    reason, metadata = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                retry_after = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+        return cls(
+            code,
+            message,
+            reason=reason,
+            metadata=metadata,
+            retry_after=retry_after,
+            violations=tuple(violations),
+        )

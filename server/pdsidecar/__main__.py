@@ -1,0 +1,3 @@
+from pdsidecar.cli import main
+
+raise SystemExit(main())

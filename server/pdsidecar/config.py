@@ -1,0 +1,218 @@
+"""Configuration: one object, read once at start (and again on reload).
+
+Policies (refresh windows, cache age, retry budget, upstream concurrency) are
+values here, passed down to the layers that use them; no module keeps its own.
+
+A config file is TOML::
+
+    pipedream_url = "https://api.pipedream.com"
+
+    [policy]
+    token_refresh_margin = 300      # refresh the Pipedream API token this early (advisory window)
+    token_mandatory_margin = 60     # inside this, callers wait for the refresh
+    credentials_max_age = 300       # cache an account's credentials at most this long
+
+    [connections.default]
+    client_id = "..."
+    client_secret_env = "PIPEDREAM_CLIENT_SECRET"   # or client_secret_file = "/run/secrets/pd"
+
+Without a file, PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET define the
+connection ``default`` and PDSIDECAR_PIPEDREAM_URL overrides the API URL.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+from pdsidecar.secret import Secret
+
+DEFAULT_PIPEDREAM_URL: Final = "https://api.pipedream.com"
+DEFAULT_CONNECTION: Final = "default"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    # Pipedream API token windows (botocore-style). Inside the advisory window one
+    # caller refreshes while the others keep using the still-valid token; a failed
+    # refresh there is logged and the old token served. Inside the mandatory
+    # window every caller waits for a new token and errors surface.
+    token_refresh_margin: float = 300.0
+    token_mandatory_margin: float = 60.0
+    # Account responses are cached at most this long, and never past the source
+    # token's expires_at minus credentials_expiry_margin.
+    credentials_max_age: float = 300.0
+    credentials_expiry_margin: float = 300.0
+    # When Pipedream is down or rate limited, cached credentials past their
+    # max age are still served while the source token itself is valid.
+    serve_stale_on_upstream_error: bool = True
+    # Upstream HTTP.
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0
+    max_attempts: int = 3
+    backoff_initial: float = 0.1
+    backoff_max: float = 2.0
+    upstream_concurrency: int = 32
+    default_retry_after: float = 30.0
+    # Largest number of cached accounts (least recently used are evicted).
+    cache_max_entries: int = 100_000
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    name: str
+    client_id: str
+    client_secret: Secret
+    scope: str = "*"
+    require_external_user_id: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipedream_url: str = DEFAULT_PIPEDREAM_URL
+    connections: Mapping[str, ConnectionConfig] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+
+    def connection(self, name: str) -> ConnectionConfig | None:
+        return self.connections.get(name or DEFAULT_CONNECTION)
+
+
+def _policy_from(table: Mapping[str, Any]) -> Policy:
+    known = {f.name: f.type for f in fields(Policy)}
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"[policy] has unknown keys {unknown}; known keys are {sorted(known)}")
+    values: dict[str, Any] = {}
+    defaults = Policy()
+    for key, value in table.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(f"[policy] {key} must be a {expected.__name__}, got {value!r}")
+        values[key] = value
+    policy = replace(defaults, **values)
+    if policy.token_mandatory_margin > policy.token_refresh_margin:
+        raise ConfigError("[policy] token_mandatory_margin must not exceed token_refresh_margin")
+    if policy.upstream_concurrency < 1 or policy.max_attempts < 1:
+        raise ConfigError("[policy] upstream_concurrency and max_attempts must be at least 1")
+    return policy
+
+
+def _read_secret(name: str, table: Mapping[str, Any], env: Mapping[str, str]) -> Secret:
+    where = f"[connections.{name}]"
+    if "client_secret" in table:
+        raise ConfigError(
+            f"{where}: put the secret in client_secret_env or client_secret_file, "
+            "not in the config file"
+        )
+    if "client_secret_file" in table:
+        path = Path(str(table["client_secret_file"]))
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: cannot read client_secret_file {str(path)!r}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise ConfigError(f"{where}: client_secret_file {str(path)!r} is empty")
+        return Secret(value)
+    if "client_secret_env" in table:
+        var = str(table["client_secret_env"])
+        value = env.get(var, "")
+        if not value:
+            raise ConfigError(f"{where}: environment variable {var} is not set or empty")
+        return Secret(value)
+    raise ConfigError(f"{where}: set client_secret_env or client_secret_file")
+
+
+def _connection_from(name: str, table: Any, env: Mapping[str, str]) -> ConnectionConfig:
+    where = f"[connections.{name}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    allowed = {
+        "client_id",
+        "client_secret",
+        "client_secret_env",
+        "client_secret_file",
+        "scope",
+        "require_external_user_id",
+    }
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {unknown}; known keys are {sorted(allowed)}")
+    client_id = table.get("client_id")
+    if not isinstance(client_id, str) or not client_id:
+        raise ConfigError(f"{where}: client_id is required")
+    require_user = table.get("require_external_user_id", False)
+    if not isinstance(require_user, bool):
+        raise ConfigError(f"{where}: require_external_user_id must be true or false")
+    return ConnectionConfig(
+        name=name,
+        client_id=client_id,
+        client_secret=_read_secret(name, table, env),
+        scope=str(table.get("scope", "*")),
+        require_external_user_id=require_user,
+    )
+
+
+def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    known = {"pipedream_url", "policy", "connections"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown top-level keys {unknown}; known keys are {sorted(known)}")
+    url = str(data.get("pipedream_url") or env.get("PDSIDECAR_PIPEDREAM_URL") or "")
+    url = url or DEFAULT_PIPEDREAM_URL
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"pipedream_url must be an http(s) URL, got {url!r}")
+    policy_table = data.get("policy", {})
+    if not isinstance(policy_table, Mapping):
+        raise ConfigError("[policy] must be a table")
+    connections_table = data.get("connections", {})
+    if not isinstance(connections_table, Mapping) or not connections_table:
+        raise ConfigError("the config defines no [connections.NAME] table")
+    connections = {
+        name: _connection_from(name, table, env) for name, table in connections_table.items()
+    }
+    return Settings(
+        pipedream_url=url.rstrip("/"),
+        connections=connections,
+        policy=_policy_from(policy_table),
+    )
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a TOML file, or from the environment when ``path`` is None."""
+    env = os.environ if env is None else env
+    if path is None:
+        client_id = env.get("PIPEDREAM_CLIENT_ID", "")
+        if not client_id or not env.get("PIPEDREAM_CLIENT_SECRET"):
+            raise ConfigError(
+                "no --config given and PIPEDREAM_CLIENT_ID / PIPEDREAM_CLIENT_SECRET are not "
+                "both set; pass --config FILE, set both variables, or use --emulator"
+            )
+        data: dict[str, Any] = {
+            "connections": {
+                DEFAULT_CONNECTION: {
+                    "client_id": client_id,
+                    "client_secret_env": "PIPEDREAM_CLIENT_SECRET",
+                }
+            }
+        }
+        return settings_from_mapping(data, env)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return settings_from_mapping(data, env)

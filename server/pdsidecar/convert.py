@@ -1,0 +1,38 @@
+"""From the credential service's values to protobuf messages."""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+from pdsidecar_client.v1 import credentials_pb2 as pb
+
+from pdsidecar.models import Account
+
+
+def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    whole = int(seconds // 1)
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1_000_000_000))
+
+
+def account_info(account: Account) -> pb.AccountInfo:
+    """An account's description; the credential field names only, never values."""
+    return pb.AccountInfo(
+        account_id=account.id,
+        name=account.name,
+        external_id=account.external_id,
+        app_slug=account.app_slug,
+        app_name=account.app_name,
+        auth_type=account.auth_type,
+        healthy=account.healthy,
+        dead=account.dead,
+        error=account.error,
+        expires_at=timestamp(account.expires_at),
+        last_refreshed_at=timestamp(account.last_refreshed_at),
+        next_refresh_at=timestamp(account.next_refresh_at),
+        credential_fields=account.credential_fields,
+    )
+
+
+def reason_value(reason: str) -> pb.Reason.ValueType:
+    return pb.Reason.Value(f"REASON_{reason}")

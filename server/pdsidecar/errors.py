@@ -1,0 +1,165 @@
+"""The error contract: every failure the sidecar reports, in one table.
+
+Each row of :data:`ERROR_TABLE` names a reason (the ``google.rpc.ErrorInfo``
+reason, and the ``pdsidecar.v1.Reason`` enum value without its ``REASON_``
+prefix), the gRPC status code it is sent with, and whether the caller gets a
+``google.rpc.RetryInfo``. The servicer, the README's table and the tests all
+read this table.
+
+Exceptions form one tree, so callers can catch at any depth::
+
+    SidecarError                  any failure with a reason
+    +-- InvalidRequest            INVALID_REQUEST (with field violations)
+    +-- AccountProblem            something about the account itself;
+    |                             ValidateAccount reports these as data
+    +-- UpstreamError             Pipedream refused or failed
+        +-- RateLimited           RATE_LIMITED (retry_after from Retry-After)
+        +-- UpstreamUnavailable   UPSTREAM_UNAVAILABLE (retry_after)
+
+Messages and metadata name accounts, connections and field names, never a
+credential value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import grpc
+
+DOMAIN: Final = "pdsidecar"
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    code: grpc.StatusCode
+    retryable: bool
+    meaning: str
+
+
+ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
+    "INVALID_REQUEST": ErrorKind(
+        grpc.StatusCode.INVALID_ARGUMENT, False, "The request is malformed; see BadRequest."
+    ),
+    "UNAUTHENTICATED": ErrorKind(
+        grpc.StatusCode.UNAUTHENTICATED, False, "The sidecar's API token is missing or wrong."
+    ),
+    "PERMISSION_DENIED": ErrorKind(
+        grpc.StatusCode.PERMISSION_DENIED,
+        False,
+        "The listener's allow-list excludes this connection or source.",
+    ),
+    "ACCOUNT_USER_MISMATCH": ErrorKind(
+        grpc.StatusCode.PERMISSION_DENIED,
+        False,
+        "The account belongs to another end user than external_user_id.",
+    ),
+    "CONNECTION_NOT_FOUND": ErrorKind(
+        grpc.StatusCode.NOT_FOUND, False, "No Pipedream OAuth client has that connection name."
+    ),
+    "ACCOUNT_NOT_FOUND": ErrorKind(
+        grpc.StatusCode.NOT_FOUND, False, "Pipedream has no such account."
+    ),
+    "SOURCE_NOT_SUPPORTED": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION, False, "Pipedream cannot serve this source."
+    ),
+    "ACCOUNT_APP_MISMATCH": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION, False, "The account is for another app."
+    ),
+    "CREDENTIALS_NOT_AVAILABLE": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        False,
+        "The account uses Pipedream's default OAuth client; no credentials are returned.",
+    ),
+    "MISSING_REQUIRED_FIELDS": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION, False, "Required credential fields are missing."
+    ),
+    "ACCOUNT_DEAD": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION, False, "Pipedream marked the account dead."
+    ),
+    "PROVIDER_AUTH_FAILED": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        False,
+        "Pipedream refused the connection's client credentials.",
+    ),
+    "RATE_LIMITED": ErrorKind(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        True,
+        "Pipedream rate limited the sidecar (RetryInfo from Retry-After, 30 s when absent).",
+    ),
+    "UPSTREAM_UNAVAILABLE": ErrorKind(
+        grpc.StatusCode.UNAVAILABLE,
+        True,
+        "Pipedream failed or could not be reached after bounded retries.",
+    ),
+}
+
+
+class SidecarError(Exception):
+    """A failure with a reason from :data:`ERROR_TABLE`."""
+
+    reason: str = "UPSTREAM_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        if self.reason not in ERROR_TABLE:
+            raise ValueError(f"unknown error reason {self.reason!r}")
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.retry_after = retry_after
+
+    @property
+    def kind(self) -> ErrorKind:
+        return ERROR_TABLE[self.reason]
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        return self.kind.code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, message={self.message!r})"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class InvalidRequest(SidecarError):
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, violations: Sequence[FieldViolation]) -> None:
+        self.violations = tuple(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(f"invalid request: {summary}")
+
+
+class AccountProblem(SidecarError):
+    """Something about the account itself; ValidateAccount reports it as a Problem."""
+
+
+class UpstreamError(SidecarError):
+    """Pipedream refused or failed."""
+
+
+class RateLimited(UpstreamError):
+    reason = "RATE_LIMITED"
+
+
+class UpstreamUnavailable(UpstreamError):
+    reason = "UPSTREAM_UNAVAILABLE"
+
+
+class ProviderAuthFailed(UpstreamError):
+    reason = "PROVIDER_AUTH_FAILED"

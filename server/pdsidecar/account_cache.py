@@ -131,6 +131,13 @@ class AccountCache:
             return True
         return False
 
+    async def aclose(self) -> None:
+        """Cancel fetches still in flight (at shutdown, after the server has drained)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _wait(
         self,
         key: CacheKey,

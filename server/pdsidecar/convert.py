@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
-from pdsidecar_client.v1 import credentials_pb2 as pb
 
 from pdsidecar.models import Account
+from pdsidecar_client.v1 import credentials_pb2 as pb
 
 
 def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:

@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from pdsidecar_client.v1 import credentials_pb2 as pb
-from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.config import ConfigError, Settings
@@ -27,6 +25,8 @@ from pdsidecar.credentials import CredentialService
 from pdsidecar.listen import ListenAddress
 from pdsidecar.servicer import CredentialsServicer
 from pdsidecar.upstream import build_upstreams, make_http_client
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class Sidecar:
     async def stop(self, grace: float = 10.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.service.aclose()
         await self._http.aclose()
 
     async def wait(self) -> None:

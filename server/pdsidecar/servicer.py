@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
-from pdsidecar_client.v1 import credentials_pb2 as pb
-from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 from pdsidecar import convert
 from pdsidecar.clock import Clock
@@ -23,6 +21,8 @@ from pdsidecar.credentials import AccountQuery, CredentialService
 from pdsidecar.errors import SidecarError
 from pdsidecar.status import to_grpc_status
 from pdsidecar.validation import Checker
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from pdsidecar_client.v1 import credentials_pb2 as pb
-
 from pdsidecar.errors import FieldViolation, InvalidRequest
+from pdsidecar_client.v1 import credentials_pb2 as pb
 
 _PROJECT_ID: Final = re.compile(r"proj_[A-Za-z0-9]+")
 _ACCOUNT_ID: Final = re.compile(r"apn_[A-Za-z0-9]+")

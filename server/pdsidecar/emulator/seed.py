@@ -76,7 +76,8 @@ def demo_state(
     add(DEMO_CODA_ACCOUNT_ID, "coda", DEMO_USER_BOB)
     dead = add(DEMO_DEAD_ACCOUNT_ID, "notion", DEMO_USER_BOB)
     dead.healthy, dead.dead, dead.error = False, True, DEAD_ERROR
-    dead.expires_at, dead.next_refresh_at = now - 7 * 86400, None
+    dead.last_refreshed_at, dead.next_refresh_at = now - 8 * 86400, None
+    dead.expires_at = now - 8 * 86400 + hour
     sick = add(DEMO_UNHEALTHY_ACCOUNT_ID, "notion", DEMO_USER_CAROL)
     sick.healthy, sick.error = False, UNHEALTHY_ERROR
     sick.next_refresh_at = now + 300  # the refresh keeps failing; Pipedream retries soon

@@ -19,7 +19,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any, Literal
 
@@ -71,6 +71,7 @@ class EmulatorState:
         self._accounts: dict[tuple[str, str], dict[str, Account]] = {}
         self._sorted_ids: dict[tuple[str, str], list[str]] = {}  # cache, dropped on change
         self._generated = 0
+        self._retired: set[str] = set()  # revoked tokens and replaced credential values
         self.requests: Counter[Route] = Counter()
         self.statuses: dict[Route, Counter[int]] = {r: Counter() for r in ROUTES}
         self.tokens_issued = 0
@@ -86,8 +87,13 @@ class EmulatorState:
 
     def remove_client(self, client_id: str) -> bool:
         """Forget a client; the tokens it was issued stop working too."""
-        self.tokens = {k: t for k, t in self.tokens.items() if t.client_id != client_id}
-        return self.clients.pop(client_id, None) is not None
+        kept = {k: t for k, t in self.tokens.items() if t.client_id != client_id}
+        self._retired.update(self.tokens.keys() - kept.keys())
+        self.tokens = kept
+        client = self.clients.pop(client_id, None)
+        if client is not None:
+            self._retired.add(client.client_secret)
+        return client is not None
 
     def issue_token(self, client_id: str, client_secret: str) -> IssuedToken | None:
         """A new token for valid client credentials, else None."""
@@ -110,6 +116,7 @@ class EmulatorState:
     def revoke_tokens(self) -> int:
         """Revoke every issued token (the next account call answers 401); returns how many."""
         count = len(self.tokens)
+        self._retired.update(self.tokens)
         self.tokens.clear()
         return count
 
@@ -126,8 +133,11 @@ class EmulatorState:
             raise ValueError(f"environment must be one of {ENVIRONMENTS}")
         key = (account.project_id, account.environment)
         bucket = self._accounts.setdefault(key, {})
-        if account.id not in bucket:
+        previous = bucket.get(account.id)
+        if previous is None:
             self._sorted_ids.pop(key, None)
+        elif previous is not account:
+            self._retire(previous.credentials)
         bucket[account.id] = account
         return account
 
@@ -135,6 +145,11 @@ class EmulatorState:
         self, project_id: str, account_id: str, environment: str = "production"
     ) -> Account | None:
         return self._accounts.get((project_id, environment), {}).get(account_id)
+
+    def iter_accounts(self) -> Iterator[Account]:
+        """Every account of every project and environment."""
+        for bucket in self._accounts.values():
+            yield from bucket.values()
 
     def _require(self, project_id: str, account_id: str, environment: str) -> Account:
         account = self.get_account(project_id, account_id, environment)
@@ -146,8 +161,10 @@ class EmulatorState:
         self, project_id: str, account_id: str, environment: str = "production"
     ) -> bool:
         key = (project_id, environment)
-        if self._accounts.get(key, {}).pop(account_id, None) is None:
+        account = self._accounts.get(key, {}).pop(account_id, None)
+        if account is None:
             return False
+        self._retire(account.credentials)
         self._sorted_ids.pop(key, None)
         return True
 
@@ -159,6 +176,8 @@ class EmulatorState:
         unknown = set(changes) - {f.name for f in fields(Account)}
         if unknown or {"id", "project_id", "environment"} & set(changes):
             raise ValueError(f"cannot update {sorted(changes)}")
+        if "credentials" in changes:
+            self._retire(account.credentials)
         for name, value in changes.items():
             setattr(account, name, value)
         account.updated_at = self.clock()
@@ -176,6 +195,7 @@ class EmulatorState:
         if name not in account.credentials:
             name = next(iter(account.credentials))
         value, now = fake_token(account.app), self.clock()
+        self._retire({name: account.credentials[name]})
         account.credentials = {**account.credentials, name: value}
         account.updated_at = account.last_refreshed_at = now
         if account.app.auth_type == "oauth":
@@ -254,6 +274,18 @@ class EmulatorState:
             "end_cursor": encode_cursor(page[-1].id) if page and end < len(matches) else None,
         }
         return page, page_info
+
+    # --- secrets (for the test suite's log scan) ---
+    def _retire(self, credentials: dict[str, Any] | None) -> None:
+        self._retired.update(str(v) for v in (credentials or {}).values())
+
+    def secret_values(self) -> set[str]:
+        """Every secret the emulator holds or ever held: client secrets, issued tokens
+        (revoked ones too) and credential values (rotated or removed ones too)."""
+        values = {c.client_secret for c in self.clients.values()} | set(self.tokens)
+        for account in self.iter_accounts():
+            values.update(str(v) for v in (account.credentials or {}).values())
+        return values | self._retired
 
     # --- faults ---
     def _routes(self, route: RouteSpec) -> tuple[Route, ...]:

@@ -44,13 +44,17 @@ class CredentialsError(Exception):
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> CredentialsError:
-        call = error if isinstance(error, grpc.Call) else None
-        code = call.code() if call else grpc.StatusCode.UNKNOWN
-        message = (call.details() if call else None) or str(error)
+        """Reads a failed call from either the blocking or the asyncio API."""
+        # grpc.aio's AioRpcError is not a grpc.Call, but has the same accessors.
+        call: Any = error
+        if not callable(getattr(call, "code", None)):
+            return cls(grpc.StatusCode.UNKNOWN, str(error))
+        code: grpc.StatusCode = call.code()
+        message: str = call.details() or ""
         reason, retry_after = "", None
         metadata: dict[str, str] = {}
         violations: list[FieldViolation] = []
-        status = rpc_status.from_call(call) if call else None
+        status = rpc_status.from_call(call)
         details: list[Any] = list(status.details) if status else []
         for detail in details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

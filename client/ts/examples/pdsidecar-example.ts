@@ -1,0 +1,138 @@
+// pdsidecar-example calls the pdsidecar CredentialsService from Node and
+// prints one line per answer, in the format every language's example shares:
+//
+//   credentials access_token=<token> fields=<names,...>
+//   valid=<true|false> problems=<REASON,...>
+//   refreshed=<true|false> expires_at=<RFC 3339, UTC>
+//   error code=<GRPC_CODE> reason=<ErrorInfo reason or ->
+//
+// A failed call's ErrorInfo reason and RetryInfo come from the google.rpc.Status
+// in the grpc-status-details-bin trailer; a call with RetryInfo is retried after
+// that delay, up to --attempts times. Calls without RetryInfo are not retried.
+//
+// Usage (flags fall back to PDSIDECAR_TARGET, default 127.0.0.1:50051,
+// PDSIDECAR_PROJECT, PDSIDECAR_ACCOUNT, PDSIDECAR_SOURCE, PDSIDECAR_CONNECTION):
+//   node dist/examples/pdsidecar-example.js [--target HOST:PORT] get      --project P --account A --source S
+//   node dist/examples/pdsidecar-example.js [--target HOST:PORT] validate --project P --account A --source S
+//   node dist/examples/pdsidecar-example.js [--target HOST:PORT] refresh  [--connection C] [--force]
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  AccountRefSchema,
+  type CredentialsClient,
+  Reason,
+  createCredentialsClient,
+  sidecarError,
+} from "../src/index.js";
+
+const CALL_TIMEOUT_MS = 10_000;
+const MAX_RETRY_DELAY_MS = 30_000;
+const USAGE =
+  "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh} [flags]";
+
+class UsageError extends Error {}
+
+function options() {
+  const env = (name: string, fallback = "") => process.env[name] || fallback;
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      target: { type: "string", default: env("PDSIDECAR_TARGET", "127.0.0.1:50051") },
+      project: { type: "string", default: env("PDSIDECAR_PROJECT") },
+      account: { type: "string", default: env("PDSIDECAR_ACCOUNT") },
+      source: { type: "string", default: env("PDSIDECAR_SOURCE") },
+      connection: { type: "string", default: env("PDSIDECAR_CONNECTION", "default") },
+      force: { type: "boolean", default: false },
+      attempts: { type: "string", default: "3" },
+    },
+  });
+  if (positionals.length !== 1) {
+    throw new UsageError(positionals.length ? "one command expected" : "missing command");
+  }
+  return { command: positionals[0], ...values, attempts: Math.max(1, Number(values.attempts) || 1) };
+}
+
+type Options = ReturnType<typeof options>;
+
+// Runs one RPC with a deadline, retrying after the RetryInfo delay.
+async function call<T>(o: Options, rpc: (opts: { timeoutMs: number }) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await rpc({ timeoutMs: CALL_TIMEOUT_MS });
+    } catch (err) {
+      const e = sidecarError(err);
+      if (e.retryDelayMs === undefined || attempt >= o.attempts) throw err;
+      const delay = Math.min(e.retryDelayMs, MAX_RETRY_DELAY_MS);
+      console.error(
+        `retrying in ${(delay / 1000).toFixed(3)}s: code=${e.codeName} reason=${e.reason ?? "-"} (attempt ${attempt} of ${o.attempts})`,
+      );
+      await sleep(delay);
+    }
+  }
+}
+
+function rfc3339(ts: Timestamp | undefined): string {
+  return ts ? timestampDate(ts).toISOString().replace(/\.\d+Z$/, "Z") : "";
+}
+
+async function run(o: Options, client: CredentialsClient): Promise<void> {
+  const account = create(AccountRefSchema, {
+    connection: o.connection,
+    projectId: o.project,
+    accountId: o.account,
+  });
+  switch (o.command) {
+    case "get": {
+      const resp = await call(o, (opts) =>
+        client.getCredentials({ account, source: o.source }, opts),
+      );
+      const fields = Object.keys(resp.credentials).sort();
+      console.log(
+        `credentials access_token=${resp.credentials["access_token"] ?? ""} fields=${fields.join(",")}`,
+      );
+      return;
+    }
+    case "validate": {
+      const resp = await call(o, (opts) =>
+        client.validateAccount({ account, source: o.source }, opts),
+      );
+      const problems = resp.problems.map((p) => Reason[p.reason].replace(/^REASON_/, ""));
+      console.log(`valid=${resp.valid} problems=${problems.join(",")}`);
+      return;
+    }
+    case "refresh": {
+      const resp = await call(o, (opts) =>
+        client.refreshToken({ connection: o.connection, force: o.force }, opts),
+      );
+      console.log(`refreshed=${resp.refreshed} expires_at=${rfc3339(resp.expiresAt)}`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown command "${o.command}"`);
+  }
+}
+
+async function main(): Promise<number> {
+  let o: Options;
+  try {
+    o = options();
+    return await run(o, createCredentialsClient(o.target)).then(() => 0);
+  } catch (err) {
+    const parseError =
+      err instanceof Error && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS");
+    if (err instanceof UsageError || parseError) {
+      console.error(`pdsidecar-example: ${err.message}\n${USAGE}`);
+      return 2;
+    }
+    const e = sidecarError(err);
+    console.log(`error code=${e.codeName} reason=${e.reason ?? "-"}`);
+    console.error(`message: ${e.message}`);
+    for (const v of e.violations) console.error(`violation: ${v}`);
+    return 1;
+  }
+}
+
+// Exit explicitly: an idle HTTP/2 session would otherwise keep Node alive.
+main().then((code) => process.exit(code));

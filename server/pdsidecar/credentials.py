@@ -1,0 +1,286 @@
+"""The credential service: between the servicer and the upstreams.
+
+It resolves a connection, checks the request against the connection's rules,
+reads accounts through the :class:`~pdsidecar.account_cache.AccountCache`
+and applies Airweave's mapping (:mod:`pdsidecar.mapping`). Requests arrive
+validated in format; every failure leaves as a :class:`SidecarError`. Data
+flows one way: this layer calls the upstreams, nothing here is called back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from pdsidecar import mapping, paging
+from pdsidecar.account_cache import AccountCache, CacheKey
+from pdsidecar.clock import Clock
+from pdsidecar.config import DEFAULT_CONNECTION, Settings
+from pdsidecar.errors import AccountProblem, FieldViolation, InvalidRequest, SidecarError
+from pdsidecar.mapping import Problem
+from pdsidecar.models import Account, AccountPage, TokenStatus
+from pdsidecar.secret import Secret
+
+_NO_VALUE: Final = Secret("")
+
+
+class Upstream(Protocol):
+    """What this layer needs from :class:`pdsidecar.upstream.Upstream`."""
+
+    async def get_account(
+        self, project_id: str, environment: str, account_id: str, *, deadline: float | None
+    ) -> Account: ...
+
+    async def list_accounts(
+        self,
+        project_id: str,
+        environment: str,
+        *,
+        app: str | None,
+        external_user_id: str | None,
+        limit: int,
+        after: str | None,
+        deadline: float | None,
+    ) -> AccountPage: ...
+
+    async def refresh_token(self, *, force: bool, deadline: float | None) -> TokenStatus: ...
+
+    def token_status(self) -> TokenStatus | None: ...
+
+
+@dataclass(frozen=True)
+class AccountQuery:
+    connection: str
+    project_id: str
+    account_id: str
+    environment: str
+    external_user_id: str | None
+    source: str
+    required_fields: tuple[str, ...] = ()
+    optional_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CredentialsResult:
+    # Airweave field name -> value. Kept out of repr so a logged result leaks nothing.
+    credentials: dict[str, str] = field(repr=False)
+    account: Account
+    # Unix seconds at which the source token expires, when Pipedream says.
+    expires_at: float | None
+
+
+@dataclass(frozen=True)
+class Validation:
+    valid: bool
+    problems: tuple[Problem, ...]
+    # None when the account was not found, not looked up, or belongs to another user.
+    account: Account | None
+
+
+class CredentialService:
+    def __init__(
+        self,
+        settings: Settings,
+        upstreams: Mapping[str, Upstream],
+        clock: Clock,
+        cache: AccountCache | None = None,
+    ) -> None:
+        self._settings = settings
+        self._upstreams = upstreams
+        self._clock = clock
+        self.cache = cache if cache is not None else AccountCache(settings.policy, clock)
+
+    async def get_credentials(
+        self,
+        query: AccountQuery,
+        *,
+        rejected_access_token: str | None = None,
+        deadline: float | None,
+    ) -> CredentialsResult:
+        started_at = self._clock.monotonic()
+        upstream = self._upstream(query.connection)
+        self._require_user(query.connection, query.external_user_id, "account.external_user_id")
+        if mapping.is_blocked(query.source):
+            raise AccountProblem(
+                _unsupported(query.source),
+                reason="SOURCE_NOT_SUPPORTED",
+                metadata=_metadata(query),
+            )
+        account = await self.cache.get(
+            _key(query),
+            lambda: upstream.get_account(
+                # The fetch is shared by every waiter, so it runs on the upstream's own
+                # timeouts, not on this caller's deadline (see account_cache).
+                query.project_id,
+                query.environment,
+                query.account_id,
+                deadline=None,
+            ),
+            deadline=deadline,
+            rejected=_holds(rejected_access_token) if rejected_access_token else None,
+            started_at=started_at,
+        )
+        check = self._check(account, query)
+        problem = check.blocking
+        if problem is not None:
+            metadata = _metadata(query)
+            if check.missing:
+                metadata["missing"] = ",".join(check.missing)
+            raise AccountProblem(problem.message, reason=problem.reason, metadata=metadata)
+        assert check.credentials is not None  # a check without a blocking problem has them
+        return CredentialsResult(check.credentials, account, account.expires_at)
+
+    async def validate_account(self, query: AccountQuery, *, deadline: float | None) -> Validation:
+        """Account problems come back as data; connection and upstream errors raise."""
+        upstream = self._upstream(query.connection)
+        self._require_user(query.connection, query.external_user_id, "account.external_user_id")
+        if mapping.is_blocked(query.source):
+            # Nothing to learn from the account: the source cannot be served at all.
+            problem = Problem("SOURCE_NOT_SUPPORTED", _unsupported(query.source))
+            return Validation(False, (problem,), None)
+        try:
+            account = await self.cache.get(
+                _key(query),
+                lambda: upstream.get_account(
+                    query.project_id, query.environment, query.account_id, deadline=None
+                ),
+                deadline=deadline,
+            )
+        except AccountProblem as error:
+            if error.reason != "ACCOUNT_NOT_FOUND":
+                raise
+            return Validation(False, (Problem(error.reason, error.message),), None)
+        check = self._check(account, query)
+        if any(p.reason == mapping.USER_MISMATCH for p in check.problems):
+            return Validation(False, check.problems, None)
+        return Validation(check.blocking is None, check.problems, account)
+
+    async def refresh_token(
+        self, connection: str, *, force: bool, deadline: float | None
+    ) -> TokenStatus:
+        return await self._upstream(connection).refresh_token(force=force, deadline=deadline)
+
+    async def list_accounts(
+        self,
+        connection: str,
+        project_id: str,
+        environment: str,
+        *,
+        source: str | None,
+        external_user_id: str | None,
+        page_size: int,
+        page_token: str | None,
+        deadline: float | None,
+    ) -> tuple[tuple[Account, ...], str]:
+        """One page of accounts, never with credential values, and the next page token."""
+        upstream = self._upstream(connection)
+        self._require_user(connection, external_user_id, "external_user_id")
+        app = mapping.app_slug(source) if source else None
+        filters = (
+            connection or DEFAULT_CONNECTION,
+            project_id,
+            environment,
+            app or "",
+            external_user_id or "",
+        )
+        cursor = paging.decode_page_token(page_token, filters)
+        page = await upstream.list_accounts(
+            project_id,
+            environment,
+            app=app,
+            external_user_id=external_user_id,
+            limit=page_size if page_size > 0 else 20,
+            after=cursor,
+            deadline=deadline,
+        )
+        accounts = tuple(
+            _without_values(a)
+            for a in page.accounts
+            # Defence in depth: never list another user's account, whatever upstream sent.
+            if not external_user_id or a.external_id == external_user_id
+        )
+        return accounts, paging.encode_page_token(page.next_cursor, filters)
+
+    def readiness(self) -> bool:
+        """True when at least one connection holds an unexpired Pipedream API token."""
+        now = self._clock.wall()
+        for upstream in self._upstreams.values():
+            status = upstream.token_status()
+            if status is not None and status.expires_at > now:
+                return True
+        return False
+
+    async def aclose(self) -> None:
+        await self.cache.aclose()
+
+    def _upstream(self, connection: str) -> Upstream:
+        name = connection or DEFAULT_CONNECTION
+        upstream = self._upstreams.get(name)
+        if upstream is None:
+            configured = ", ".join(sorted(self._upstreams)) or "none"
+            raise SidecarError(
+                f"Connection '{name}' is not configured; configured connections: {configured}",
+                reason="CONNECTION_NOT_FOUND",
+                metadata={"connection": name},
+            )
+        return upstream
+
+    def _require_user(self, connection: str, external_user_id: str | None, where: str) -> None:
+        config = self._settings.connection(connection)
+        if config is not None and config.require_external_user_id and not external_user_id:
+            name = connection or DEFAULT_CONNECTION
+            raise InvalidRequest(
+                [FieldViolation(where, f"is required: connection '{name}' requires it")]
+            )
+
+    @staticmethod
+    def _check(account: Account, query: AccountQuery) -> mapping.Check:
+        return mapping.check_account(
+            account,
+            source=query.source,
+            required_fields=query.required_fields,
+            optional_fields=query.optional_fields,
+            external_user_id=query.external_user_id,
+        )
+
+
+def _key(query: AccountQuery) -> CacheKey:
+    return (
+        query.connection or DEFAULT_CONNECTION,
+        query.project_id,
+        query.environment,
+        query.account_id,
+    )
+
+
+def _metadata(query: AccountQuery) -> dict[str, str]:
+    return {
+        "account_id": query.account_id,
+        "project_id": query.project_id,
+        "connection": query.connection or DEFAULT_CONNECTION,
+        "source": query.source,
+    }
+
+
+def _unsupported(source: str) -> str:
+    return f"Source '{source}' cannot be served through Pipedream Connect"
+
+
+def _holds(token: str) -> Callable[[Account], bool]:
+    """Whether an account still holds ``token`` among its credential values."""
+    wanted = token.encode()
+
+    def holds(account: Account) -> bool:
+        values = account.credentials.values() if account.credentials else ()
+        return any(hmac.compare_digest(v.reveal().encode(), wanted) for v in values)
+
+    return holds
+
+
+def _without_values(account: Account) -> Account:
+    if not account.credentials:
+        return account
+    return dataclasses.replace(account, credentials=dict.fromkeys(account.credentials, _NO_VALUE))

@@ -1,0 +1,150 @@
+"""One connection's view of Pipedream: the only thing the credential service calls.
+
+An :class:`Upstream` pairs the shared :class:`PipedreamClient` with the
+connection's :class:`TokenProvider`. When Pipedream answers 401 to an API
+token, the token is dropped, a new one fetched and the call retried exactly
+once; a second 401 means the connection's client credentials are no good.
+
+:func:`build_upstreams` wires one process: one HTTP client, one
+``PipedreamClient`` whose semaphore caps the requests in flight across all
+connections at ``policy.upstream_concurrency``, and one Upstream per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+
+from pdsidecar import __version__
+from pdsidecar.clock import Clock
+from pdsidecar.config import ConnectionConfig, Policy, Settings
+from pdsidecar.errors import ProviderAuthFailed, SidecarError
+from pdsidecar.models import Account, AccountPage, TokenStatus
+from pdsidecar.pipedream_client import PipedreamClient, TokenRejected
+from pdsidecar.secret import Secret
+from pdsidecar.tokens import TokenProvider
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Upstream:
+    def __init__(
+        self,
+        connection: ConnectionConfig,
+        client: PipedreamClient,
+        tokens: TokenProvider,
+        policy: Policy,
+    ) -> None:
+        self.connection = connection
+        self.policy = policy
+        self._client = client
+        self._tokens = tokens
+
+    @classmethod
+    def create(
+        cls, connection: ConnectionConfig, client: PipedreamClient, policy: Policy, clock: Clock
+    ) -> Upstream:
+        return cls(connection, client, TokenProvider(connection, client, policy, clock), policy)
+
+    @property
+    def tokens(self) -> TokenProvider:
+        return self._tokens
+
+    async def get_account(
+        self, project_id: str, environment: str, account_id: str, *, deadline: float | None
+    ) -> Account:
+        return await self._call(
+            lambda token: self._client.get_account(
+                token, project_id, environment, account_id, deadline=deadline
+            ),
+            deadline,
+        )
+
+    async def list_accounts(
+        self,
+        project_id: str,
+        environment: str,
+        *,
+        app: str | None,
+        external_user_id: str | None,
+        limit: int,
+        after: str | None,
+        deadline: float | None,
+    ) -> AccountPage:
+        return await self._call(
+            lambda token: self._client.list_accounts(
+                token,
+                project_id,
+                environment,
+                app=app,
+                external_user_id=external_user_id,
+                limit=limit,
+                after=after,
+                deadline=deadline,
+            ),
+            deadline,
+        )
+
+    async def refresh_token(self, *, force: bool, deadline: float | None) -> TokenStatus:
+        return await self._tokens.refresh(force=force, deadline=deadline)
+
+    def token_status(self) -> TokenStatus | None:
+        return self._tokens.status()
+
+    async def _call(self, request: Callable[[Secret], Awaitable[T]], deadline: float | None) -> T:
+        """Run ``request`` with a token; on a 401, once more with a fresh one."""
+        name = self.connection.name
+        try:
+            for attempt in (1, 2):
+                token = await self._tokens.token(deadline)
+                try:
+                    return await request(token)
+                except TokenRejected:
+                    self._tokens.invalidate(token)
+                    logger.warning("connection %s: Pipedream answered 401 (try %d)", name, attempt)
+        except SidecarError as error:
+            error.metadata.setdefault("connection", name)
+            raise
+        raise ProviderAuthFailed(
+            f"Pipedream rejected two fresh API tokens of connection {name} (HTTP 401)",
+            metadata={"connection": name},
+        )
+
+
+def make_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The process's one HTTP client to Pipedream; the caller closes it."""
+    policy = settings.policy
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(policy.request_timeout, connect=policy.connect_timeout),
+        # As many connections as requests may be in flight (the semaphore's cap).
+        limits=httpx.Limits(
+            max_connections=policy.upstream_concurrency,
+            max_keepalive_connections=policy.upstream_concurrency,
+        ),
+        headers={"user-agent": f"pdsidecar/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+def build_upstreams(
+    settings: Settings, http_client: httpx.AsyncClient, clock: Clock
+) -> dict[str, Upstream]:
+    """One Upstream per configured connection, all behind one concurrency cap."""
+    policy = settings.policy
+    client = PipedreamClient(
+        http_client,
+        settings.pipedream_url,
+        policy,
+        clock,
+        slots=asyncio.Semaphore(policy.upstream_concurrency),
+    )
+    return {
+        name: Upstream.create(connection, client, policy, clock)
+        for name, connection in settings.connections.items()
+    }

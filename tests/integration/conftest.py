@@ -1,0 +1,73 @@
+"""A real emulator and a real sidecar on loopback, per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from pdsidecar.config import ConnectionConfig, Policy, Settings
+from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorState
+from pdsidecar.emulator import demo_state as make_demo_state
+from pdsidecar.listen import parse_listen
+from pdsidecar.secret import Secret
+from pdsidecar.server import Sidecar
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.conftest import SECRETS
+
+
+def emulator_secrets(state: EmulatorState) -> set[str]:
+    """Every secret value the emulator holds now."""
+    values = {client.client_secret for client in state.clients.values()}
+    values |= set(state.tokens)
+    for account in state.iter_accounts():
+        values |= {str(v) for v in (account.credentials or {}).values()}
+    return values
+
+
+@pytest.fixture
+def demo_state() -> EmulatorState:
+    return make_demo_state(seed=7)
+
+
+@pytest.fixture
+async def emulator(demo_state: EmulatorState) -> AsyncIterator[Emulator]:
+    async with Emulator(demo_state) as emu:
+        yield emu
+        SECRETS.update(emulator_secrets(demo_state))
+
+
+@pytest.fixture
+def policy() -> Policy:
+    """Overridden by tests that need another policy."""
+    return Policy(backoff_initial=0.01, backoff_max=0.05)
+
+
+def demo_settings(url: str, policy: Policy, **connections: ConnectionConfig) -> Settings:
+    demo = ConnectionConfig("default", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
+    return Settings(pipedream_url=url, connections={"default": demo, **connections}, policy=policy)
+
+
+@pytest.fixture
+def settings(emulator: Emulator, policy: Policy) -> Settings:
+    return demo_settings(emulator.url, policy)
+
+
+@pytest.fixture
+async def sidecar(settings: Settings) -> AsyncIterator[Sidecar]:
+    sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")])
+    await sidecar.start()
+    yield sidecar
+    await sidecar.stop(grace=0)
+
+
+@pytest.fixture
+async def channel(sidecar: Sidecar) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
+        yield channel
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> pb_grpc.CredentialsServiceStub:
+    return pb_grpc.CredentialsServiceStub(channel)

@@ -1,0 +1,194 @@
+"""Airweave's mapping rules: slugs, blocked sources, field names and account checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdsidecar import mapping
+from pdsidecar.errors import ERROR_TABLE
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from tests.unit.account_fakes import ACCESS, API_KEY, CLIENT_ID, REFRESH, SECRET_MARK, make_account
+
+
+@pytest.mark.parametrize(
+    ("source", "slug"),
+    [
+        ("apollo", "apollo_io"),
+        ("outlook_mail", "outlook"),
+        ("outlook_calendar", "outlook"),
+        ("slack", "slack_v2"),
+        ("powerpoint", "microsoft_onedrive"),
+        ("calcom", "cal_com"),
+        ("notion", "notion"),
+        ("coda", "coda"),
+    ],
+)
+def test_app_slug(source: str, slug: str) -> None:
+    assert mapping.app_slug(source) == slug
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["ctti", "github", "jira", "confluence", "bitbucket", "onenote", "word", "servicenow"],
+)
+def test_blocked_sources(source: str) -> None:
+    assert mapping.is_blocked(source)
+
+
+@pytest.mark.parametrize("source", ["notion", "slack", "coda", "outlook_mail"])
+def test_supported_sources_are_not_blocked(source: str) -> None:
+    assert not mapping.is_blocked(source)
+
+
+@pytest.mark.parametrize(
+    ("name", "pipedream"),
+    [
+        ("access_token", "oauth_access_token"),
+        ("refresh_token", "oauth_refresh_token"),
+        ("client_id", "oauth_client_id"),
+        ("client_secret", "oauth_client_secret"),
+        ("api_key", "api_key"),
+        ("api_token", "api_key"),
+        ("personal_access_token", "oauth_access_token"),
+        ("base_url", "base_url"),
+    ],
+)
+def test_field_names(name: str, pipedream: str) -> None:
+    assert mapping.pipedream_field("notion", name) == pipedream
+
+
+@pytest.mark.parametrize("source", ["coda", "slab"])
+@pytest.mark.parametrize("name", ["api_key", "api_token"])
+def test_per_source_overrides_read_api_token(source: str, name: str) -> None:
+    assert mapping.pipedream_field(source, name) == "api_token"
+
+
+@pytest.mark.parametrize("source", ["coda", "slab"])
+def test_overrides_leave_other_fields_alone(source: str) -> None:
+    assert mapping.pipedream_field(source, "access_token") == "oauth_access_token"
+
+
+def test_every_reason_is_in_the_contract() -> None:
+    errors = {
+        mapping.USER_MISMATCH,
+        mapping.APP_MISMATCH,
+        mapping.DEAD,
+        mapping.NO_CREDENTIALS,
+        mapping.MISSING_FIELDS,
+    }
+    assert errors <= set(ERROR_TABLE)  # each can be raised by GetCredentials
+    for reason in (*errors, mapping.UNHEALTHY):
+        assert pb.Reason.Value(f"REASON_{reason}")
+
+
+def test_default_fields_map_and_missing_optional_are_skipped() -> None:
+    check = mapping.check_account(make_account(), source="notion")
+    assert check.problems == ()
+    assert check.credentials == {
+        "access_token": ACCESS,
+        "refresh_token": REFRESH,
+        "client_id": CLIENT_ID,
+    }  # client_secret is optional and absent: skipped
+
+
+def test_explicit_fields_replace_defaults() -> None:
+    check = mapping.check_account(
+        make_account(), source="notion", required_fields=("access_token",), optional_fields=("x",)
+    )
+    assert check.credentials == {"access_token": ACCESS}
+
+
+def test_coda_api_key_reads_api_token() -> None:
+    account = make_account(app="coda", credentials={"api_token": API_KEY})
+    check = mapping.check_account(account, source="coda", required_fields=("api_key",))
+    assert check.credentials == {"api_key": API_KEY}
+
+
+def test_slack_source_matches_slack_v2_app() -> None:
+    check = mapping.check_account(make_account(app="slack_v2"), source="slack")
+    assert check.problems == ()
+
+
+def test_app_mismatch() -> None:
+    check = mapping.check_account(make_account("apn_x", app="slack_v2"), source="notion")
+    assert [p.reason for p in check.problems] == ["ACCOUNT_APP_MISMATCH"]
+    assert check.problems[0].message == "Account apn_x is for app 'slack_v2', expected 'notion'"
+    assert check.credentials is None
+
+
+def test_credentials_not_available() -> None:
+    check = mapping.check_account(make_account(credentials=None), source="notion")
+    assert [p.reason for p in check.problems] == ["CREDENTIALS_NOT_AVAILABLE"]
+    assert "default OAuth" in check.problems[0].message
+    assert check.credentials is None
+
+
+def test_missing_required_fields_names_both_sides_never_values() -> None:
+    check = mapping.check_account(
+        make_account(), source="notion", required_fields=("access_token", "api_key", "domain")
+    )
+    [problem] = check.problems
+    assert problem.reason == "MISSING_REQUIRED_FIELDS"
+    assert check.missing == ("api_key", "domain")
+    assert "api_key, domain" in problem.message
+    assert "oauth_access_token, oauth_client_id, oauth_refresh_token" in problem.message
+    assert SECRET_MARK not in problem.message
+    assert check.credentials is None
+
+
+def test_empty_credentials_report_no_available_fields() -> None:
+    check = mapping.check_account(make_account(credentials={}), source="notion")
+    [problem] = check.problems
+    assert problem.reason == "MISSING_REQUIRED_FIELDS"
+    assert problem.message.endswith("available Pipedream fields: none")
+
+
+def test_dead_includes_pipedream_error_text() -> None:
+    check = mapping.check_account(make_account(dead=True, error="invalid_grant"), source="notion")
+    assert [p.reason for p in check.problems] == ["ACCOUNT_DEAD"]
+    assert "invalid_grant" in check.problems[0].message
+    assert check.credentials is None
+    plain = mapping.check_account(make_account(dead=True), source="notion")
+    assert plain.problems[0].message.endswith("must be reconnected")
+
+
+def test_unhealthy_is_a_warning_only() -> None:
+    check = mapping.check_account(
+        make_account(healthy=False, error="refresh failed"), source="notion"
+    )
+    assert [p.reason for p in check.problems] == ["ACCOUNT_UNHEALTHY"]
+    assert check.problems[0].is_warning
+    assert check.blocking is None
+    assert check.credentials is not None
+    assert "refresh failed" in check.problems[0].message
+
+
+def test_user_mismatch_is_reported_alone_without_the_other_user() -> None:
+    account = make_account(app="slack_v2", external_id="other-user-42", dead=True, healthy=False)
+    check = mapping.check_account(account, source="notion", external_user_id="user-1")
+    assert [p.reason for p in check.problems] == ["ACCOUNT_USER_MISMATCH"]
+    assert "other-user-42" not in check.problems[0].message
+    assert "slack_v2" not in check.problems[0].message
+    assert check.credentials is None
+
+
+def test_matching_user_passes() -> None:
+    check = mapping.check_account(make_account(), source="notion", external_user_id="user-1")
+    assert check.problems == ()
+
+
+def test_problems_come_in_a_fixed_order() -> None:
+    account = make_account(app="slack_v2", credentials=None, dead=True, healthy=False)
+    check = mapping.check_account(account, source="notion")
+    assert [p.reason for p in check.problems] == [
+        "ACCOUNT_APP_MISMATCH",
+        "ACCOUNT_DEAD",
+        "CREDENTIALS_NOT_AVAILABLE",
+        "ACCOUNT_UNHEALTHY",
+    ]
+    assert check.blocking is not None and check.blocking.reason == "ACCOUNT_APP_MISMATCH"
+
+
+def test_check_repr_hides_values() -> None:
+    check = mapping.check_account(make_account(), source="notion")
+    assert SECRET_MARK not in repr(check)

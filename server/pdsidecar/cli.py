@@ -1,4 +1,4 @@
-"""The ``pdsidecar`` command: serve, emulator, health."""
+"""The ``pdsidecar`` command. Each subcommand lives in :mod:`pdsidecar.commands`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from pdsidecar import __version__
-from pdsidecar.config import ConfigError, ConnectionConfig, Settings, load_settings
-from pdsidecar.listen import parse_listen
-from pdsidecar.secret import Secret
+from pdsidecar.commands import accounts, emulator, health, serve
+from pdsidecar.config import ConfigError
 
-DEFAULT_LISTEN = "127.0.0.1:50051"
+COMMANDS = (serve, emulator, health, accounts)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,82 +20,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="pdsidecar", description="gRPC sidecar serving Pipedream Connect credentials."
     )
     parser.add_argument("--version", action="version", version=f"pdsidecar {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="run the sidecar")
-    serve.add_argument(
-        "--listen",
-        action="append",
-        metavar="ADDR",
-        help=f"HOST:PORT, [::1]:PORT or unix:PATH; repeatable (default {DEFAULT_LISTEN})",
-    )
-    serve.add_argument("--config", type=Path, help="TOML config file (default: environment)")
-    serve.add_argument(
-        "--emulator",
-        action="store_true",
-        help="start the built-in Pipedream emulator in-process with a demo connection",
-    )
-    serve.add_argument(
-        "--grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM"
-    )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-
-    emulator = commands.add_parser("emulator", help="run the Pipedream API emulator alone")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8765)
-
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     return parser
-
-
-def _emulator_settings(url: str) -> Settings:
-    from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-
-    demo = ConnectionConfig("default", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
-    return Settings(pipedream_url=url, connections={"default": demo})
-
-
-def _print_demo(target: str) -> None:
-    from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
-
-    request = (
-        f'{{"account": {{"project_id": "{DEMO_PROJECT_ID}", '
-        f'"account_id": "{DEMO_NOTION_ACCOUNT_ID}"}}, "source": "notion"}}'
-    )
-    print(
-        f"""
-pdsidecar is serving on {target} against the built-in Pipedream emulator.
-
-Call it with grpcurl (reflection is on):
-  grpcurl -plaintext -d '{request}' {target} pdsidecar.v1.CredentialsService/GetCredentials
-
-or from Python (pip install -e client/python):
-  from pdsidecar_client import CredentialsClient
-  with CredentialsClient("{target}") as client:
-      response = client.get_credentials(
-          project_id="{DEMO_PROJECT_ID}", account_id="{DEMO_NOTION_ACCOUNT_ID}", source="notion"
-      )
-      print(response.credentials["access_token"])
-""",
-        flush=True,
-    )
-
-
-async def _serve(args: argparse.Namespace) -> int:
-    from pdsidecar.server import Sidecar, run_until_signalled
-
-    listeners = [parse_listen(value) for value in (args.listen or [DEFAULT_LISTEN])]
-    if args.emulator:
-        from pdsidecar.emulator import Emulator, demo_state
-
-        async with Emulator(demo_state()) as emulator:
-            sidecar = Sidecar(_emulator_settings(emulator.url), listeners)
-            await run_until_signalled(
-                sidecar, args.grace, on_started=lambda s: _print_demo(s.bound[0])
-            )
-        return 0
-    settings = load_settings(args.config)
-    await run_until_signalled(Sidecar(settings, listeners), args.grace)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,19 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        if args.command == "serve":
-            return asyncio.run(_serve(args))
-        if args.command == "emulator":
-            from pdsidecar.emulator import run_emulator
-
-            asyncio.run(run_emulator(args.host, args.port))
-            return 0
+        code: int = asyncio.run(args.run(args))
+        return code
     except ConfigError as error:
         print(f"pdsidecar: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 2
 
 
 if __name__ == "__main__":

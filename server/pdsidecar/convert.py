@@ -11,8 +11,11 @@ from pdsidecar_client.v1 import credentials_pb2 as pb
 def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     if seconds is None:
         return None
-    whole = int(seconds // 1)
-    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1_000_000_000))
+    # Pipedream's timestamps have millisecond precision; round to microseconds
+    # so float noise does not show up as nanoseconds.
+    micros = round(seconds * 1_000_000)
+    whole, rest = divmod(micros, 1_000_000)
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=rest * 1000)
 
 
 def account_info(account: Account) -> pb.AccountInfo:

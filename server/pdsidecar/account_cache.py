@@ -121,6 +121,19 @@ class AccountCache:
     ) -> bool:
         return (started_at is None or entry.fetched_at < started_at) and rejected(entry.account)
 
+    def is_current(self, key: CacheKey, entry: CacheEntry) -> bool:
+        """Whether ``entry`` is still the fresh entry for ``key``; counted as a hit if so.
+
+        Lets a caller that kept an answer derived from ``entry`` reuse it without
+        looking the account up again, and drop it once the entry is replaced,
+        invalidated or no longer fresh.
+        """
+        if self._entries.get(key) is entry and self._clock.monotonic() < entry.fresh_until:
+            entry.used = True
+            self.stats.hits += 1
+            return True
+        return False
+
     def invalidate(self, key: CacheKey) -> None:
         self._entries.pop(key, None)
 

@@ -27,6 +27,10 @@ from pdsidecar.secret import Secret
 _NO_VALUE: Final = Secret("")
 
 
+def _never() -> bool:
+    return False
+
+
 class Upstream(Protocol):
     """What this layer needs from :class:`pdsidecar.upstream.Upstream`."""
 
@@ -70,6 +74,9 @@ class CredentialsResult:
     account: Account
     # Unix seconds at which the source token expires, when Pipedream says.
     expires_at: float | None
+    # True while the cached account this answer was made from is still current and
+    # fresh: the same request would get the same answer, so it may be reused.
+    still_current: Callable[[], bool] = field(default=_never, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,9 @@ class CredentialService:
                 reason="SOURCE_NOT_SUPPORTED",
                 metadata=_metadata(query),
             )
+        key = _key(query)
         account = await self.cache.get(
-            _key(query),
+            key,
             lambda: upstream.get_account(
                 # The fetch is shared by every waiter, so it runs on the upstream's own
                 # timeouts, not on this caller's deadline (see account_cache).
@@ -131,7 +139,15 @@ class CredentialService:
                 metadata["missing"] = ",".join(check.missing)
             raise AccountProblem(problem.message, reason=problem.reason, metadata=metadata)
         assert check.credentials is not None  # a check without a blocking problem has them
-        return CredentialsResult(check.credentials, account, account.expires_at)
+        return CredentialsResult(
+            check.credentials, account, account.expires_at, self._currency(key, account)
+        )
+
+    def _currency(self, key: CacheKey, account: Account) -> Callable[[], bool]:
+        entry = self.cache.peek(key)
+        if entry is None or entry.account is not account:
+            return _never  # served stale, or already replaced: not reusable
+        return lambda: self.cache.is_current(key, entry)
 
     async def validate_account(self, query: AccountQuery, *, deadline: float | None) -> Validation:
         """Account problems come back as data; connection and upstream errors raise."""

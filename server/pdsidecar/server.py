@@ -23,10 +23,9 @@ from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.config import ConfigError, Settings
 from pdsidecar.credentials import CredentialService
 from pdsidecar.listen import ListenAddress
-from pdsidecar.servicer import CredentialsServicer
+from pdsidecar.servicer import CredentialsServicer, add_to_server
 from pdsidecar.upstream import build_upstreams, make_http_client
 from pdsidecar_client.v1 import credentials_pb2 as pb
-from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +57,7 @@ class Sidecar:
                 ("grpc.max_receive_message_length", 1 << 20),
             ]
         )
-        pb_grpc.add_CredentialsServiceServicer_to_server(
-            CredentialsServicer(self.service, self.clock), self.server
-        )
+        add_to_server(CredentialsServicer(self.service, self.clock), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server

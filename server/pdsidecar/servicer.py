@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from pdsidecar import convert
 from pdsidecar.clock import Clock
 from pdsidecar.credentials import AccountQuery, CredentialService
-from pdsidecar.errors import SidecarError
+from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
 from pdsidecar.status import to_grpc_status
 from pdsidecar.validation import Checker
 from pdsidecar_client.v1 import credentials_pb2 as pb
@@ -31,9 +32,32 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
-    def __init__(self, service: CredentialService, clock: Clock) -> None:
+    def __init__(self, service: CredentialService, clock: Clock, memo_size: int = 100_000) -> None:
         self._service = service
         self._clock = clock
+        self._memo = ResponseMemo(memo_size)
+
+    async def GetCredentialsRaw(self, request: bytes, context: Context) -> bytes:
+        """GetCredentials on the wire format: the hot path for cached accounts.
+
+        The answer for a cached account does not change while its cache entry
+        is current, so the serialized response is kept, keyed by the request's
+        own bytes, and sent again without parsing or building a message.
+        """
+        reused = self._memo.get(request)
+        if reused is not None:
+            return reused
+        try:
+            parsed = pb.GetCredentialsRequest.FromString(request)
+        except DecodeError:
+            violation = FieldViolation("(request)", "is not a GetCredentialsRequest message")
+            await _abort(context, InvalidRequest([violation]))
+            raise
+        response, still_current = await self._get_credentials(parsed, context)
+        serialized = response.SerializeToString()
+        if not parsed.rejected_access_token:
+            self._memo.put(request, serialized, still_current)
+        return serialized
 
     def _deadline(self, context: Context) -> float | None:
         # Python does not propagate deadlines by itself: pass what is left down.
@@ -49,8 +73,7 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
         try:
             return await call()
         except SidecarError as error:
-            status = to_grpc_status(error)
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await _abort(context, error)
             raise  # abort() raises; this line keeps the type checker honest
         except Exception:
             # Only the exception type: a message could carry upstream text.
@@ -85,7 +108,13 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
         request: pb.GetCredentialsRequest,
         context: grpc.aio.ServicerContext[pb.GetCredentialsRequest, pb.GetCredentialsResponse],
     ) -> pb.GetCredentialsResponse:
-        async def call() -> pb.GetCredentialsResponse:
+        response, _ = await self._get_credentials(request, context)
+        return response
+
+    async def _get_credentials(
+        self, request: pb.GetCredentialsRequest, context: Context
+    ) -> tuple[pb.GetCredentialsResponse, Callable[[], bool]]:
+        async def call() -> tuple[pb.GetCredentialsResponse, Callable[[], bool]]:
             check = Checker()
             query = self._query(
                 check,
@@ -100,11 +129,12 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
                 rejected_access_token=request.rejected_access_token or None,
                 deadline=self._deadline(context),
             )
-            return pb.GetCredentialsResponse(
+            response = pb.GetCredentialsResponse(
                 credentials=result.credentials,
                 account=convert.account_info(result.account),
                 expires_at=convert.timestamp(result.expires_at),
             )
+            return response, result.still_current
 
         return await self._answer("GetCredentials", context, call)
 
@@ -191,3 +221,62 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
             )
 
         return await self._answer("ListAccounts", context, call)
+
+
+async def _abort(context: Context, error: SidecarError) -> None:
+    """Ends the call with the error's rich status (always raises)."""
+    status = to_grpc_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class ResponseMemo:
+    """Serialized answers by request bytes, each valid while its check says so.
+
+    Bounded: past ``size`` entries the oldest are dropped (a dict keeps
+    insertion order). Entries whose check fails are removed when next read.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = max(1, size)
+        self._entries: dict[bytes, tuple[bytes, Callable[[], bool]]] = {}
+
+    def get(self, request: bytes) -> bytes | None:
+        found = self._entries.get(request)
+        if found is None:
+            return None
+        response, still_current = found
+        if still_current():
+            return response
+        self._entries.pop(request, None)
+        return None
+
+    def put(self, request: bytes, response: bytes, still_current: Callable[[], bool]) -> None:
+        entries = self._entries
+        entries.pop(request, None)
+        entries[request] = (response, still_current)
+        while len(entries) > self._size:
+            del entries[next(iter(entries))]
+
+
+def add_to_server(servicer: CredentialsServicer, server: grpc.aio.Server) -> None:
+    """Registers the service; GetCredentials runs on raw bytes (see GetCredentialsRaw)."""
+    handlers = {
+        "GetCredentials": grpc.unary_unary_rpc_method_handler(servicer.GetCredentialsRaw),
+        "ValidateAccount": grpc.unary_unary_rpc_method_handler(
+            servicer.ValidateAccount,
+            request_deserializer=pb.ValidateAccountRequest.FromString,
+            response_serializer=pb.ValidateAccountResponse.SerializeToString,
+        ),
+        "RefreshToken": grpc.unary_unary_rpc_method_handler(
+            servicer.RefreshToken,
+            request_deserializer=pb.RefreshTokenRequest.FromString,
+            response_serializer=pb.RefreshTokenResponse.SerializeToString,
+        ),
+        "ListAccounts": grpc.unary_unary_rpc_method_handler(
+            servicer.ListAccounts,
+            request_deserializer=pb.ListAccountsRequest.FromString,
+            response_serializer=pb.ListAccountsResponse.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["CredentialsService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

@@ -82,7 +82,7 @@ class TokenProvider:
             window = self._window(current)
             if window is _Window.FRESH:
                 return current.value
-            if False:
+            if window is _Window.ADVISORY:
                 return await self._advisory_refresh(current, deadline)
         return (await self._mandatory_refresh(deadline)).value
 

@@ -1,0 +1,1 @@
+"""The pdsidecar benchmark: ``python -m bench.run`` (see bench/README.md)."""

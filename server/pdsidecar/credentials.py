@@ -99,6 +99,7 @@ class CredentialService:
         self._upstreams = upstreams
         self._clock = clock
         self.cache = cache if cache is not None else AccountCache(settings.policy, clock)
+        self._page_tokens = paging.PageTokens()
 
     async def get_credentials(
         self,
@@ -202,7 +203,7 @@ class CredentialService:
             app or "",
             external_user_id or "",
         )
-        cursor = paging.decode_page_token(page_token, filters)
+        cursor = self._page_tokens.decode(page_token, filters)
         page = await upstream.list_accounts(
             project_id,
             environment,
@@ -218,7 +219,7 @@ class CredentialService:
             # Defence in depth: never list another user's account, whatever upstream sent.
             if not external_user_id or a.external_id == external_user_id
         )
-        return accounts, paging.encode_page_token(page.next_cursor, filters)
+        return accounts, self._page_tokens.encode(page.next_cursor, filters)
 
     def readiness(self) -> bool:
         """True when at least one connection holds an unexpired Pipedream API token."""

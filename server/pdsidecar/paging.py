@@ -1,11 +1,15 @@
-"""ListAccounts page tokens: Pipedream's cursor bound to the query it belongs to.
+"""ListAccounts page tokens: Pipedream's cursor, bound to its query and signed.
 
-A token is URL-safe base64 (unpadded) of ``{"v": 1, "c": cursor, "q": digest}``
-where ``digest`` fingerprints the filters (connection, project, environment,
-app, external user). Reusing a token with other filters is refused rather
-than silently paging through a different listing. The token is not signed:
-it grants nothing, since every listing call still uses the filters of the
-request itself, so a forged cursor can only page within the caller's own query.
+A token is URL-safe base64 (unpadded) of ``{"v": 2, "c": cursor, "q": digest,
+"s": tag}``. ``digest`` fingerprints the filters (connection, project,
+environment, app, external user): reusing a token with other filters is
+refused rather than silently paging through a different listing. ``tag`` is
+an HMAC of the rest under a key that lives as long as the process, so a token
+this sidecar did not mint (edited, invented, or minted before a restart) is
+refused as INVALID_ARGUMENT on ``page_token`` before Pipedream is asked,
+instead of coming back from Pipedream as a bad cursor that looks like an
+outage. The token grants nothing: every listing call still uses the filters of
+the request itself.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
-from typing import Final
+import secrets
+from typing import Any, Final
 
 from pdsidecar.errors import FieldViolation, InvalidRequest
 
-VERSION: Final = 1
+VERSION: Final = 2
 FIELD: Final = "page_token"
+_TAG_BYTES: Final = 16
 
 
 def _digest(filters: tuple[str, ...]) -> str:
@@ -27,43 +34,64 @@ def _digest(filters: tuple[str, ...]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def encode_page_token(cursor: str | None, filters: tuple[str, ...]) -> str:
-    """The next_page_token for ``cursor``; empty on the last page."""
-    if not cursor:
-        return ""
-    body = json.dumps({"v": VERSION, "c": cursor, "q": _digest(filters)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+def _refused(description: str) -> InvalidRequest:
+    return InvalidRequest([FieldViolation(FIELD, description)])
 
 
-def decode_page_token(token: str | None, filters: tuple[str, ...]) -> str | None:
-    """Pipedream's cursor from ``token``; None for the first page."""
-    if not token:
-        return None
+class PageTokens:
+    """Mints and reads page tokens under one key (random per process by default)."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else secrets.token_bytes(32)
+
+    def _tag(self, cursor: str, digest: str) -> str:
+        blob = json.dumps([VERSION, cursor, digest], separators=(",", ":")).encode()
+        return hmac.new(self._key, blob, hashlib.sha256).hexdigest()[: 2 * _TAG_BYTES]
+
+    def encode(self, cursor: str | None, filters: tuple[str, ...]) -> str:
+        """The next_page_token for ``cursor``; empty on the last page."""
+        if not cursor:
+            return ""
+        digest = _digest(filters)
+        body = {"v": VERSION, "c": cursor, "q": digest, "s": self._tag(cursor, digest)}
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def decode(self, token: str | None, filters: tuple[str, ...]) -> str | None:
+        """Pipedream's cursor from ``token``; None for the first page."""
+        if not token:
+            return None
+        data = _parse(token)
+        if data is None:
+            raise _refused("is not a page token from this sidecar; pass it unchanged")
+        cursor: str = data["c"]
+        if not hmac.compare_digest(self._tag(cursor, data["q"]), data["s"]):
+            raise _refused(
+                "was not issued by this sidecar process (it was changed, or the sidecar "
+                "restarted since); start again without a page token"
+            )
+        if data["q"] != _digest(filters):
+            raise _refused(
+                "belongs to a listing with other filters (connection, project_id, "
+                "environment, source or external_user_id); repeat them unchanged "
+                "or start again without a page token"
+            )
+        return cursor
+
+
+def _parse(token: str) -> dict[str, Any] | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
     except (binascii.Error, ValueError):
-        data = None
+        return None
     if (
         not isinstance(data, dict)
         or data.get("v") != VERSION
         or not isinstance(data.get("c"), str)
         or not data["c"]
         or not isinstance(data.get("q"), str)
+        or not isinstance(data.get("s"), str)
     ):
-        raise InvalidRequest(
-            [FieldViolation(FIELD, "is not a page token from this sidecar; pass it unchanged")]
-        )
-    if data["q"] != _digest(filters):
-        raise InvalidRequest(
-            [
-                FieldViolation(
-                    FIELD,
-                    "belongs to a listing with other filters (connection, project_id, "
-                    "environment, source or external_user_id); repeat them unchanged "
-                    "or start again without a page token",
-                )
-            ]
-        )
-    cursor: str = data["c"]
-    return cursor
+        return None
+    return data

@@ -145,7 +145,10 @@ class PipedreamClient:
         deadline: float | None,
     ) -> AccountPage:
         context = {"project_id": project_id, "environment": environment}
-        params = {"include_credentials": "false", "limit": str(limit)}
+        # Credentials are asked for only to learn which fields each account holds (that
+        # is how a listing tells custom-OAuth accounts from default-OAuth ones); the
+        # credential service strips every value before anything leaves the sidecar.
+        params = {"include_credentials": "true", "limit": str(limit)}
         optional = {"app": app, "external_user_id": external_user_id, "after": after}
         params.update({key: value for key, value in optional.items() if value})
         what = f"account list for project {project_id}"

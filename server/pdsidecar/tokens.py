@@ -106,7 +106,8 @@ class TokenProvider:
     async def _advisory_refresh(self, current: ApiToken, deadline: float | None) -> Secret:
         if self._lock.locked() or self._clock.monotonic() < self._retry_not_before:
             return current.value
-        # The lock is free, so this takes it without waiting: no one queues here.
+        # Free, so normally taken at once. It can still wait if a mandatory refresh has just
+        # handed it on; then that refresh may have replaced the token.
         async with self._lock:
             if self._token is not current:
                 return current.value if self._token is None else self._token.value

@@ -107,12 +107,14 @@ class Upstream:
                     return await request(token)
                 except TokenRejected:
                     self._tokens.invalidate(token)
-                    logger.warning("connection %s: Pipedream answered 401 (try %d)", name, attempt)
+                    level = logging.INFO if attempt == 1 else logging.WARNING
+                    logger.log(level, "connection %s: API token got 401 (try %d)", name, attempt)
         except SidecarError as error:
             error.metadata.setdefault("connection", name)
             raise
         raise ProviderAuthFailed(
-            f"Pipedream rejected two fresh API tokens of connection {name} (HTTP 401)",
+            f"Pipedream rejected the API token of connection {name} again after a refresh "
+            "(HTTP 401)",
             metadata={"connection": name},
         )
 

@@ -194,6 +194,7 @@ async def test_tokens_expire_by_the_clock_and_can_be_revoked(
 
     token = await get_token(http)
     assert (await http.post("/_emulator/tokens/revoke")).json() == {"revoked": 2}
+    assert token in state.secret_values() and token not in state.tokens
     assert (await get_account(http, token, DEMO_NOTION_ACCOUNT_ID)).status_code == 401
     token = await get_token(http)
     assert state.revoke_tokens() == 1
@@ -409,6 +410,7 @@ async def test_accounts_and_clients_change_at_run_time(
     rotated = state.rotate_access_token(DEMO_PROJECT_ID, DEMO_NOTION_ACCOUNT_ID)
     after = (await get_account(http, token, DEMO_NOTION_ACCOUNT_ID)).json()["credentials"]
     assert rotated == after["oauth_access_token"] != before["oauth_access_token"]
+    assert before["oauth_access_token"] in state.secret_values()  # kept for the log scan
     assert after["oauth_refresh_token"] == before["oauth_refresh_token"]
     control = f"/_emulator/accounts/{DEMO_PROJECT_ID}/{DEMO_NOTION_ACCOUNT_ID}"
     again = (await http.post(control + "/rotate")).json()["access_token"]

@@ -19,7 +19,6 @@ from pdsidecar.emulator import (
 from pdsidecar.errors import ProviderAuthFailed
 from pdsidecar.secret import Secret
 from pdsidecar.upstream import Upstream, build_upstreams, make_http_client
-
 from tests.conftest import SECRETS
 from tests.integration.conftest import demo_settings
 

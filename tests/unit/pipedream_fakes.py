@@ -8,9 +8,8 @@ otherwise); ``script`` queues answers (a status code or a Response) that are use
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -152,14 +151,3 @@ def assert_no_secret(error: BaseException, caplog: pytest.LogCaptureFixture | No
         current = current.__cause__ or current.__context__
     if caplog is not None:
         assert MARK not in caplog.text
-
-
-async def raises(call: Callable[[], Any], kind: type[BaseException]) -> Any:
-    """The exception ``call()`` raises, which must be a ``kind``."""
-    with pytest.raises(kind) as info:
-        await call()
-    return info.value
-
-
-def debug_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)

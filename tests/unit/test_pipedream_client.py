@@ -308,7 +308,7 @@ async def test_list_accounts_pages(
     assert page.next_cursor == cursor
     params = fake.requests[0].url.params
     assert dict(params) == {
-        "include_credentials": "false",
+        "include_credentials": "true",
         "limit": "2",
         "app": "notion",
         "after": "c1",

@@ -99,7 +99,12 @@ async def test_list_accounts_also_retries_once_after_a_401(
     fake.queue("account", 401)
     up = upstream(fake, clock)
     page = await up.list_accounts(
-        PROJECT, "production", app=None, external_user_id="user-1", limit=10, after=None,
+        PROJECT,
+        "production",
+        app=None,
+        external_user_id="user-1",
+        limit=10,
+        after=None,
         deadline=None,
     )
     assert [a.id for a in page.accounts] == [ACCOUNT]

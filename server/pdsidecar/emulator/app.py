@@ -60,9 +60,7 @@ def _instrument(route: Route, handler: Handler) -> Callable[[web.Request], Await
                 response = _error(plan.status, _reason(plan.status), plan.retry_after)
             else:
                 response = await handler(request, state)
-        except asyncio.CancelledError:
-            raise  # the client went away; nothing was answered, so nothing is counted
-        except Exception:
+        except Exception:  # not CancelledError: a request whose client left is not counted
             state.record(route, 500)
             raise
         finally:

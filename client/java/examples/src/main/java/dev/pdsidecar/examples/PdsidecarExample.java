@@ -27,6 +27,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
@@ -168,6 +169,7 @@ public final class PdsidecarExample {
         Duration delay =
             err.retryDelay().compareTo(MAX_RETRY_DELAY) > 0 ? MAX_RETRY_DELAY : err.retryDelay();
         System.err.printf(
+            Locale.ROOT,
             "retrying in %.3fs: code=%s reason=%s (attempt %d of %d)%n",
             delay.toMillis() / 1000.0, err.code(), err.reason(), attempt, attempts);
         Thread.sleep(delay.toMillis());

@@ -57,7 +57,7 @@ class RetryingHttp:
         self.policy = policy
         self.clock = clock
         self._http = http
-        self._slots = slots or asyncio.Semaphore(policy.upstream_concurrency)
+        self._slots = asyncio.Semaphore(policy.upstream_concurrency) if slots is None else slots
         self._sleep = sleep
 
     async def send(

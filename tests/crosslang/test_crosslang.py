@@ -287,7 +287,8 @@ def test_get_credentials_returns_the_demo_notion_token(example: Example, sidecar
     result = call(example, sidecar, "get", *account_args(DEMO_NOTION_ACCOUNT_ID, "notion"))
     assert result.code == 0, result.err
     assert len(result.out) == 1, result.out
-    assert re.fullmatch(r"credentials access_token=ntn_demo_\w+ fields=\S*access_token\S*", result.out[0])
+    token_line = r"credentials access_token=ntn_demo_\w+ fields=\S*access_token\S*"
+    assert re.fullmatch(token_line, result.out[0]), result.out
 
 
 def test_default_oauth_account_reads_credentials_not_available(
@@ -333,7 +334,8 @@ def test_unknown_account_reads_account_not_found(example: Example, sidecar: Side
 def test_malformed_ids_read_invalid_request_with_violations(
     example: Example, sidecar: Sidecar
 ) -> None:
-    result = call(example, sidecar, "get", "--project", "nope", "--account", "x", "--source", "notion")
+    args = ["--project", "nope", "--account", "x", "--source", "notion"]
+    result = call(example, sidecar, "get", *args)
     assert result.code == 1, result.err
     assert result.out == ["error code=INVALID_ARGUMENT reason=INVALID_REQUEST"]
     assert "violation: account.project_id" in result.err
@@ -356,5 +358,6 @@ def test_rate_limited_call_is_retried_after_retry_info(example: Example, sidecar
         sidecar.control("DELETE", "faults?route=account")
     assert result.code == 0, result.err
     assert re.fullmatch(r"credentials access_token=ntn_demo_\w+ fields=\S+", result.out[0])
-    assert re.search(r"retrying in 1\.000s: code=RESOURCE_EXHAUSTED reason=RATE_LIMITED", result.err)
+    retry_line = r"retrying in 1\.000s: code=RESOURCE_EXHAUSTED reason=RATE_LIMITED"
+    assert re.search(retry_line, result.err), result.err
     assert elapsed >= 1.0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+
 from pdsidecar_client import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -57,7 +58,9 @@ class Tally:
         ordered = sorted(self.latencies_ms)
 
         def pct(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else 0.0
+            return (
+                round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered else 0.0
+            )
 
         return {
             "calls": self.calls,

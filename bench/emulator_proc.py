@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from pdsidecar.emulator import EmulatorState, build_app
 from pdsidecar.emulator.models import Plan, Route
 

@@ -58,9 +58,7 @@ def ensure_ghz(tools_bin: Path) -> Path:
     tools_bin.mkdir(parents=True, exist_ok=True)
     print(f"installing ghz {GHZ_VERSION} into {tools_bin} (go install)...", flush=True)
     env = {**os.environ, "GOBIN": str(tools_bin.resolve())}
-    subprocess.run(
-        [go, "install", f"{GHZ_MODULE}/cmd/ghz@{GHZ_VERSION}"], env=env, check=True
-    )
+    subprocess.run([go, "install", f"{GHZ_MODULE}/cmd/ghz@{GHZ_VERSION}"], env=env, check=True)
     found = ghz_version(binary)
     if found != GHZ_VERSION:
         raise RuntimeError(f"installed ghz reports version {found}, expected {GHZ_VERSION}")

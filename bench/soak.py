@@ -18,11 +18,11 @@ import time
 from typing import Any
 
 import grpc
-from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 from bench.checker import Tally, checked_load
 from bench.procs import SidecarProcess
 from bench.scenarios import GET, MB, Context, get_request
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 FAULTS = {
     "faults": [[500, 0.10, None], [429, 0.02, "1"]],
@@ -36,7 +36,9 @@ async def _sample(sidecar: SidecarProcess, stop: asyncio.Event, out: list[dict[s
     t0 = time.monotonic()
     while not stop.is_set():
         use = sidecar.usage()
-        out.append({"t": round(time.monotonic() - t0, 1), "rss_mb": use.rss_bytes / MB, "fds": use.fds})
+        out.append(
+            {"t": round(time.monotonic() - t0, 1), "rss_mb": use.rss_bytes / MB, "fds": use.fds}
+        )
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:

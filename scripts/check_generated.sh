@@ -37,11 +37,18 @@ generated_files() {
     find client/ts/src/gen client/java/pdsidecar-client/src/main/java -type f 2>/dev/null || true
   } | LC_ALL=C sort
 }
+generators=(.tools/py/bin/python .tools/bin/protoc-gen-go .tools/bin/protoc-gen-go-grpc
+  .tools/bin/protoc .tools/bin/protoc-gen-grpc-java client/ts/node_modules/.bin/protoc-gen-es)
+absent=()
+for tool in "${generators[@]}"; do [[ -x "$tool" ]] || absent+=("$tool"); done
+[[ -x "$buf" ]] || { echo "check_generated: $buf is missing; run scripts/install_toolchain.sh" >&2; exit 1; }
 mkdir -p "$tmp/before" "$tmp/after"
-generated_files | tar -cf - -T - | tar -xf - -C "$tmp/before"
-scripts/generate
-generated_files | tar -cf - -T - | tar -xf - -C "$tmp/after"
-if diff -r "$tmp/before" "$tmp/after" >"$tmp/gen.diff"; then
+if [[ ${#absent[@]} -gt 0 && "${CI:-}" != "true" ]]; then
+  echo "generated code: NOT CHECKED, generators missing (${absent[*]}); run scripts/install_toolchain.sh" >&2
+elif ! { generated_files | tar -cf - -T - | tar -xf - -C "$tmp/before"; scripts/generate; }; then
+  fail=1
+elif generated_files | tar -cf - -T - | tar -xf - -C "$tmp/after" &&
+  diff -r "$tmp/before" "$tmp/after" >/dev/null; then
   echo "generated code: up to date ($(generated_files | wc -l) files)"
 else
   echo "generated code: STALE. Run scripts/generate and commit the result. Differences:" >&2
@@ -52,7 +59,7 @@ if [[ -d .git ]] && untracked=$(git ls-files --others --exclude-standard -- \
     $(generated_files) 2>/dev/null) && [[ -n "$untracked" ]]; then
   echo "generated code: not committed yet (git add them):" >&2
   echo "$untracked" | sed 's/^/  /' >&2
-  [[ "${CI:-}" == "true" ]] && fail=1
+  if [[ "${CI:-}" == "true" ]]; then fail=1; fi
 fi
 
 # --- 2. buf breaking against earlier versions of the contract ---------------
@@ -90,13 +97,16 @@ else
     done
   fi
   range=$base
-  [[ -n "${BUF_BREAKING_SINCE:-}" ]] && range="$(git rev-parse "$BUF_BREAKING_SINCE^{commit}")..$base"
+  if [[ -n "${BUF_BREAKING_SINCE:-}" ]]; then
+    range="$(git rev-parse "$BUF_BREAKING_SINCE^{commit}")..$base"
+  fi
   mapfile -t versions < <(git log --first-parent --format=%H "$range" -- proto buf.yaml)
   if [[ ${#versions[@]} -eq 0 ]]; then
     echo "buf breaking: no earlier version of the contract in this history; nothing to compare with"
   fi
-  [[ "$(git rev-parse --is-shallow-repository)" == true ]] &&
+  if [[ "$(git rev-parse --is-shallow-repository)" == true ]]; then
     echo "buf breaking: shallow clone; comparing with the ${#versions[@]} version(s) it has"
+  fi
   for sha in "${versions[@]}"; do
     breaking "$sha"
   done

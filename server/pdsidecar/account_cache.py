@@ -137,6 +137,13 @@ class AccountCache:
     def invalidate(self, key: CacheKey) -> None:
         self._entries.pop(key, None)
 
+    def drop_connection(self, connection: str) -> int:
+        """Forget every cached account of ``connection`` (config reload); how many."""
+        keys = [key for key in self._entries if key[0] == connection]
+        for key in keys:
+            del self._entries[key]
+        return len(keys)
+
     def invalidate_if(self, key: CacheKey, predicate: Callable[[CacheEntry], bool]) -> bool:
         entry = self._entries.get(key)
         if entry is not None and predicate(entry):

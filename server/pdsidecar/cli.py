@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
-from pdsidecar import __version__
+from pdsidecar import __version__, logs
 from pdsidecar.commands import accounts, emulator, health, serve
 from pdsidecar.config import ConfigError
 
@@ -28,11 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, getattr(args, "log_level", "info").upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # JSON lines with a redaction filter for the server; plain text for the other commands.
+    logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
         code: int = asyncio.run(args.run(args))
         return code

@@ -16,8 +16,19 @@ A config file is TOML::
     client_id = "..."
     client_secret_env = "PIPEDREAM_CLIENT_SECRET"   # or client_secret_file = "/run/secrets/pd"
 
+    # Optional: callers must send "authorization: Bearer <token>" (see access.py).
+    api_token_file = "/run/secrets/pdsidecar-api-token"
+
+    # Optional: listeners besides --listen, each with its own allow-lists.
+    [[listeners]]
+    address = "unix:/run/pdsidecar/pd.sock"
+    socket_mode = "0660"
+    allow_connections = ["default"]
+    allow_sources = ["notion", "slack"]
+
 Without a file, PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET define the
 connection ``default`` and PDSIDECAR_PIPEDREAM_URL overrides the API URL.
+PDSIDECAR_API_TOKEN sets the API token, with or without a file.
 """
 
 from __future__ import annotations
@@ -27,12 +38,18 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pdsidecar.secret import Secret
 
+if TYPE_CHECKING:
+    from pdsidecar.listen import ListenerConfig
+
 DEFAULT_PIPEDREAM_URL: Final = "https://api.pipedream.com"
 DEFAULT_CONNECTION: Final = "default"
+API_TOKEN_ENV: Final = "PDSIDECAR_API_TOKEN"
+# Shorter shared tokens are refused: they could be guessed.
+MIN_API_TOKEN_LENGTH: Final = 16
 
 
 class ConfigError(Exception):
@@ -80,6 +97,10 @@ class Settings:
     pipedream_url: str = DEFAULT_PIPEDREAM_URL
     connections: Mapping[str, ConnectionConfig] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
+    # From [[listeners]]; --listen flags add to these.
+    listeners: tuple[ListenerConfig, ...] = ()
+    # Every RPC but health and reflection must carry it, when set.
+    api_token: Secret | None = None
 
     def connection(self, name: str) -> ConnectionConfig | None:
         return self.connections.get(name or DEFAULT_CONNECTION)
@@ -164,8 +185,37 @@ def _connection_from(name: str, table: Any, env: Mapping[str, str]) -> Connectio
     )
 
 
+def _listeners(value: Any) -> tuple[ListenerConfig, ...]:
+    from pdsidecar.listen import listeners_from_toml  # listen.py imports this module
+
+    return listeners_from_toml(value)
+
+
+def read_api_token(data: Mapping[str, Any], env: Mapping[str, str]) -> Secret | None:
+    """The shared API token from ``api_token_file`` or PDSIDECAR_API_TOKEN; None if neither."""
+    from_env = env.get(API_TOKEN_ENV, "")
+    path = data.get("api_token_file")
+    if path is not None and from_env:
+        raise ConfigError(f"set api_token_file or {API_TOKEN_ENV}, not both")
+    if path is not None:
+        try:
+            value = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read api_token_file {str(path)!r}: {exc.strerror}") from None
+        where = f"api_token_file {str(path)!r}"
+    elif from_env:
+        value, where = from_env.strip(), API_TOKEN_ENV
+    else:
+        return None
+    if len(value) < MIN_API_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{where}: the API token must be at least {MIN_API_TOKEN_LENGTH} characters"
+        )
+    return Secret(value)
+
+
 def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
-    known = {"pipedream_url", "policy", "connections"}
+    known = {"pipedream_url", "policy", "connections", "listeners", "api_token_file"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown top-level keys {unknown}; known keys are {sorted(known)}")
@@ -186,6 +236,8 @@ def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Se
         pipedream_url=url.rstrip("/"),
         connections=connections,
         policy=_policy_from(policy_table),
+        listeners=_listeners(data.get("listeners", [])),
+        api_token=read_api_token(data, env),
     )
 
 

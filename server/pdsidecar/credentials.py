@@ -221,6 +221,21 @@ class CredentialService:
         )
         return accounts, self._page_tokens.encode(page.next_cursor, filters)
 
+    @property
+    def upstreams(self) -> Mapping[str, Upstream]:
+        return self._upstreams
+
+    def replace_upstreams(self, settings: Settings, upstreams: Mapping[str, Upstream]) -> None:
+        """Swap in a reloaded configuration; calls in flight finish on the old upstreams.
+
+        Cached accounts of connections that are gone or whose upstream changed
+        are dropped: the new client may belong to another Pipedream project.
+        """
+        for name, old in self._upstreams.items():
+            if upstreams.get(name) is not old:
+                self.cache.drop_connection(name)
+        self._settings, self._upstreams = settings, upstreams
+
     def readiness(self) -> bool:
         """True when at least one connection holds an unexpired Pipedream API token."""
         now = self._clock.wall()

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import enum
 import logging
+from collections.abc import Callable
 
 from pdsidecar.clock import Clock
 from pdsidecar.config import ConnectionConfig, Policy
@@ -64,6 +65,11 @@ class TokenProvider:
         self._last_failure: SidecarError | None = None
         self._retry_not_before = float("-inf")
         self._last_success: float | None = None
+        # Token requests by outcome, read by the metrics collector.
+        self.refreshes_ok = 0
+        self.refreshes_failed = 0
+        # Told each new token (the log redaction filter learns it this way).
+        self.on_token: Callable[[Secret], None] | None = None
 
     @property
     def last_success_mono(self) -> float | None:
@@ -140,9 +146,19 @@ class TokenProvider:
         try:
             token = await self._client.fetch_token(self.connection, deadline=deadline)
         except SidecarError as error:
+            self.refreshes_failed += 1
             self._note_failure(error)
+            logger.info("connection %s: token request failed (%s)", self._name, error.reason)
             raise
         now = self._clock.monotonic()
+        self.refreshes_ok += 1
+        if self.on_token is not None:
+            self.on_token(token.value)
+        logger.info(
+            "connection %s: new API token, valid for %.0f s",
+            self._name,
+            token.expires_at_mono - now,
+        )
         self._token = token
         self._failures = 0
         self._last_failure = None

@@ -56,6 +56,11 @@ class Upstream:
     def tokens(self) -> TokenProvider:
         return self._tokens
 
+    @property
+    def client(self) -> PipedreamClient:
+        """The shared client (reload builds new connections on it)."""
+        return self._client
+
     async def get_account(
         self, project_id: str, environment: str, account_id: str, *, deadline: float | None
     ) -> Account:
@@ -119,16 +124,28 @@ class Upstream:
         )
 
 
-def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The process's one HTTP client to Pipedream; the caller closes it."""
+def make_http_client(
+    settings: Settings,
+    *,
+    wrap_transport: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+) -> httpx.AsyncClient:
+    """The process's one HTTP client to Pipedream; the caller closes it.
+
+    ``wrap_transport`` may wrap the connection pool (metrics count requests there).
+    """
     policy = settings.policy
+    # As many connections as requests may be in flight (the semaphore's cap).
+    limits = httpx.Limits(
+        max_connections=policy.upstream_concurrency,
+        max_keepalive_connections=policy.upstream_concurrency,
+    )
+    transport = None
+    if wrap_transport is not None:
+        transport = wrap_transport(httpx.AsyncHTTPTransport(limits=limits))
     return httpx.AsyncClient(
         timeout=httpx.Timeout(policy.request_timeout, connect=policy.connect_timeout),
-        # As many connections as requests may be in flight (the semaphore's cap).
-        limits=httpx.Limits(
-            max_connections=policy.upstream_concurrency,
-            max_keepalive_connections=policy.upstream_concurrency,
-        ),
+        limits=limits,
+        transport=transport,
         headers={"user-agent": f"pdsidecar/{__version__}"},
         follow_redirects=False,
     )

@@ -108,7 +108,7 @@ def add_parser(subparsers: Any) -> None:
         "--api-token",
         default=env.get("PDSIDECAR_API_TOKEN") or "",
         help="sent as 'authorization: Bearer ...' to sidecars that require it "
-        "(default: $PDSIDECAR_API_TOKEN)",
+        "(default: $PDSIDECAR_API_TOKEN, which unlike this flag other users cannot see in ps)",
     )
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)"
@@ -180,6 +180,8 @@ def _describe(error: CredentialsError, args: argparse.Namespace) -> str:
             f"no answer from a sidecar at {args.target} within {args.timeout:g} s ({message}); "
             "is 'pdsidecar serve' running there? Set --target or PDSIDECAR_TARGET"
         )
+    elif error.reason == "UNAUTHENTICATED":
+        message += " (pass the sidecar's API token with --api-token or PDSIDECAR_API_TOKEN)"
     return f"{reason}: {message}"
 
 

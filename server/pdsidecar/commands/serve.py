@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdsidecar.config import ConnectionConfig, Settings, load_settings
-from pdsidecar.listen import parse_listen
+from pdsidecar.config import ConfigError, ConnectionConfig, Settings, load_settings, read_api_token
+from pdsidecar.listen import ListenAddress, ListenerConfig, parse_listen, parse_socket_mode
 from pdsidecar.secret import Secret
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -19,7 +25,15 @@ def add_parser(subparsers: Any) -> None:
         "--listen",
         action="append",
         metavar="ADDR",
-        help=f"HOST:PORT, [::1]:PORT or unix:PATH; repeatable (default {DEFAULT_LISTEN})",
+        help=f"HOST:PORT, [::1]:PORT or unix:PATH; repeatable (default {DEFAULT_LISTEN}, "
+        "unless the config has [[listeners]])",
+    )
+    serve.add_argument(
+        "--socket-mode",
+        type=lambda value: parse_socket_mode(value),
+        default=0o600,
+        metavar="MODE",
+        help="file mode of the --listen Unix sockets, octal (default 0600; 0660 lets the group in)",
     )
     serve.add_argument("--config", type=Path, help="TOML config file (default: environment)")
     serve.add_argument(
@@ -30,7 +44,38 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument(
         "--grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM"
     )
+    tls = serve.add_argument_group("TLS (TCP listeners)")
+    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="server certificate chain")
+    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="server private key")
+    tls.add_argument(
+        "--tls-client-ca", type=Path, metavar="PEM", help="require client certificates (mTLS)"
+    )
+    serve.add_argument(
+        "--allow-insecure-bind",
+        action="store_true",
+        help="allow plaintext TCP on a non-loopback address (refused by default)",
+    )
+    serve.add_argument(
+        "--health-listen",
+        action="append",
+        metavar="ADDR",
+        help="an extra listener with only grpc.health.v1, for kubelet gRPC probes; repeatable",
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the TCP port(s) with SO_REUSEPORT (default 1)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--log-format", default="json", choices=["json", "text"], help="default json"
+    )
     serve.set_defaults(run=run)
 
 
@@ -38,7 +83,11 @@ def _emulator_settings(url: str) -> Settings:
     from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
     demo = ConnectionConfig("default", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
-    return Settings(pipedream_url=url, connections={"default": demo})
+    return Settings(
+        pipedream_url=url,
+        connections={"default": demo},
+        api_token=read_api_token({}, os.environ),
+    )
 
 
 def _print_demo(target: str) -> None:
@@ -67,19 +116,80 @@ or from Python (pip install -e client/python):
     )
 
 
-async def run(args: argparse.Namespace) -> int:
-    from pdsidecar.server import Sidecar, run_until_signalled
+def _listeners(args: argparse.Namespace, settings: Settings) -> list[ListenerConfig]:
+    flags = args.listen or ([] if settings.listeners else [DEFAULT_LISTEN])
+    return [ListenerConfig(parse_listen(value), socket_mode=args.socket_mode) for value in flags]
 
-    listeners = [parse_listen(value) for value in (args.listen or [DEFAULT_LISTEN])]
+
+def _metrics_address(args: argparse.Namespace, worker: int | None) -> ListenAddress | None:
+    if not args.metrics_listen:
+        return None
+    address = parse_listen(args.metrics_listen)
+    if address.kind != "tcp":
+        raise ConfigError("--metrics-listen takes HOST:PORT")
+    if worker and address.port:
+        address = dataclasses.replace(address, port=address.port + worker)
+    return address
+
+
+async def run(args: argparse.Namespace) -> int:
+    from pdsidecar import workers
+
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    worker = workers.worker_index() if args.workers > 1 else None
     if args.emulator:
         from pdsidecar.emulator import Emulator, demo_state
 
         async with Emulator(demo_state()) as emulator:
-            sidecar = Sidecar(_emulator_settings(emulator.url), listeners)
-            await run_until_signalled(
-                sidecar, args.grace, on_started=lambda s: _print_demo(s.bound[0])
-            )
-        return 0
+            settings = _emulator_settings(emulator.url)
+            return await _serve(args, settings, None, worker)
     settings = load_settings(args.config)
-    await run_until_signalled(Sidecar(settings, listeners), args.grace)
+    return await _serve(args, settings, lambda: load_settings(args.config), worker)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    loader: Callable[[], Settings] | None,
+    worker: int | None,
+) -> int:
+    from pdsidecar import workers
+    from pdsidecar.server import Sidecar, run_until_signalled
+    from pdsidecar.tls import tls_from_flags
+    from pdsidecar.tracing import setup_tracing
+
+    listeners = _listeners(args, settings)
+    if args.workers > 1:
+        workers.check_shareable(args.workers, [*listeners, *settings.listeners])
+        if worker is None:
+            if "serve" not in sys.argv[1:]:
+                raise ConfigError("--workers is for the pdsidecar command line")
+            return await workers.supervise(args.workers, sys.argv[1:], args.grace)
+    sidecar = Sidecar(
+        settings,
+        listeners,
+        tls=tls_from_flags(args.tls_cert, args.tls_key, args.tls_client_ca),
+        allow_insecure_bind=args.allow_insecure_bind,
+        health_listeners=[parse_listen(value) for value in args.health_listen or ()],
+        metrics_listen=_metrics_address(args, worker),
+        reuse_port=worker is not None,
+        loader=loader,
+        tracing=setup_tracing(os.environ),
+        prime_tokens=True,
+    )
+    watcher = asyncio.ensure_future(workers.watch_parent()) if worker is not None else None
+    try:
+        await run_until_signalled(sidecar, args.grace, on_started=_on_started(args, worker))
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     return 0
+
+
+def _on_started(args: argparse.Namespace, worker: int | None) -> Callable[[Any], None] | None:
+    if args.emulator and not worker:
+        return lambda sidecar: _print_demo(sidecar.bound[0])
+    return None

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from pdsidecar.clock import ManualClock
 from pdsidecar.config import ConnectionConfig, Policy, Settings
 from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator, EmulatorState
 from pdsidecar.emulator import demo_state as make_demo_state
@@ -63,3 +64,21 @@ async def channel(sidecar: Sidecar) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> pb_grpc.CredentialsServiceStub:
     return pb_grpc.CredentialsServiceStub(channel)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def timed_stub(
+    settings: Settings, clock: ManualClock
+) -> AsyncIterator[pb_grpc.CredentialsServiceStub]:
+    sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")], clock=clock)
+    await sidecar.start()
+    try:
+        async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
+            yield pb_grpc.CredentialsServiceStub(channel)
+    finally:
+        await sidecar.stop(grace=0)

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Settings
 from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
-from pdsidecar.listen import parse_listen
 from pdsidecar.server import Sidecar
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 from .helpers import error_of, get_request
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def timed_stub(
-    settings: Settings, clock: ManualClock
-) -> AsyncIterator[pb_grpc.CredentialsServiceStub]:
-    sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")], clock=clock)
-    await sidecar.start()
-    try:
-        async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
-            yield pb_grpc.CredentialsServiceStub(channel)
-    finally:
-        await sidecar.stop(grace=0)
 
 
 async def test_repeated_calls_are_answered_without_upstream_reads(

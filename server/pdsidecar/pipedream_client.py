@@ -172,12 +172,9 @@ class PipedreamClient:
         page_info = data.get("page_info")
         page_info = page_info if isinstance(page_info, Mapping) else {}
         cursor = page_info.get("end_cursor")
-        last_page = (
-            not isinstance(cursor, str)
-            or not cursor
-            or len(accounts) < limit
-            or page_info.get("has_more") is False
-        )
+        # Only the cursor says whether more follow (as in Pipedream's SDK pagers): a
+        # page shorter than `limit` may just mean Pipedream caps its page size lower.
+        last_page = not isinstance(cursor, str) or not cursor or page_info.get("has_more") is False
         return AccountPage(accounts=accounts, next_cursor=None if last_page else cursor)
 
     def _raise_for_common(

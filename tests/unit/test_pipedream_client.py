@@ -279,7 +279,7 @@ async def test_a_body_that_is_not_a_json_object_is_upstream_unavailable(
         (2, {"end_cursor": "c2", "has_more": True}, "c2"),
         (2, {"end_cursor": "c2"}, "c2"),
         (2, {"end_cursor": "c2", "has_more": False}, None),
-        (1, {"end_cursor": "c2"}, None),  # fewer than the limit: the last page
+        (1, {"end_cursor": "c2"}, "c2"),  # a short page is not the last while a cursor follows
         (2, {}, None),
         (2, {"end_cursor": ""}, None),
     ],

@@ -70,6 +70,11 @@ def _set_mixed(state: MixedFaultState, body: dict[str, Any]) -> dict[str, Any]:
     return {"faults": faults, "stall": state.mixed_stall, "p": state.mixed_stall_probability}
 
 
+def _write(path: Path, text: str) -> None:
+    # Before serving anything: a blocking write is fine here.
+    path.write_text(text)
+
+
 async def serve(args: argparse.Namespace) -> None:
     state = MixedFaultState(seed=args.seed)
     state.add_client(BENCH_CLIENT_ID, os.environ[args.secret_env])
@@ -95,8 +100,8 @@ async def serve(args: argparse.Namespace) -> None:
     await web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096).start()
     port = int(runner.addresses[0][1])
     url = f"http://127.0.0.1:{port}"
-    Path(args.accounts_file).write_text(json.dumps({"url": url, "ids": ids, "tokens": tokens}))
-    Path(args.port_file).write_text(str(port))  # written last: the launcher waits for it
+    _write(Path(args.accounts_file), json.dumps({"url": url, "ids": ids, "tokens": tokens}))
+    _write(Path(args.port_file), str(port))  # written last: the launcher waits for it
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class GhzResult:
     errors: dict[str, int]
     seconds: float
     latencies_ms: list[float]
+    # CPU seconds ghz itself used (from the rusage of reaped children; approximate when
+    # several ghz run at once).
+    client_cpu_s: float = 0.0
 
     @property
     def ok(self) -> int:
@@ -124,6 +128,7 @@ class GhzResult:
             "statuses": self.statuses,
             "errors": self.errors,
             "seconds": round(self.seconds, 2),
+            "client_cpu_s": round(self.client_cpu_s, 2),
         }
 
 
@@ -166,6 +171,7 @@ class Ghz:
         self.tmp = tmp
         self.cpus = cpus
         self._runs = 0
+        self._cpu_at_start = 0.0
 
     def command(
         self,
@@ -200,8 +206,9 @@ class Ghz:
             "-o",
             str(output),
         ]
-        if self.cpus:
-            command = ["taskset", "-c", self.cpus, *command, "--cpus", str(_cpu_count(self.cpus))]
+        # Every CPU when unpinned: the benchmark's own affinity would be inherited.
+        cpus = self.cpus or f"0-{(os.cpu_count() or 1) - 1}"
+        command = ["taskset", "-c", cpus, *command, "--cpus", str(_cpu_count(cpus))]
         if duration is not None:
             # "wait": calls in flight when the time is up finish and count; the default
             # ("close") cuts them off and reports them as errors.
@@ -219,6 +226,7 @@ class Ghz:
         self._runs += 1
         output = self.tmp / f"ghz-{self._runs}.json"
         command = self.command(target, call, output=output, **options)
+        self._cpu_at_start = _children_cpu()
         proc = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
         )
@@ -228,11 +236,18 @@ class Ghz:
         _, stderr = proc.communicate()
         if proc.returncode != 0 or not output.exists():
             raise RuntimeError(f"ghz failed ({proc.returncode}): {stderr.decode()[-2000:]}")
-        return parse(call, json.loads(output.read_text()))
+        result = parse(call, json.loads(output.read_text()))
+        result.client_cpu_s = _children_cpu() - self._cpu_at_start
+        return result
 
     def run(self, target: str, call: str, **options: Any) -> GhzResult:
         proc, output = self.start(target, call, **options)
         return self.finish(call, proc, output)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_count(cpus: str) -> int:

@@ -34,9 +34,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def all_cpus() -> str:
+    return f"0-{(os.cpu_count() or 1) - 1}"
+
+
 def pinned(command: list[str], cpus: str | None) -> list[str]:
-    """``command`` run on the given CPUs (``taskset -c``), or as is."""
-    return ["taskset", "-c", cpus, *command] if cpus else command
+    """``command`` run on the given CPUs (``taskset -c``); None: on every CPU.
+
+    Explicitly every CPU, because a child inherits its parent's affinity and the benchmark
+    pins itself to the client CPUs.
+    """
+    return ["taskset", "-c", cpus or all_cpus(), *command]
 
 
 def _children(pid: int) -> list[int]:
@@ -257,6 +265,7 @@ class SidecarProcess:
         if workers > 1:
             command += ["--workers", str(workers)]
         self.workers = workers
+        self.pinned = cpus is not None
         self.child = Child(name, pinned(command, cpus), tmp / f"{name}.log", env)
         self.wait_ready()
 
@@ -270,9 +279,12 @@ class SidecarProcess:
         while True:
             if not self.child.alive():
                 raise RuntimeError(f"the sidecar exited:\n{self.child.tail()}")
+            # With --workers the parent serves nothing and starts N workers.
             if self._serving() and (
                 self.workers == 1 or usage(self.pid).processes >= self.workers + 1
             ):
+                if self.workers > 1:
+                    time.sleep(1.0)  # the last worker may still be binding its port
                 return
             if time.monotonic() > deadline:
                 self.child.stop()

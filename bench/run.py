@@ -63,6 +63,7 @@ def _machine(ghz_version: str | None) -> dict[str, Any]:
         "grpcio": importlib.metadata.version("grpcio"),
         "ghz": ghz_version,
         "go": go_version,
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 

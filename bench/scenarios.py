@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench.emulator_proc import BENCH_CLIENT_ID
-from bench.ghz import Ghz, GhzResult, percentile
+from bench.ghz import Ghz, percentile
 from bench.procs import EmulatorProcess, SidecarProcess, Usage, write_config
 
 PROJECT = "proj_demo"
@@ -33,6 +33,9 @@ GET = "pdsidecar.v1.CredentialsService/GetCredentials"
 VALIDATE = "pdsidecar.v1.CredentialsService/ValidateAccount"
 REFRESH = "pdsidecar.v1.CredentialsService/RefreshToken"
 MB = 1024 * 1024
+# Accounts the soak spreads over: each is re-read every 5 s (MIN_FRESH), about 200
+# account requests a second, half of what 32 upstream slots at 80 ms can carry.
+SOAK_ACCOUNTS = 1000
 
 
 def get_request(account_id: str) -> dict[str, Any]:
@@ -84,7 +87,7 @@ class Accounts:
             storm_many=take(options.storm),
             misses=take(options.misses),
             # The soak reads the spread accounts again on its own sidecar (cold there).
-            soak=spread[: min(len(spread), 2000)],
+            soak=spread[: min(len(spread), SOAK_ACCOUNTS)],
         )
 
     @staticmethod
@@ -136,9 +139,7 @@ class Context:
                 print(f"  warning: sidecar {name} exited with {code}:\n{sidecar.child.tail()}")
 
 
-def _measure(
-    ctx: Context, sidecar: SidecarProcess, call: str, **options: Any
-) -> dict[str, Any]:
+def _measure(ctx: Context, sidecar: SidecarProcess, call: str, **options: Any) -> dict[str, Any]:
     """One warmed-up ghz run, with the sidecar's CPU time per call."""
     o = ctx.options
     common = {"concurrency": o.concurrency, "connections": o.connections, **options}
@@ -151,13 +152,17 @@ def _measure(
     cpu = after.cpu_seconds - before.cpu_seconds
     row["server_cpu_s"] = round(cpu, 2)
     row["server_cpu_us_per_call"] = round(cpu / max(result.count, 1) * 1e6, 1)
+    # Cores busy on average: the sidecar's and ghz's.
+    row["server_cores"] = round(cpu / max(result.seconds, 1e-9), 2)
+    row["client_cores"] = round(result.client_cpu_s / max(result.seconds, 1e-9), 2)
     return row
 
 
 def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Each figure's median over the rounds; the rounds themselves are kept."""
     row = dict(rounds[len(rounds) // 2])
-    for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "average_ms", "server_cpu_us_per_call"):
+    figures = ("rps", "p50_ms", "p90_ms", "p99_ms", "average_ms", "server_cpu_us_per_call")
+    for key in (*figures, "server_cores", "client_cores"):
         values = [r[key] for r in rounds if r.get(key) is not None]
         if values:
             row[key] = round(statistics.median(values), 3)
@@ -171,13 +176,21 @@ def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+# A pinned sidecar that saturates its core keeps it about 90% busy; below this share the
+# core was taken by something else on the machine and the run is done again.
+DISTURBED_BELOW = 0.75
+MAX_REDOS = 2
+
+
 def run_rounds(
     ctx: Context, sidecar: SidecarProcess, spread_file: Path | None, label: str
 ) -> dict[str, Any]:
     """Scenarios 1, 2 (and 3) interleaved, ``rounds`` times: drift hits them alike.
 
     The machine is shared; a neighbour's burst in one run would otherwise decide a ratio.
-    Reported figures are per-figure medians over the rounds.
+    Reported figures are per-figure medians over the rounds. When the sidecar is pinned
+    to one core, a run in which it got less than ``DISTURBED_BELOW`` of that core is
+    done again (at most ``MAX_REDOS`` times) and counted in ``disturbed``.
     """
     plan: list[tuple[str, str, dict[str, Any]]] = [
         ("health", HEALTH, {"data": {}}),
@@ -185,12 +198,24 @@ def run_rounds(
     ]
     if spread_file is not None:
         plan.append(("spread", GET, {"data_file": spread_file}))
+    check = sidecar.workers == 1 and sidecar.pinned
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in plan}
+    disturbed: dict[str, int] = {key: 0 for key, _, _ in plan}
     for n in range(ctx.options.rounds):
         for key, call, options in plan:
             print(f"  [{label}] round {n + 1}: {key}", flush=True)
-            runs[key].append(_measure(ctx, sidecar, call, **options))
-    return {key: _median_row(rows) for key, rows in runs.items()}
+            row = _measure(ctx, sidecar, call, **options)
+            redos = 0
+            while check and row["server_cores"] < DISTURBED_BELOW and redos < MAX_REDOS:
+                redos += 1
+                disturbed[key] += 1
+                print(f"    disturbed (sidecar got {row['server_cores']} of its core); again")
+                row = _measure(ctx, sidecar, call, **options)
+            runs[key].append(row)
+    out = {key: _median_row(rows) for key, rows in runs.items()}
+    for key, count in disturbed.items():
+        out[key]["disturbed_runs_redone"] = count
+    return out
 
 
 def _attempt(res: dict[str, Any], key: str, step: Callable[[], Any]) -> None:
@@ -283,7 +308,6 @@ def fill_cache(
 
 def run_mixed(ctx: Context, sidecar: SidecarProcess, spread_file: Path) -> dict[str, Any]:
     o = ctx.options
-    total = 100
     shares = {GET: 90, VALIDATE: 9, REFRESH: 1}
     warm = {GET: spread_file, VALIDATE: spread_file}
     before = sidecar.usage()
@@ -418,16 +442,29 @@ def run_storm(ctx: Context, name: str, requests: list[dict[str, Any]]) -> dict[s
 
 
 def run_scaling(ctx: Context, workers: list[int]) -> dict[str, Any]:
-    """Scenarios 1 and 2, unpinned (every process may use both cores), per worker count."""
+    """Scenarios 1 and 2 per worker count, the sidecar unpinned (it may use every core).
+
+    Two set-ups: ghz pinned to the client CPUs (as in the main run, so the load generator
+    has the same share in every row), and everything unpinned.
+    """
     out: dict[str, Any] = {}
-    pinned, ctx.ghz.cpus = ctx.ghz.cpus, None
+    pinned = ctx.ghz.cpus
+    setups = {"ghz_pinned": pinned, "unpinned": None} if pinned else {"unpinned": None}
+    rounds, ctx.options.rounds = ctx.options.rounds, max(1, min(ctx.options.rounds, 2))
     try:
-        for n in workers:
-            with ctx.sidecar(f"sidecar-w{n}", workers=n, cpus=None) as sidecar:
-                hot = get_request(ctx.accounts.hot)
-                ctx.ghz.run(sidecar.target, GET, data=hot, total=200, concurrency=20, connections=20)
-                out[str(n)] = run_rounds(ctx, sidecar, None, f"workers={n}, unpinned")
-                out[str(n)]["processes"] = sidecar.usage().processes
+        for setup, ghz_cpus in setups.items():
+            ctx.ghz.cpus = ghz_cpus
+            for n in workers:
+                with ctx.sidecar(f"sidecar-{setup}-w{n}", workers=n, cpus=None) as sidecar:
+                    hot = get_request(ctx.accounts.hot)
+                    # Every worker has its own cache: spread warm-up calls over connections.
+                    ctx.ghz.run(
+                        sidecar.target, GET, data=hot, total=400, concurrency=40, connections=40
+                    )
+                    row = run_rounds(ctx, sidecar, None, f"{setup}, workers={n}")
+                    row["processes"] = sidecar.usage().processes
+                    out.setdefault(setup, {})[str(n)] = row
     finally:
         ctx.ghz.cpus = pinned
+        ctx.options.rounds = rounds
     return out

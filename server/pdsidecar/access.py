@@ -1,7 +1,8 @@
 """Who may call: the shared API token and a listener's allow-lists.
 
-:class:`AccessInterceptor` sits in front of ``pdsidecar.v1.CredentialsService``
-on one listener's server:
+:class:`AccessControl` guards ``pdsidecar.v1.CredentialsService`` on one
+listener's server (the observing interceptor applies it, saving an
+interceptor hop per call):
 
 - With an API token set, every call must carry ``authorization: Bearer
   <token>`` metadata, compared in constant time; else UNAUTHENTICATED.
@@ -19,19 +20,11 @@ from __future__ import annotations
 import hmac
 from typing import Any, Final
 
-import grpc
 from google.protobuf.message import DecodeError, Message
 
 from pdsidecar.config import DEFAULT_CONNECTION
 from pdsidecar.errors import SidecarError
-from pdsidecar.interceptors import (
-    Behavior,
-    Context,
-    Continuation,
-    Handler,
-    UnaryInterceptor,
-    with_behavior,
-)
+from pdsidecar.interceptors import Behavior, Context, Handler, Wrapped, with_behavior
 from pdsidecar.listen import ListenerConfig
 from pdsidecar.secret import Secret
 from pdsidecar.status import to_grpc_status
@@ -59,37 +52,32 @@ class TokenHolder:
         self.expected = f"Bearer {token.reveal()}".encode() if token else None
 
 
-class AccessInterceptor(UnaryInterceptor):
+class AccessControl:
     def __init__(self, tokens: TokenHolder, listener: ListenerConfig) -> None:
-        super().__init__()
         self._tokens = tokens
         self._listener = listener
         self._refusals: dict[str, Handler] = {}
+        self._checked = Wrapped(self._wrap)
 
     def update(self, listener: ListenerConfig) -> None:
         """New allow-lists after a reload (the address stays)."""
         self._listener = listener
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
+    def admit(self, handler: Handler, method: str, metadata: Any) -> Handler:
+        """``handler``, one that checks the allow-lists first, or one that refuses."""
+        if not method.startswith(SERVICE_PREFIX):
             return handler
         expected = self._tokens.expected
-        if expected is not None and not _token_matches(
-            handler_call_details.invocation_metadata, expected
-        ):
+        if expected is not None and not _token_matches(metadata, expected):
             refusal = self._refusals.get(method)
             if refusal is None:
                 refusal = self._refusals[method] = _refusal(handler, _unauthenticated())
             return refusal
         if not self._listener.restricted:
             return handler
-        return self.wrapped(handler, method)
+        return self._checked.get(handler, method)
 
-    def wrap(self, inner: Behavior, method: str) -> Behavior:
+    def _wrap(self, inner: Behavior, method: str) -> Behavior:
         parse = _REQUESTS.get(method.removeprefix(SERVICE_PREFIX))
 
         async def checked(request: Any, context: Context) -> Any:

@@ -19,7 +19,7 @@ known secret value (connection client secrets, the API token, each Pipedream
 API token the sidecar received: the sidecar registers them) and every
 token-shaped string (``Bearer ...``, ``access_token=...`` and JSON
 ``"client_secret": "..."`` pairs, JWTs, well-known token prefixes, long random
-strings mixing letters and digits) with ``[REDACTED]``.
+strings mixing letters and digits or both cases) with ``[REDACTED]``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import re
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any, Final, TextIO
 
@@ -59,9 +58,14 @@ _PATTERNS: Final = (
         re.compile(r"\b(?:ya29\.|xox[abposr]-|secret_|ntn_|ghp_|gho_|sk-|pd_|emu_)[\w.\-]{8,}"),
         MASK,
     ),
-    # Long random-looking runs: 20+ characters mixing letters and digits.
+    # Long random-looking runs: 20+ characters mixing letters and digits, or 24+ mixing cases.
     (re.compile(r"(?<![\w.\-/])(?=[\w\-]*\d)(?=[\w\-]*[A-Za-z])[\w\-]{20,}"), MASK),
+    (re.compile(r"(?<![\w.\-/])(?=[\w\-]*[a-z])(?=[\w\-]*[A-Z])[\w\-]{24,}"), MASK),
 )
+
+
+# Request ids in this shape are kept as they are (they look random but are not secrets).
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 class Redactor(logging.Filter):
@@ -108,8 +112,8 @@ class Redactor(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         request_id = getattr(record, "request_id", None)
-        if request_id and self._known and self._pattern is not None:
-            record.request_id = self._pattern.sub(MASK, request_id)
+        if request_id and not _UUID.fullmatch(request_id):
+            record.request_id = self.redact(request_id)
         return True
 
 
@@ -157,15 +161,20 @@ def configure(
     fmt: str = "json",
     *,
     stream: TextIO | None = None,
-    secrets: Iterable[Secret | str] = (),
-) -> logging.Handler:
-    """Root logging for the CLI; returns the handler it installed."""
+    force: bool = False,
+) -> logging.Handler | None:
+    """Root logging for the CLI; the handler it installed, or None.
+
+    Like ``logging.basicConfig``, it leaves a root logger that already has
+    handlers alone (an embedding program's, or a test runner's) unless ``force``.
+    """
+    root = logging.getLogger()
+    if root.handlers and not force:
+        return None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
     handler.addFilter(REDACTOR)
-    REDACTOR.remember(*secrets)
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)

@@ -50,6 +50,8 @@ class Readiness:
         self._interval = interval
         self._prime_timeout = prime_timeout
         self._tasks: set[asyncio.Task[None]] = set()
+        self._priming = False
+        self._running = False
         self.ready: bool | None = None
 
     def is_ready(self) -> bool:
@@ -64,17 +66,25 @@ class Readiness:
         return False
 
     async def start(self, *, prime: bool = True) -> None:
+        self._priming = prime
+        self._running = True
         await self.update()
-        if prime:
-            self.prime(self._upstreams())
+        self.prime(self._upstreams())
         self._spawn(self._tick())
 
     def prime(self, names: Iterable[str]) -> None:
-        """Request these connections' tokens in the background."""
+        """Request these connections' tokens in the background (when priming is on)."""
+        if not self._priming:
+            return
         upstreams = self._upstreams()
         for name in names:
             if name in upstreams:
                 self._spawn(self._prime(name, upstreams[name]))
+
+    def poke(self) -> None:
+        """Re-evaluate soon (a token just arrived); a no-op outside a running server."""
+        if self._running:
+            self._spawn(self.update())
 
     async def update(self) -> None:
         ready = self.is_ready()
@@ -84,6 +94,7 @@ class Readiness:
         await self._health.set(self._service_name, SERVING if ready else NOT_SERVING)
 
     async def stop(self) -> None:
+        self._running = False
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

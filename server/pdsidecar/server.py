@@ -8,8 +8,9 @@ There is one ``grpc.aio`` server per listener, because grpc.aio cannot tell a
 handler which port a call came in on, and allow-lists belong to listeners:
 each server carries its own :class:`~pdsidecar.access.AccessInterceptor`.
 They share the servicer, the credential service, health and the metrics.
-Interceptors run in this order: observe (request id, counts, latency, a
-debug line), trace (when OpenTelemetry is on), access (token, allow-lists).
+Interceptors: one that observes (request id, counts, latency, a debug line)
+and applies the listener's access rules (token, allow-lists), then tracing
+when OpenTelemetry is on.
 ``--health-listen`` servers carry only ``grpc.health.v1`` (for kubelet gRPC
 probes on the pod IP), and can therefore bind any address.
 
@@ -23,10 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,21 +34,16 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from pdsidecar import reload as reloading
-from pdsidecar.access import AccessInterceptor, TokenHolder
+from pdsidecar.access import AccessControl, TokenHolder
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.config import ConfigError, Settings
 from pdsidecar.credentials import CredentialService
-from pdsidecar.listen import ListenAddress, ListenerConfig
+from pdsidecar.listen import ListenAddress, ListenerConfig, add_port, check_unix_path
 from pdsidecar.logs import REDACTOR, Redactor
-from pdsidecar.metrics import (
-    CountingTransport,
-    MetricsServer,
-    ObservingInterceptor,
-    RpcStats,
-    SidecarCollector,
-    UpstreamStats,
-)
+from pdsidecar.metrics import CountingTransport, ObservingInterceptor, RpcStats, UpstreamStats
+from pdsidecar.prometheus import MetricsServer, SidecarCollector
 from pdsidecar.readiness import Readiness
+from pdsidecar.secret import Secret
 from pdsidecar.servicer import CredentialsServicer, add_to_server
 from pdsidecar.tls import TlsFiles, check_bind
 from pdsidecar.tracing import Tracing
@@ -84,7 +77,8 @@ class Sidecar:
         if not self.listeners:
             raise ConfigError("at least one --listen address is needed")
         addresses = [x.address for x in self.listeners] + list(health_listeners)
-        if len(set(addresses)) != len(addresses):
+        fixed = [a for a in addresses if a.kind == "unix" or a.port != 0]
+        if len(set(fixed)) != len(fixed):
             raise ConfigError("a listen address is given twice")
         check_bind([x.address for x in self.listeners], tls, allow_insecure_bind)
         self.settings, self.loader, self.tls = settings, loader, tls
@@ -107,27 +101,15 @@ class Sidecar:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.readiness = Readiness(self.health, SERVICE_NAME, lambda: self.upstreams, self.clock)
 
-        # The servers, one per listener, sharing one servicer.
+        # The servers (built by start), one per listener, sharing one servicer.
         self.rpc_stats = RpcStats()
         self.tokens = TokenHolder(settings.api_token)
-        observe = ObservingInterceptor(self.rpc_stats)
-        traced = [tracing.interceptor] if tracing is not None else []
-        servicer = CredentialsServicer(self.service, self.clock)
-        self._access: list[AccessInterceptor] = []
+        self._access = [AccessControl(self.tokens, listener) for listener in self.listeners]
+        self._servicer = CredentialsServicer(self.service, self.clock)
+        self._health_listeners = tuple(health_listeners)
+        self._reuse_port = reuse_port
         self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
-        for listener in self.listeners:
-            access = AccessInterceptor(self.tokens, listener)
-            self._access.append(access)
-            server = _grpc_server([observe, *traced, access], reuse_port)
-            add_to_server(servicer, server)
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-            names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(names, server)
-            self.servers.append((listener, server))
-        for address in health_listeners:
-            server = _grpc_server([], reuse_port)
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-            self.servers.append((ListenerConfig(address), server))
+        self._started: list[grpc.aio.Server] = []
 
         # Metrics: read at scrape time from where the numbers already live.
         self.metrics: MetricsServer | None = None
@@ -148,13 +130,29 @@ class Sidecar:
         self._learn_secrets()
 
     async def start(self) -> None:
+        # What can be refused is checked before any grpc server exists: a grpc.aio
+        # server dropped without ever starting can crash grpc later, in another loop.
+        addresses = [x.address for x in self.listeners] + list(self._health_listeners)
+        for address in addresses:
+            if address.kind == "unix":
+                check_unix_path(address.path)
+        credentials = self.tls.server_credentials() if self.tls is not None else None
+        self._build_servers()
+        refused: ConfigError | None = None
         try:
             for index, (listener, server) in enumerate(self.servers):
-                target = _add_port(server, listener, self.tls)
+                # Health-only listeners stay plaintext: kubelet gRPC probes speak no TLS.
                 health_only = index >= len(self.listeners)
+                target = add_port(server, listener, None if health_only else credentials)
                 (self.health_bound if health_only else self.bound).append(target)
+        except ConfigError as error:
+            refused = error  # start what was built anyway, so it can be stopped cleanly
+        try:
             for _, server in self.servers:
                 await server.start()
+                self._started.append(server)
+            if refused is not None:
+                raise refused
             if self.metrics is not None:
                 await self.metrics.start()
         except BaseException:
@@ -163,6 +161,21 @@ class Sidecar:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.readiness.start(prime=self._prime_tokens)
         log.info("pdsidecar listening on %s", ", ".join(self.bound + self.health_bound))
+
+    def _build_servers(self) -> None:
+        traced = [self._tracing.interceptor] if self._tracing is not None else []
+        for listener, access in zip(self.listeners, self._access, strict=True):
+            observe = ObservingInterceptor(self.rpc_stats, access)
+            server = _grpc_server([observe, *traced], self._reuse_port)
+            add_to_server(self._servicer, server)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
+            self.servers.append((listener, server))
+        for address in self._health_listeners:
+            server = _grpc_server([], self._reuse_port)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            self.servers.append((ListenerConfig(address), server))
 
     async def reload(self) -> bool:
         return await reloading.reload(self)
@@ -186,7 +199,12 @@ class Sidecar:
         await asyncio.gather(*(server.wait_for_termination() for _, server in self.servers))
 
     async def _close(self, grace: float) -> None:
-        await asyncio.gather(*(server.stop(grace) for _, server in self.servers))
+        await asyncio.gather(*(server.stop(grace) for server in self._started))
+        # Drop the servers now, in this event loop: left to the garbage collector (the
+        # sidecar sits in reference cycles), a grpc.aio server may be freed later inside
+        # another loop, which crashes grpc.
+        self._started.clear()
+        self.servers.clear()
         if self.metrics is not None:
             await self.metrics.stop()
         if self._tracing is not None:
@@ -201,7 +219,11 @@ class Sidecar:
             settings.api_token, *(c.client_secret for c in settings.connections.values())
         )
         for upstream in self.upstreams.values():
-            upstream.tokens.on_token = self._redactor.remember
+            upstream.tokens.on_token = self._on_token
+
+    def _on_token(self, token: Secret) -> None:
+        self._redactor.remember(token)
+        self.readiness.poke()
 
 
 def _grpc_server(
@@ -216,44 +238,6 @@ def _grpc_server(
             ("grpc.max_receive_message_length", 1 << 20),
         ],
     )
-
-
-def _add_port(server: grpc.aio.Server, listener: ListenerConfig, tls: TlsFiles | None) -> str:
-    """Bind one listener; returns its target (with the real port for port 0)."""
-    address = listener.address
-    if address.kind == "unix":
-        return _add_unix_port(server, address.path, listener.socket_mode)
-    try:
-        if tls is not None:
-            port = server.add_secure_port(address.grpc_target, tls.server_credentials())
-        else:
-            port = server.add_insecure_port(address.grpc_target)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise ConfigError(f"cannot listen on {address.grpc_target}: address in use?")
-    return ListenAddress("tcp", address.host, port).grpc_target
-
-
-def _add_unix_port(server: grpc.aio.Server, path: str, mode: int) -> str:
-    """A Unix socket created with ``mode`` (never wider, not even for a moment)."""
-    if os.path.lexists(path):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ConfigError(f"cannot listen on unix:{path}: a file that is not a socket is there")
-        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
-            probe.connect(path)
-            raise ConfigError(f"cannot listen on unix:{path}: another process is serving there")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise ConfigError(f"cannot listen on unix:{path}: its directory does not exist")
-    previous = os.umask(0o777 & ~mode)
-    try:
-        server.add_insecure_port(f"unix:{path}")
-    except RuntimeError:
-        raise ConfigError(f"cannot listen on unix:{path}") from None
-    finally:
-        os.umask(previous)
-    os.chmod(path, mode)
-    return f"unix:{path}"
 
 
 async def run_until_signalled(

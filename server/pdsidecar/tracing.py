@@ -39,9 +39,9 @@ class Tracing:
 
 
 def setup_tracing(env: Mapping[str, str]) -> Tracing | None:
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
+    """A tracer provider exporting to the configured endpoint, or None (tracing off)."""
+    traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    endpoint = traces_endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if not endpoint:
         return None
     protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
@@ -58,13 +58,15 @@ def setup_tracing(env: Mapping[str, str]) -> Tracing | None:
                 OTLPSpanExporter,
             )
 
-            exporter = OTLPSpanExporter()
+            # The generic endpoint is a base URL for OTLP/HTTP; the traces one is complete.
+            url = traces_endpoint or endpoint.rstrip("/") + "/v1/traces"
+            exporter = OTLPSpanExporter(endpoint=url)
         else:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
                 OTLPSpanExporter as GrpcSpanExporter,
             )
 
-            exporter = GrpcSpanExporter()
+            exporter = GrpcSpanExporter(endpoint=endpoint)
     except ImportError as error:
         log.warning(
             "OTEL_EXPORTER_OTLP_ENDPOINT is set but tracing is off: %s is not installed "

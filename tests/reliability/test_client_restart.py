@@ -50,7 +50,16 @@ class SidecarProcess:
         self.target = target
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pdsidecar", "serve", "--listen", target, "--config", str(config)],
+            [
+                sys.executable,
+                "-m",
+                "pdsidecar",
+                "serve",
+                "--listen",
+                target,
+                "--config",
+                str(config),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, SECRET_ENV: DEMO_CLIENT_SECRET},

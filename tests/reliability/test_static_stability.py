@@ -45,7 +45,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def stub(settings: Settings, clock: ManualClock) -> AsyncIterator[pb_grpc.CredentialsServiceStub]:
+async def stub(
+    settings: Settings, clock: ManualClock
+) -> AsyncIterator[pb_grpc.CredentialsServiceStub]:
     sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")], clock=clock)
     await sidecar.start()
     try:

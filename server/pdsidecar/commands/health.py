@@ -51,28 +51,31 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
+def _channel(args: argparse.Namespace) -> grpc.Channel:
     if args.tls_ca is None and args.tls_cert is None:
-        return grpc.aio.insecure_channel(args.address)
+        return grpc.insecure_channel(args.address)
     from pdsidecar.tls import client_credentials
 
     options = []
     if args.tls_server_name:
         options.append(("grpc.ssl_target_name_override", args.tls_server_name))
     credentials = client_credentials(args.tls_ca, args.tls_cert, args.tls_key)
-    return grpc.aio.secure_channel(args.address, credentials, options=options)
+    return grpc.secure_channel(args.address, credentials, options=options)
 
 
 async def run(args: argparse.Namespace) -> int:
+    # One blocking call: the synchronous API, so the command runs anywhere, even beside
+    # another grpc.aio event loop in the same process.
     service = "" if args.liveness else SERVICE
-    async with _channel(args) as channel:
+    with _channel(args) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = await stub.Check(
+            response = stub.Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=args.timeout
             )
-        except grpc.aio.AioRpcError as error:
-            print(f"pdsidecar health: {args.address}: {error.code().name}", file=sys.stderr)
+        except grpc.RpcError as error:
+            code = error.code().name if isinstance(error, grpc.Call) else "UNKNOWN"
+            print(f"pdsidecar health: {args.address}: {code}", file=sys.stderr)
             return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(status)

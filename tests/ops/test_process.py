@@ -1,0 +1,213 @@
+"""``pdsidecar serve`` as a process: SIGTERM drains, SIGHUP reloads, --workers share a port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pdsidecar.cli import main
+from pdsidecar.emulator import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_GDRIVE_ACCOUNT_ID,
+    DEMO_NOTION_ACCOUNT_ID,
+    DEMO_SLACK_ACCOUNT_ID,
+    Emulator,
+)
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.integration.helpers import error_of, get_request
+from tests.ops.conftest import Certs, until, write_config
+
+pytestmark = pytest.mark.anyio
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+REFUSED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_sigterm_drains_calls_in_flight_and_refuses_new_ones(
+    emulator: Emulator, serve: Any, tmp_path: Path, sockdir: Path
+) -> None:
+    config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
+    sock = f"unix:{sockdir}/pd.sock"
+    process = serve("--config", str(config), "--listen", sock, "--grace", "10")
+    await process.bound()
+    await process.wait_for("readiness: SERVING")
+    emulator.state.set_latency(1.5, route="account")
+    async with grpc.aio.insecure_channel(sock) as channel:
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="pdsidecar.v1.CredentialsService")
+        )
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        accounts = [DEMO_NOTION_ACCOUNT_ID, DEMO_SLACK_ACCOUNT_ID, DEMO_GDRIVE_ACCOUNT_ID]
+        sources = ["notion", "slack", "google_drive"]
+        in_flight = [
+            asyncio.ensure_future(stub.ValidateAccount(pb.ValidateAccountRequest(
+                account=get_request(account, source).account, source=source
+            )))
+            for account, source in zip(accounts, sources, strict=True)
+        ]  # fmt: skip
+        await until(lambda: emulator.state.in_flight == len(in_flight))
+        process.signal(signal.SIGTERM)
+        assert (await watch.read()).status == NOT_SERVING
+        # Health flips first; the server stops taking calls right after.
+        async with asyncio.timeout(3):
+            while True:
+                try:
+                    await stub.RefreshToken(pb.RefreshTokenRequest(), timeout=1)
+                except grpc.aio.AioRpcError as late:
+                    # Refused: the connection's GOAWAY, or a stream the closing server cancels.
+                    assert late.code() in REFUSED, late
+                    break
+                await asyncio.sleep(0.01)
+        assert not any(call.done() for call in in_flight)
+        answers = await asyncio.gather(*in_flight)
+        assert all(answer.account.account_id for answer in answers)
+    assert await process.wait() == 0
+    assert not (sockdir / "pd.sock").exists()
+
+
+async def test_sighup_reload_adds_and_removes_connections(
+    emulator: Emulator, serve: Any, tmp_path: Path
+) -> None:
+    emulator.state.add_client("second-client", DEMO_CLIENT_SECRET)
+    config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
+    metrics = free_port()
+    process = serve(
+        "--config", str(config), "--listen", "127.0.0.1:0",
+        "--metrics-listen", f"127.0.0.1:{metrics}",
+    )  # fmt: skip
+    (target,) = await process.bound()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        second = pb.RefreshTokenRequest(connection="second")
+        assert (await error_of(stub.RefreshToken(second))).reason == "CONNECTION_NOT_FOUND"
+
+        write_config(config, emulator.url, {"default": DEMO_CLIENT_ID, "second": "second-client"})
+        emulator.state.set_latency(0.5, route="account")
+        slow = asyncio.ensure_future(
+            stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+        )
+        await asyncio.sleep(0.1)
+        seen = len(process.lines())
+        process.signal(signal.SIGHUP)
+        await process.wait_for(r"reloaded config: connections added \['second'\]", after=seen)
+        assert (await stub.RefreshToken(second)).connection == "second"
+        assert (await slow).credentials, "the call in flight during the reload completed"
+
+        write_config(config, emulator.url, {"second": "second-client"})
+        seen = len(process.lines())
+        process.signal(signal.SIGHUP)
+        await process.wait_for(r"removed \['default'\]", after=seen)
+        error = await error_of(stub.RefreshToken(pb.RefreshTokenRequest()))
+        assert error.reason == "CONNECTION_NOT_FOUND"
+
+        config.write_text("this is = not [valid toml")
+        seen = len(process.lines())
+        process.signal(signal.SIGHUP)
+        await process.wait_for("reload failed, keeping the running config", after=seen)
+        assert (await stub.RefreshToken(second)).connection == "second"
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
+    assert 'pdsidecar_config_reloads_total{result="ok"} 2.0' in text
+    assert 'pdsidecar_config_reloads_total{result="failed"} 1.0' in text
+
+
+async def test_two_workers_answer_on_one_port(
+    emulator: Emulator, serve: Any, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
+    port = free_port()
+    process = serve("--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "2")
+    await until(lambda: emulator.state.requests["token"] >= 2, 20)  # each worker primes
+    request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    # Separate connections (no shared subchannel), so the kernel spreads them.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    for _ in range(40):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            stub = pb_grpc.CredentialsServiceStub(channel)
+            await stub.GetCredentials(request, wait_for_ready=True, timeout=5)
+        if emulator.state.requests["account"] == 2:
+            break
+    # Each worker has its own cache: two account fetches mean two workers answered.
+    assert emulator.state.requests["account"] == 2
+    process.signal(signal.SIGTERM)
+    assert await process.wait() == 0
+
+
+async def test_workers_refuse_a_unix_socket(serve: Any, tmp_path: Path, sockdir: Path) -> None:
+    config = write_config(tmp_path / "pd.toml", "http://127.0.0.1:9", {"default": "x"})
+    process = serve(
+        "--config", str(config), "--listen", f"unix:{sockdir}/pd.sock", "--workers", "2"
+    )
+    assert await process.wait() == 2
+    assert "several processes cannot share one Unix socket" in "\n".join(process.lines())
+
+
+async def test_serve_switches_for_sockets_binds_and_health(
+    emulator: Emulator, serve: Any, tmp_path: Path, sockdir: Path
+) -> None:
+    """--socket-mode, --allow-insecure-bind, --health-listen and --log-format json."""
+    config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
+    process = serve(
+        "--config", str(config), "--log-format", "json",
+        "--listen", f"unix:{sockdir}/pd.sock", "--socket-mode", "0660",
+        "--listen", "0.0.0.0:0", "--allow-insecure-bind",
+        "--health-listen", "127.0.0.1:0",
+    )  # fmt: skip
+    sock, anywhere, probe = await process.bound()
+    assert stat.S_IMODE(os.stat(sockdir / "pd.sock").st_mode) == 0o660
+    port = anywhere.rpartition(":")[2]
+    await process.wait_for("readiness: SERVING")
+    for target in (sock, f"127.0.0.1:{port}"):
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb_grpc.CredentialsServiceStub(channel)
+            assert (
+                await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+            ).credentials
+    check = ["health", "--address", probe, "--timeout", "2"]
+    assert await asyncio.to_thread(main, check) == 0
+    assert await asyncio.to_thread(main, [*check, "--liveness"]) == 0
+    os.environ["PDSIDECAR_HEALTH_ADDRESS"] = sock
+    try:
+        assert await asyncio.to_thread(main, ["health"]) == 0
+    finally:
+        del os.environ["PDSIDECAR_HEALTH_ADDRESS"]
+
+
+async def test_serve_switches_for_tls_and_text_logs(
+    emulator: Emulator, serve: Any, tmp_path: Path, certs: Certs
+) -> None:
+    """--tls-cert, --tls-key, --tls-client-ca and --log-format text; health over mTLS,
+    and in plaintext on the health-only listener (kubelet probes speak no TLS)."""
+    config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
+    process = serve(
+        "--config", str(config), "--log-format", "text", "--listen", "127.0.0.1:0",
+        "--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key),
+        "--tls-client-ca", str(certs.ca), "--health-listen", "127.0.0.1:0",
+    )  # fmt: skip
+    target, probe = await process.bound()
+    await process.wait_for("readiness: SERVING")
+    assert not process.lines()[0].startswith("{"), "plain text lines"
+    tls = ["--tls-ca", str(certs.ca), "--tls-server-name", "localhost"]
+    client = ["--tls-cert", str(certs.client_cert), "--tls-key", str(certs.client_key)]
+    assert await asyncio.to_thread(main, ["health", "--address", target, *tls, *client]) == 0
+    assert await asyncio.to_thread(main, ["health", "--address", target, *tls]) == 1
+    assert await asyncio.to_thread(main, ["health", "--address", probe]) == 0

@@ -1,0 +1,95 @@
+"""Config reload in-process: what changes, what stays, what needs a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pdsidecar.config import ConnectionConfig, Policy, Settings
+from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_NOTION_ACCOUNT_ID, Emulator
+from pdsidecar.listen import ListenerConfig, parse_listen
+from pdsidecar.secret import Secret
+from pdsidecar.workers import check_shareable
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.integration.helpers import error_of, get_request
+from tests.ops.conftest import API_TOKEN, running
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_reload_keeps_unchanged_connections_and_swaps_the_rest(
+    settings: Settings, emulator: Emulator, sockdir: Path
+) -> None:
+    emulator.state.add_client("other-client", DEMO_CLIENT_SECRET)
+    listener = ListenerConfig(
+        parse_listen(f"unix:{sockdir}/pd.sock"), allow_sources=frozenset({"notion"})
+    )
+    current = dataclasses.replace(settings, listeners=(listener,))
+    pending: list[Settings] = []
+    async with (
+        running(current, loader=lambda: pending.pop()) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        await stub.GetCredentials(request)
+        kept = sidecar.upstreams["default"]
+        assert len(sidecar.service.cache) == 1
+
+        # Same connection, a new one, a wider allow-list, an API token; the URL is ignored.
+        other = ConnectionConfig("other", "other-client", Secret(DEMO_CLIENT_SECRET))
+        wider = dataclasses.replace(listener, allow_sources=frozenset({"notion", "slack"}))
+        pending.append(
+            dataclasses.replace(
+                current,
+                pipedream_url="http://127.0.0.1:9",
+                policy=Policy(),
+                connections={**current.connections, "other": other},
+                listeners=(wider,),
+                api_token=Secret(API_TOKEN),
+            )
+        )
+        assert await sidecar.reload()
+        assert sidecar.upstreams["default"] is kept, "unchanged: same upstream, same token"
+        assert len(sidecar.service.cache) == 1, "and its cached accounts stay"
+        assert sidecar.settings.pipedream_url == settings.pipedream_url
+        auth = (("authorization", f"Bearer {API_TOKEN}"),)
+        assert (await error_of(stub.GetCredentials(request))).reason == "UNAUTHENTICATED"
+        answer = await stub.RefreshToken(pb.RefreshTokenRequest(connection="other"), metadata=auth)
+        assert answer.connection == "other"
+        slack = get_request(DEMO_NOTION_ACCOUNT_ID, "slack")
+        error = await error_of(stub.GetCredentials(slack, metadata=auth))
+        assert error.reason != "PERMISSION_DENIED", "the wider allow-list is in force"
+
+        # A changed secret means a new upstream, and the connection's cache is dropped.
+        rotated = ConnectionConfig("default", DEMO_CLIENT_ID, Secret("rotated-secret"))
+        pending.append(
+            dataclasses.replace(current, connections={"default": rotated}, listeners=(wider,))
+        )
+        assert await sidecar.reload()
+        assert sidecar.upstreams["default"] is not kept
+        assert len(sidecar.service.cache) == 0
+        assert "other" not in sidecar.upstreams
+        error = await error_of(stub.GetCredentials(request))
+        assert error.reason == "PROVIDER_AUTH_FAILED"  # the emulator refuses the new secret
+
+
+async def test_reload_without_a_config_file_changes_nothing(settings: Settings) -> None:
+    async with running(settings, parse_listen("127.0.0.1:0")) as sidecar:
+        before = sidecar.upstreams
+        assert not await sidecar.reload()
+        assert sidecar.upstreams is before
+
+
+def test_workers_need_shareable_listeners() -> None:
+    from pdsidecar.config import ConfigError
+
+    check_shareable(2, [ListenerConfig(parse_listen("127.0.0.1:50051"))])
+    with pytest.raises(ConfigError, match="fixed port"):
+        check_shareable(2, [ListenerConfig(parse_listen("127.0.0.1:0"))])
+    with pytest.raises(ConfigError, match="Unix socket"):
+        check_shareable(2, [ListenerConfig(parse_listen("unix:/run/pd.sock"))])

@@ -1,0 +1,79 @@
+"""OpenTelemetry tracing: spans reach an OTLP collector (a fake one on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from pdsidecar.config import Settings
+from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID
+from pdsidecar.listen import parse_listen
+from pdsidecar.tracing import setup_tracing
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.integration.helpers import error_of, get_request
+from tests.ops.conftest import running
+
+pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+from opentelemetry.proto.collector.trace.v1 import (
+    trace_service_pb2,
+    trace_service_pb2_grpc,
+)
+
+pytestmark = pytest.mark.anyio
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    async def Export(self, request: Any, context: Any) -> Any:
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                self.spans.extend(scope.spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[tuple[Collector, str]]:
+    server = grpc.aio.server()
+    servicer = Collector()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield servicer, f"http://127.0.0.1:{port}"
+    await server.stop(0)
+
+
+def test_tracing_is_off_without_an_endpoint() -> None:
+    assert setup_tracing({}) is None
+
+
+async def test_rpcs_become_server_spans(
+    settings: Settings, collector: tuple[Collector, str]
+) -> None:
+    spans, endpoint = collector
+    tracing = setup_tracing({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert tracing is not None
+    async with (
+        running(settings, parse_listen("127.0.0.1:0"), tracing=tracing) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        parent = (("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),)
+        await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"), metadata=parent)
+        await error_of(stub.GetCredentials(get_request("apn_missing1", "notion")))
+    # Stopping the sidecar flushed the spans to the collector.
+    names = [span.name for span in spans.spans]
+    assert names.count("pdsidecar.v1.CredentialsService/GetCredentials") == 2
+    first, second = spans.spans
+    assert first.trace_id.hex() == TRACE_ID, "the caller's traceparent is the parent"
+    attributes = {a.key: a.value for a in second.attributes}
+    assert attributes["rpc.system"].string_value == "grpc"
+    assert attributes["rpc.grpc.status_code"].int_value == grpc.StatusCode.NOT_FOUND.value[0]
+    assert second.status.code == 2  # ERROR
+    assert all("apn_" not in str(span) for span in spans.spans), "no request fields in spans"

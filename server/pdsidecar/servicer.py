@@ -10,7 +10,7 @@ INTERNAL with a generic message, never a traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -83,14 +83,11 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
             raise
 
     @staticmethod
-    def _query(
-        check: Checker,
-        ref: pb.AccountRef,
-        source: str,
-        required: Sequence[str],
-        optional: Sequence[str],
-    ) -> AccountQuery:
-        return AccountQuery(
+    def _query(request: pb.GetCredentialsRequest | pb.ValidateAccountRequest) -> AccountQuery:
+        """The validated query of a GetCredentials or ValidateAccount request."""
+        check = Checker()
+        ref = request.account
+        query = AccountQuery(
             connection=check.connection("account.connection", ref.connection),
             project_id=check.project_id("account.project_id", ref.project_id),
             account_id=check.account_id("account.account_id", ref.account_id),
@@ -98,10 +95,12 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
             external_user_id=check.external_user_id(
                 "account.external_user_id", ref.external_user_id
             ),
-            source=check.source("source", source),
-            required_fields=check.field_names("required_fields", required),
-            optional_fields=check.field_names("optional_fields", optional),
+            source=check.source("source", request.source),
+            required_fields=check.field_names("required_fields", request.required_fields),
+            optional_fields=check.field_names("optional_fields", request.optional_fields),
         )
+        check.done()
+        return query
 
     async def GetCredentials(
         self,
@@ -115,15 +114,7 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
         self, request: pb.GetCredentialsRequest, context: Context
     ) -> tuple[pb.GetCredentialsResponse, Callable[[], bool]]:
         async def call() -> tuple[pb.GetCredentialsResponse, Callable[[], bool]]:
-            check = Checker()
-            query = self._query(
-                check,
-                request.account,
-                request.source,
-                request.required_fields,
-                request.optional_fields,
-            )
-            check.done()
+            query = self._query(request)
             result = await self._service.get_credentials(
                 query,
                 rejected_access_token=request.rejected_access_token or None,
@@ -144,15 +135,7 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
         context: grpc.aio.ServicerContext[pb.ValidateAccountRequest, pb.ValidateAccountResponse],
     ) -> pb.ValidateAccountResponse:
         async def call() -> pb.ValidateAccountResponse:
-            check = Checker()
-            query = self._query(
-                check,
-                request.account,
-                request.source,
-                request.required_fields,
-                request.optional_fields,
-            )
-            check.done()
+            query = self._query(request)
             validation = await self._service.validate_account(
                 query,
                 deadline=self._deadline(context),

@@ -24,6 +24,9 @@ if [ -x scripts/check_generated.sh ]; then
   scripts/check_generated.sh
 fi
 
+step "deployment files: hadolint, Kubernetes schemas, the image's install script"
+scripts/check_deploy.sh
+
 step "ruff"
 ruff check .
 ruff format --check .

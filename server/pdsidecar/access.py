@@ -1,8 +1,8 @@
 """Who may call: the shared API token and a listener's allow-lists.
 
 :class:`AccessControl` guards ``pdsidecar.v1.CredentialsService`` on one
-listener's server (the observing interceptor applies it, saving an
-interceptor hop per call):
+listener's server; the observing wrapper (:mod:`pdsidecar.metrics`) asks it
+about every call before the servicer sees it:
 
 - With an API token set, every call must carry ``authorization: Bearer
   <token>`` metadata, compared in constant time; else UNAUTHENTICATED.
@@ -24,10 +24,8 @@ from google.protobuf.message import DecodeError, Message
 
 from pdsidecar.config import DEFAULT_CONNECTION
 from pdsidecar.errors import SidecarError
-from pdsidecar.interceptors import Behavior, Context, Handler, Wrapped, with_behavior
 from pdsidecar.listen import ListenerConfig
 from pdsidecar.secret import Secret
-from pdsidecar.status import to_grpc_status
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 SERVICE_PREFIX: Final = "/pdsidecar.v1.CredentialsService/"
@@ -45,55 +43,47 @@ class TokenHolder:
     """The expected ``authorization`` value; None means no token is required."""
 
     def __init__(self, token: Secret | None = None) -> None:
-        self.expected: bytes | None = None
+        self.expected: str | None = None
         self.set(token)
 
     def set(self, token: Secret | None) -> None:
-        self.expected = f"Bearer {token.reveal()}".encode() if token else None
+        self.expected = f"Bearer {token.reveal()}" if token else None
 
 
 class AccessControl:
     def __init__(self, tokens: TokenHolder, listener: ListenerConfig) -> None:
         self._tokens = tokens
         self._listener = listener
-        self._refusals: dict[str, Handler] = {}
-        self._checked = Wrapped(self._wrap)
 
     def update(self, listener: ListenerConfig) -> None:
         """New allow-lists after a reload (the address stays)."""
         self._listener = listener
 
-    def admit(self, handler: Handler, method: str, metadata: Any) -> Handler:
-        """``handler``, one that checks the allow-lists first, or one that refuses."""
-        if not method.startswith(SERVICE_PREFIX):
-            return handler
+    @staticmethod
+    def guards(method: str) -> bool:
+        """Whether calls of ``method`` are checked (health and reflection are not)."""
+        return method.startswith(SERVICE_PREFIX)
+
+    def refusal(self, method: str, request: Any, authorization: Any) -> SidecarError | None:
+        """Why this call may not proceed, or None.
+
+        ``authorization`` is the call's metadata value (None if absent); ``request``
+        may still be raw bytes.
+        """
         expected = self._tokens.expected
-        if expected is not None and not _token_matches(metadata, expected):
-            refusal = self._refusals.get(method)
-            if refusal is None:
-                refusal = self._refusals[method] = _refusal(handler, _unauthenticated())
-            return refusal
+        if expected is not None and not _token_matches(authorization, expected):
+            return _unauthenticated()
         if not self._listener.restricted:
-            return handler
-        return self._checked.get(handler, method)
-
-    def _wrap(self, inner: Behavior, method: str) -> Behavior:
-        parse = _REQUESTS.get(method.removeprefix(SERVICE_PREFIX))
-
-        async def checked(request: Any, context: Context) -> Any:
-            message = request
-            if isinstance(request, bytes) and parse is not None:
-                try:
-                    message = parse.FromString(request)
-                except DecodeError:
-                    return await inner(request, context)  # the servicer reports it
-            refusal = self.check(message)
-            if refusal is not None:
-                status = to_grpc_status(refusal)
-                await context.abort(status.code, status.details, status.trailing_metadata)
-            return await inner(request, context)
-
-        return checked
+            return None
+        if isinstance(request, bytes):
+            parse = _REQUESTS.get(method.removeprefix(SERVICE_PREFIX))
+            if parse is None:
+                return None
+            try:
+                request = parse.FromString(request)
+            except DecodeError:
+                return None  # the servicer reports it
+        return self.check(request)
 
     def check(self, request: Any) -> SidecarError | None:
         """Why this listener may not serve ``request``, or None if it may."""
@@ -112,12 +102,14 @@ class AccessControl:
         return None
 
 
-def _token_matches(metadata: Any, expected: bytes) -> bool:
-    for key, value in metadata or ():
-        if key == "authorization":
-            given = value.encode() if isinstance(value, str) else bytes(value)
-            return hmac.compare_digest(given, expected)
-    return False
+def _token_matches(given: Any, expected: str) -> bool:
+    """Constant-time comparison; non-ASCII or binary values never match."""
+    if not isinstance(given, str):
+        return False
+    try:
+        return hmac.compare_digest(given, expected)
+    except TypeError:  # non-ASCII text
+        return False
 
 
 def _unauthenticated() -> SidecarError:
@@ -133,12 +125,3 @@ def _denied(what: str, metadata: dict[str, str]) -> SidecarError:
         reason="PERMISSION_DENIED",
         metadata=metadata,
     )
-
-
-def _refusal(handler: Handler, error: SidecarError) -> Handler:
-    status = to_grpc_status(error)
-
-    async def refuse(request: Any, context: Context) -> Any:
-        await context.abort(status.code, status.details, status.trailing_metadata)
-
-    return with_behavior(handler, refuse)

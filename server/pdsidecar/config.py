@@ -211,6 +211,8 @@ def read_api_token(data: Mapping[str, Any], env: Mapping[str, str]) -> Secret | 
         raise ConfigError(
             f"{where}: the API token must be at least {MIN_API_TOKEN_LENGTH} characters"
         )
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise ConfigError(f"{where}: the API token must be printable ASCII without spaces")
     return Secret(value)
 
 

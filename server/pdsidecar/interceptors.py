@@ -1,21 +1,21 @@
-"""The one pattern the server interceptors share: wrap a unary method's behavior.
+"""Observing and guarding calls: wrap each unary method's behavior, once.
 
-A ``grpc.aio`` server interceptor sees a call before its handler is chosen
-and may return another handler. To observe or check the call itself, the
-handler's behavior is wrapped in a coroutine with the same ``(request,
-context) -> response`` shape, so unary-unary semantics are kept. The wrapped
-handler is built once per original handler and reused: no allocation per
-call. Streaming handlers (health Watch, reflection) pass through untouched.
+To observe or check a call, a method's behavior is wrapped in a coroutine of
+the same ``(request, context) -> response`` shape, so unary-unary semantics
+are kept; streaming handlers (health Watch, reflection) pass through.
 
-grpc.aio runs each interceptor as a coroutine of its own on every call, so the
-sidecar keeps their number down: one observing interceptor that also applies
-the access rules (:mod:`pdsidecar.metrics`, :mod:`pdsidecar.access`), plus
-tracing only when it is on.
+Where it happens matters on the hot path. A ``grpc.aio`` server interceptor
+runs as extra coroutines on every call, before the handler is even chosen.
+So the sidecar wraps handlers when services *register* instead: a
+:class:`WrappingRegistrar` stands in for the server while the servicer, health
+and reflection add themselves, and hands the server already-wrapped
+handlers. A call then costs one extra coroutine frame. Tracing, which is off
+by default, is a real interceptor (:class:`UnaryInterceptor`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
@@ -25,6 +25,16 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Behavior: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
+Generic: TypeAlias = "grpc.GenericRpcHandler[Any, Any]"
+# (original behavior, full method name) -> wrapped behavior
+Wrap: TypeAlias = Callable[[Behavior, str], Behavior]
+
+if TYPE_CHECKING:
+    _GenericBase = grpc.GenericRpcHandler[Any, Any]
+    _Base = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _GenericBase = grpc.GenericRpcHandler
+    _Base = grpc.aio.ServerInterceptor
 
 
 def with_behavior(handler: Handler, behavior: Behavior) -> Handler:
@@ -36,20 +46,16 @@ def with_behavior(handler: Handler, behavior: Behavior) -> Handler:
     )
 
 
-if TYPE_CHECKING:
-    _Base = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Base = grpc.aio.ServerInterceptor
-
-
 class Wrapped:
     """Wrapped handlers, built once per original handler (kept by identity)."""
 
-    def __init__(self, wrap: Callable[[Behavior, str], Behavior]) -> None:
+    def __init__(self, wrap: Wrap) -> None:
         self._wrap = wrap
         self._built: dict[int, tuple[Handler, Handler]] = {}
 
     def get(self, handler: Handler, method: str) -> Handler:
+        if handler is None or handler.unary_unary is None:
+            return handler  # None (an unknown method), or a stream: untouched
         built = self._built.get(id(handler))
         if built is None or built[0] is not handler:
             inner: Behavior = handler.unary_unary  # type: ignore[assignment]  # sync-typed stub
@@ -58,8 +64,40 @@ class Wrapped:
         return built[1]
 
 
+class _WrappedGeneric(_GenericBase):
+    def __init__(self, inner: Generic, wrapped: Wrapped) -> None:
+        self._inner = inner
+        self._wrapped = wrapped
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._inner.service(handler_call_details)
+        return self._wrapped.get(handler, handler_call_details.method)  # type: ignore[arg-type]
+
+
+class WrappingRegistrar:
+    """Takes service registrations in place of ``server``, wrapping unary handlers."""
+
+    def __init__(self, server: grpc.aio.Server, wrap: Wrap) -> None:
+        self._server = server
+        self._wrapped = Wrapped(wrap)
+
+    def add_generic_rpc_handlers(self, generic_handlers: Sequence[Generic]) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_WrappedGeneric(handler, self._wrapped) for handler in generic_handlers)
+        )
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Handler]
+    ) -> None:
+        wrapped = {
+            name: self._wrapped.get(handler, f"/{service_name}/{name}")
+            for name, handler in method_handlers.items()
+        }
+        self._server.add_registered_method_handlers(service_name, wrapped)  # type: ignore[attr-defined]
+
+
 class UnaryInterceptor(_Base):
-    """Base class: subclasses say how to wrap a method in :meth:`wrap`."""
+    """A server interceptor wrapping unary methods; subclasses say how in :meth:`wrap`."""
 
     def __init__(self) -> None:
         self._wrapped = Wrapped(self.wrap)
@@ -68,8 +106,6 @@ class UnaryInterceptor(_Base):
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # None: an unknown method
         return self._wrapped.get(handler, handler_call_details.method)
 
     def wrap(self, inner: Behavior, method: str) -> Behavior:

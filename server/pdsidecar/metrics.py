@@ -1,13 +1,13 @@
 """Metrics: cheap counting on the hot path, Prometheus text at scrape time.
 
-The hot path only bumps plain integers: :class:`ObservingInterceptor` counts
+The hot path only bumps plain integers: :class:`Observer` counts
 each RPC by method and code into an :class:`RpcStats` and files its latency
 into histogram buckets; :class:`CountingTransport` counts Pipedream requests
 by route and status. Everything else (cache counters, token refreshes and
 expiry) is read where it already lives, only when Prometheus scrapes (see
 :mod:`pdsidecar.prometheus`).
 
-The interceptor also gives every RPC a request id (``x-request-id`` metadata,
+The observer also gives every RPC a request id (``x-request-id`` metadata,
 else generated) for the logs, and logs one line per RPC at DEBUG.
 
 No label carries a secret or an account id: labels are gRPC method and code,
@@ -25,12 +25,12 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import grpc
 import httpx
 
 from pdsidecar.access import AccessControl
-from pdsidecar.interceptors import Behavior, Context, Continuation, Handler, UnaryInterceptor
+from pdsidecar.interceptors import Behavior, Context
 from pdsidecar.logs import REQUEST_ID
+from pdsidecar.status import to_grpc_status
 
 log = logging.getLogger("pdsidecar.rpc")
 
@@ -59,44 +59,40 @@ class UpstreamStats:
     reloads: dict[str, int] = field(default_factory=dict)  # "ok" / "failed"
 
 
-class ObservingInterceptor(UnaryInterceptor):
-    """Counts and times unary RPCs, sets the request id, logs each RPC at DEBUG,
-    and applies the listener's :class:`~pdsidecar.access.AccessControl` (one hop)."""
+class Observer:
+    """Wraps each unary method (see :class:`~pdsidecar.interceptors.WrappingRegistrar`):
+    sets the request id, applies the listener's access rules, counts and times the
+    call, and logs it at DEBUG."""
 
     def __init__(self, stats: RpcStats, access: AccessControl | None = None) -> None:
-        super().__init__()
         self._stats = stats
         self._access = access
         self._ids = itertools.count(1)
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # unknown methods and streams (health Watch, reflection)
-        metadata = handler_call_details.invocation_metadata
-        request_id = None
-        for key, value in metadata or ():
-            if key == "x-request-id":
-                request_id = str(value)[:64]
-                break
-        REQUEST_ID.set(request_id or f"{_PREFIX}{next(self._ids)}")
-        method: str = handler_call_details.method
-        if self._access is not None:
-            handler = self._access.admit(handler, method, metadata)
-        return self._wrapped.get(handler, method)
 
     def wrap(self, inner: Behavior, method: str) -> Behavior:
         handled = self._stats.handled
         histogram = self._stats.latency.setdefault(method, Histogram())
         counts = histogram.counts
         clock = time.perf_counter
+        ids = self._ids
+        access = self._access if self._access is not None and self._access.guards(method) else None
 
         async def observed(request: Any, context: Context) -> Any:
             started = clock()
+            request_id = authorization = None
+            for name, value in context.invocation_metadata() or ():
+                if name == "authorization":
+                    authorization = value
+                elif name == "x-request-id":
+                    request_id = str(value)[:64]
+            REQUEST_ID.set(request_id or f"{_PREFIX}{next(ids)}")
             code = "UNKNOWN"
             try:
+                if access is not None:
+                    refusal = access.refusal(method, request, authorization)
+                    if refusal is not None:
+                        status = to_grpc_status(refusal)
+                        await context.abort(status.code, status.details, status.trailing_metadata)
                 response = await inner(request, context)
                 code = "OK"
                 return response
@@ -105,9 +101,9 @@ class ObservingInterceptor(UnaryInterceptor):
                 raise
             finally:
                 elapsed = clock() - started
-                status = context.code()
-                if status is not None:
-                    code = status.name
+                status_code = context.code()
+                if status_code is not None:
+                    code = status_code.name
                 key = (method, code)
                 handled[key] = handled.get(key, 0) + 1
                 counts[bisect_left(BUCKETS, elapsed)] += 1

@@ -88,6 +88,8 @@ def test_api_token_from_file_env_and_length_rule(tmp_path: Path) -> None:
     assert settings_from_mapping(base, env).api_token is None
     with pytest.raises(ConfigError, match="at least 16"):
         settings_from_mapping(base, {**env, "PDSIDECAR_API_TOKEN": "short"})
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        settings_from_mapping(base, {**env, "PDSIDECAR_API_TOKEN": "token with spaces inside"})
     with pytest.raises(ConfigError, match="not both"):
         settings_from_mapping(
             {**base, "api_token_file": str(token_file)}, {**env, "PDSIDECAR_API_TOKEN": API_TOKEN}

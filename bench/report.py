@@ -275,6 +275,8 @@ def markdown(results: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
         lines.append(f"| {t['target']} | {t['measured']} | {met} |")
     lines += _details(s) + _scaling(results) + _soak(results)
+    for key, error in (results.get("failed_parts") or {}).items():
+        lines += ["", f"**{key} failed**: `{error.splitlines()[-1] if error else ''}`"]
     lines += ["", "![latency and RPS per scenario](latest.png)", ""]
     return "\n".join(lines)
 

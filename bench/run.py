@@ -93,6 +93,15 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _step(results: dict[str, Any], key: str, step: Any) -> None:
+    """One part of the run; a failure is written into the results, not fatal."""
+    try:
+        results[key] = step()
+    except Exception as error:  # the results of the other parts are still written
+        print(f"  {key} failed: {type(error).__name__}: {error}", flush=True)
+        results.setdefault("failed_parts", {})[key] = f"{type(error).__name__}: {error}"[:3000]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, 1,000 spread accounts")
@@ -180,14 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         results["scenarios"] = run_main(ctx)
         scaling = args.scaling or ("1,2" if supports_workers and not args.quick else "none")
         if scaling != "none" and supports_workers:
-            results["scaling"] = run_scaling(ctx, [int(n) for n in scaling.split(",")])
+            _step(results, "scaling", lambda: run_scaling(ctx, [int(n) for n in scaling.split(",")]))
         elif scaling != "none" or not supports_workers:
             results["scaling_note"] = (
                 "Not measured: `pdsidecar serve` has no `--workers` option in this build."
             )
         if soak_seconds > 0:
             print(f"  soak: {soak_seconds:.0f} s with faults", flush=True)
-            results["soak"] = run_soak(ctx, soak_seconds)
+            _step(results, "soak", lambda: run_soak(ctx, soak_seconds))
     finally:
         emulator.stop()
     results["elapsed_s"] = round(time.monotonic() - t0, 1)

@@ -35,7 +35,13 @@ from typing import Final
 
 from pdsidecar.clock import Clock, wall_to_monotonic
 from pdsidecar.config import Policy
-from pdsidecar.errors import AccountProblem, RateLimited, UpstreamError, UpstreamUnavailable
+from pdsidecar.errors import (
+    AccountProblem,
+    DeadlineExceeded,
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from pdsidecar.models import Account
 
 log = logging.getLogger(__name__)
@@ -184,7 +190,7 @@ class AccountCache:
             stale = self._stale_for(key, rejected)
             if stale is None:
                 if isinstance(error, TimeoutError):
-                    raise UpstreamUnavailable(
+                    raise DeadlineExceeded(
                         "deadline exceeded while waiting for Pipedream", metadata=_ids(key)
                     ) from None
                 raise

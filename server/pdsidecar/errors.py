@@ -15,6 +15,7 @@ Exceptions form one tree, so callers can catch at any depth::
     +-- UpstreamError             Pipedream refused or failed
         +-- RateLimited           RATE_LIMITED (retry_after from Retry-After)
         +-- UpstreamUnavailable   UPSTREAM_UNAVAILABLE (retry_after)
+            +-- DeadlineExceeded  DEADLINE_EXCEEDED: the caller's deadline ran out first
 
 Messages and metadata name accounts, connections and field names, never a
 credential value.
@@ -93,6 +94,12 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
         True,
         "Pipedream failed or could not be reached after bounded retries.",
     ),
+    "DEADLINE_EXCEEDED": ErrorKind(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        False,
+        "The call's deadline passed before Pipedream answered; a shared fetch goes on "
+        "and fills the cache.",
+    ),
 }
 
 
@@ -159,6 +166,16 @@ class RateLimited(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     reason = "UPSTREAM_UNAVAILABLE"
+
+
+class DeadlineExceeded(UpstreamUnavailable):
+    """The caller's deadline ended the call before Pipedream gave a verdict.
+
+    A kind of unavailability (stale entries may still be served for it), sent
+    as DEADLINE_EXCEEDED: the status the caller's own deadline would give.
+    """
+
+    reason = "DEADLINE_EXCEEDED"
 
 
 class ProviderAuthFailed(UpstreamError):

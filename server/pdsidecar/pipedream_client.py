@@ -31,10 +31,10 @@ from pdsidecar.errors import (
     UpstreamUnavailable,
 )
 from pdsidecar.models import Account, AccountPage
-from pdsidecar.retrying_http import DeadlineExceeded, RetryingHttp, Sleep
+from pdsidecar.retrying_http import RetryingHttp, Sleep
 from pdsidecar.secret import Secret
 
-__all__ = ["ApiToken", "DeadlineExceeded", "PipedreamClient", "TokenRejected"]
+__all__ = ["ApiToken", "PipedreamClient", "TokenRejected"]
 
 # Pipedream documents one-hour tokens; used only if a response omits expires_in.
 _DEFAULT_TOKEN_LIFETIME: Final = 3600.0

@@ -33,15 +33,11 @@ import httpx
 
 from pdsidecar.clock import Clock
 from pdsidecar.config import Policy
-from pdsidecar.errors import UpstreamUnavailable
+from pdsidecar.errors import DeadlineExceeded, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class DeadlineExceeded(UpstreamUnavailable):
-    """The caller's deadline ended the call before Pipedream gave a verdict."""
 
 
 class RetryingHttp:

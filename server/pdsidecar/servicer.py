@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from pdsidecar import convert
 from pdsidecar.clock import Clock
@@ -27,6 +27,7 @@ from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+Request = TypeVar("Request", bound=Message)
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -47,12 +48,7 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
         reused = self._memo.get(request)
         if reused is not None:
             return reused
-        try:
-            parsed = pb.GetCredentialsRequest.FromString(request)
-        except DecodeError:
-            violation = FieldViolation("(request)", "is not a GetCredentialsRequest message")
-            await _abort(context, InvalidRequest([violation]))
-            raise
+        parsed = await _parse(pb.GetCredentialsRequest, request, context)
         response, still_current = await self._get_credentials(parsed, context)
         serialized = response.SerializeToString()
         if not parsed.rejected_access_token:
@@ -241,23 +237,44 @@ class ResponseMemo:
             del entries[next(iter(entries))]
 
 
+def _parsing(
+    message: type[Request], method: Callable[[Request, Context], Awaitable[Response]]
+) -> Callable[[bytes, Context], Awaitable[Response]]:
+    """``method`` on raw request bytes, so undecodable bytes get INVALID_ARGUMENT.
+
+    (grpc's own deserializer failure would reach the caller as UNKNOWN.)
+    """
+
+    async def behavior(request: bytes, context: Context) -> Response:
+        return await method(await _parse(message, request, context), context)
+
+    return behavior
+
+
+async def _parse(message: type[Request], request: bytes, context: Context) -> Request:
+    try:
+        return message.FromString(request)
+    except DecodeError:
+        violation = FieldViolation("(request)", f"is not a {message.__name__} message")
+        await _abort(context, InvalidRequest([violation]))
+        raise
+
+
 def add_to_server(servicer: CredentialsServicer, server: grpc.aio.Server) -> None:
-    """Registers the service; GetCredentials runs on raw bytes (see GetCredentialsRaw)."""
+    """Registers the service. Requests arrive as bytes and are parsed here; GetCredentials
+    also answers in bytes (see GetCredentialsRaw)."""
     handlers = {
         "GetCredentials": grpc.unary_unary_rpc_method_handler(servicer.GetCredentialsRaw),
         "ValidateAccount": grpc.unary_unary_rpc_method_handler(
-            servicer.ValidateAccount,
-            request_deserializer=pb.ValidateAccountRequest.FromString,
+            _parsing(pb.ValidateAccountRequest, servicer.ValidateAccount),
             response_serializer=pb.ValidateAccountResponse.SerializeToString,
         ),
         "RefreshToken": grpc.unary_unary_rpc_method_handler(
-            servicer.RefreshToken,
-            request_deserializer=pb.RefreshTokenRequest.FromString,
+            _parsing(pb.RefreshTokenRequest, servicer.RefreshToken),
             response_serializer=pb.RefreshTokenResponse.SerializeToString,
         ),
         "ListAccounts": grpc.unary_unary_rpc_method_handler(
-            servicer.ListAccounts,
-            request_deserializer=pb.ListAccountsRequest.FromString,
+            _parsing(pb.ListAccountsRequest, servicer.ListAccounts),
             response_serializer=pb.ListAccountsResponse.SerializeToString,
         ),
     }

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from pdsidecar.clock import Clock
 from pdsidecar.config import ConnectionConfig, Policy
-from pdsidecar.errors import RateLimited, SidecarError
+from pdsidecar.errors import DeadlineExceeded, RateLimited, SidecarError
 from pdsidecar.models import TokenStatus
-from pdsidecar.pipedream_client import ApiToken, DeadlineExceeded, PipedreamClient
+from pdsidecar.pipedream_client import ApiToken, PipedreamClient
 from pdsidecar.secret import Secret
 
 logger = logging.getLogger(__name__)

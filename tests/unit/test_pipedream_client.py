@@ -14,12 +14,13 @@ from pdsidecar.clock import ManualClock
 from pdsidecar.config import Policy
 from pdsidecar.errors import (
     AccountProblem,
+    DeadlineExceeded,
     InvalidRequest,
     ProviderAuthFailed,
     RateLimited,
     UpstreamUnavailable,
 )
-from pdsidecar.pipedream_client import DeadlineExceeded, TokenRejected
+from pdsidecar.pipedream_client import TokenRejected
 from pdsidecar.retrying_http import parse_retry_after
 from pdsidecar.secret import Secret
 from tests.unit.pipedream_fakes import (
@@ -169,7 +170,7 @@ async def test_retries_stop_at_the_deadline_including_backoff(
     deadline = clock.monotonic() + 0.25
     with pytest.raises(DeadlineExceeded) as info:
         await client.get_account(TOKEN, PROJECT, "production", ACCOUNT, deadline=deadline)
-    assert info.value.reason == "UPSTREAM_UNAVAILABLE"
+    assert info.value.reason == "DEADLINE_EXCEEDED"
     assert 2 <= fake.counts["account"] < 10
     assert clock.monotonic() <= deadline  # no sleep ran past it
     assert sum(sleep.pauses) <= 0.25

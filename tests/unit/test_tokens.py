@@ -9,8 +9,7 @@ import pytest
 
 from pdsidecar.clock import ManualClock
 from pdsidecar.config import Policy
-from pdsidecar.errors import ProviderAuthFailed, RateLimited, UpstreamUnavailable
-from pdsidecar.pipedream_client import DeadlineExceeded
+from pdsidecar.errors import DeadlineExceeded, ProviderAuthFailed, RateLimited, UpstreamUnavailable
 from pdsidecar.secret import Secret
 from pdsidecar.tokens import TokenProvider
 from tests.unit.pipedream_fakes import (

@@ -85,6 +85,8 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The caller did not present the sidecar's API token."""
     REASON_PERMISSION_DENIED: _Reason.ValueType  # 15
     """The listener's allow-list does not include this connection or source."""
+    REASON_DEADLINE_EXCEEDED: _Reason.ValueType  # 16
+    """The call's deadline passed before Pipedream answered."""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason names every failure and every account problem. The ErrorInfo reason
@@ -122,6 +124,8 @@ REASON_UNAUTHENTICATED: Reason.ValueType  # 14
 """The caller did not present the sidecar's API token."""
 REASON_PERMISSION_DENIED: Reason.ValueType  # 15
 """The listener's allow-list does not include this connection or source."""
+REASON_DEADLINE_EXCEEDED: Reason.ValueType  # 16
+"""The call's deadline passed before Pipedream answered."""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final

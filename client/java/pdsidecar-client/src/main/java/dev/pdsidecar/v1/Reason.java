@@ -140,6 +140,14 @@ public enum Reason
    * <code>REASON_PERMISSION_DENIED = 15;</code>
    */
   REASON_PERMISSION_DENIED(15),
+  /**
+   * <pre>
+   * The call's deadline passed before Pipedream answered.
+   * </pre>
+   *
+   * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
+   */
+  REASON_DEADLINE_EXCEEDED(16),
   UNRECOGNIZED(-1),
   ;
 
@@ -276,6 +284,14 @@ public enum Reason
    * <code>REASON_PERMISSION_DENIED = 15;</code>
    */
   public static final int REASON_PERMISSION_DENIED_VALUE = 15;
+  /**
+   * <pre>
+   * The call's deadline passed before Pipedream answered.
+   * </pre>
+   *
+   * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
+   */
+  public static final int REASON_DEADLINE_EXCEEDED_VALUE = 16;
 
 
   public final int getNumber() {
@@ -318,6 +334,7 @@ public enum Reason
       case 13: return REASON_ACCOUNT_UNHEALTHY;
       case 14: return REASON_UNAUTHENTICATED;
       case 15: return REASON_PERMISSION_DENIED;
+      case 16: return REASON_DEADLINE_EXCEEDED;
       default: return null;
     }
   }

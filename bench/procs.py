@@ -113,7 +113,7 @@ class Child:
     def __init__(self, name: str, command: list[str], log: Path, env: dict[str, str]) -> None:
         self.name = name
         self.log = log
-        self._log_handle = log.open("ab")
+        self._log_handle = log.open("wb")  # this run's output only
         self.proc = subprocess.Popen(
             command,
             stdout=self._log_handle,

@@ -303,6 +303,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
             color=colour,
         )
     ax_lat.set_yscale("log")
+    ax_lat.set_ylim(bottom=1)
     ax_lat.set_ylabel("latency, ms (log scale)")
     ax_lat.set_title("Latency percentiles (ghz)")
     ax_lat.legend()

@@ -87,7 +87,7 @@ def _options(args: argparse.Namespace) -> Any:
         storm=1000,
         misses=50 if quick else 200,
         upstream_concurrency=args.upstream_concurrency,
-        rounds=args.rounds or (1 if quick else 3),
+        rounds=args.rounds or (1 if quick else 5),
         server_cpus=server_cpus,
         client_cpus=client_cpus,
     )
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         results["scenarios"] = run_main(ctx)
         scaling = args.scaling or ("1,2" if supports_workers and not args.quick else "none")
         if scaling != "none" and supports_workers:
-            _step(results, "scaling", lambda: run_scaling(ctx, [int(n) for n in scaling.split(",")]))
+            counts = [int(n) for n in scaling.split(",")]
+            _step(results, "scaling", lambda: run_scaling(ctx, counts))
         elif scaling != "none" or not supports_workers:
             results["scaling_note"] = (
                 "Not measured: `pdsidecar serve` has no `--workers` option in this build."

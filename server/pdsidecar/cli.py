@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from pdsidecar import __version__, logs
 from pdsidecar.commands import accounts, emulator, health, serve
@@ -25,12 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """asyncio.run, on uvloop when it is installed (the ``fast`` extra): it cut about
+    a fifth of the server's CPU per call in the benchmark."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # JSON lines with a redaction filter for the server; plain text for the other commands.
     logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
-        code: int = asyncio.run(args.run(args))
+        code: int = _run(args.run(args))
         return code
     except ConfigError as error:
         print(f"pdsidecar: {error}", file=sys.stderr)

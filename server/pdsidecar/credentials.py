@@ -10,6 +10,7 @@ flows one way: this layer calls the upstreams, nothing here is called back.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ class CredentialService:
         entry = self.cache.peek(key)
         if entry is None or entry.account is not account:
             return _never  # served stale, or already replaced: not reusable
-        return lambda: self.cache.is_current(key, entry)
+        return functools.partial(self.cache.is_current, key, entry)
 
     async def validate_account(self, query: AccountQuery, *, deadline: float | None) -> Validation:
         """Account problems come back as data; connection and upstream errors raise."""

@@ -6,6 +6,7 @@ Credential values are held as :class:`~pdsidecar.secret.Secret`, so an
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,8 +57,9 @@ class Account:
         raw_credentials = data.get("credentials")
         credentials: dict[str, Secret] | None = None
         if isinstance(raw_credentials, Mapping):
+            # Field and app names repeat across thousands of cached accounts: intern them.
             credentials = {
-                str(key): Secret(str(value))
+                sys.intern(str(key)): Secret(str(value))
                 for key, value in raw_credentials.items()
                 if value is not None and value != ""
             }
@@ -65,9 +67,9 @@ class Account:
             id=str(data.get("id") or ""),
             name=str(data.get("name") or ""),
             external_id=str(data.get("external_id") or ""),
-            app_slug=str(app.get("name_slug") or ""),
-            app_name=str(app.get("name") or ""),
-            auth_type=str(app.get("auth_type") or ""),
+            app_slug=sys.intern(str(app.get("name_slug") or "")),
+            app_name=sys.intern(str(app.get("name") or "")),
+            auth_type=sys.intern(str(app.get("auth_type") or "")),
             healthy=bool(data.get("healthy", True)),
             dead=bool(data.get("dead", False)),
             error=str(data.get("error") or ""),

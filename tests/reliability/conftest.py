@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from tests.integration.conftest import (
     channel,
+    clock,
     demo_state,
     emulator,
     policy,
     settings,
     sidecar,
     stub,
+    timed_stub,
 )
 
-__all__ = ["channel", "demo_state", "emulator", "policy", "settings", "sidecar", "stub"]
+__all__ = [
+    "channel",
+    "clock",
+    "demo_state",
+    "emulator",
+    "policy",
+    "settings",
+    "sidecar",
+    "stub",
+    "timed_stub",
+]

@@ -6,17 +6,12 @@ so the tokens it issued stay valid while the sidecar's clock moves hours ahead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import grpc
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Policy, Settings
+from pdsidecar.config import Policy
 from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 from pdsidecar.errors import ERROR_TABLE
-from pdsidecar.listen import parse_listen
-from pdsidecar.server import Sidecar
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.conftest import LogSink
@@ -40,21 +35,9 @@ def policy() -> Policy:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def stub(
-    settings: Settings, clock: ManualClock
-) -> AsyncIterator[pb_grpc.CredentialsServiceStub]:
-    sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")], clock=clock)
-    await sidecar.start()
-    try:
-        async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
-            yield pb_grpc.CredentialsServiceStub(channel)
-    finally:
-        await sidecar.stop(grace=0)
+def stub(timed_stub: pb_grpc.CredentialsServiceStub) -> pb_grpc.CredentialsServiceStub:
+    """The sidecar on a ManualClock: these tests move time without sleeping."""
+    return timed_stub
 
 
 def held_token(emulator: Emulator) -> str:

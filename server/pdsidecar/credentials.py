@@ -210,7 +210,7 @@ class CredentialService:
             environment,
             app=app,
             external_user_id=external_user_id,
-            limit=page_size if page_size > 0 else 20,
+            limit=page_size,
             after=cursor,
             deadline=deadline,
         )

@@ -23,7 +23,6 @@ from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
 from pdsidecar.status import to_grpc_status
 from pdsidecar.validation import Checker
 from pdsidecar_client.v1 import credentials_pb2 as pb
-from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,10 @@ Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
+class CredentialsServicer:
+    """The four methods of ``pdsidecar.v1.CredentialsService``; :func:`add_to_server`
+    registers them (GetCredentials on raw bytes, see :meth:`GetCredentialsRaw`)."""
+
     def __init__(self, service: CredentialService, clock: Clock, memo_size: int = 100_000) -> None:
         self._service = service
         self._clock = clock
@@ -97,14 +99,6 @@ class CredentialsServicer(pb_grpc.CredentialsServiceServicer):
         )
         check.done()
         return query
-
-    async def GetCredentials(
-        self,
-        request: pb.GetCredentialsRequest,
-        context: grpc.aio.ServicerContext[pb.GetCredentialsRequest, pb.GetCredentialsResponse],
-    ) -> pb.GetCredentialsResponse:
-        response, _ = await self._get_credentials(request, context)
-        return response
 
     async def _get_credentials(
         self, request: pb.GetCredentialsRequest, context: Context

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-from pdsidecar.emulator import EmulatorState, build_app
-from pdsidecar.emulator.models import Plan, Route
+from pdsidecar_emulator import EmulatorState, build_app
+from pdsidecar_emulator.models import Plan, Route
 
 BENCH_CLIENT_ID = "bench-client"
 

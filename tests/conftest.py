@@ -13,23 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.logsink import SECRETS, LogSink
+
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class LogSink(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-SECRETS: set[str] = set()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support.waiting import free_port
 
 
 def _grpcurl() -> str:
@@ -33,7 +27,7 @@ def _grpcurl() -> str:
 
 def test_demo_prints_a_grpcurl_call_that_returns_the_notion_token() -> None:
     grpcurl = _grpcurl()
-    target = f"127.0.0.1:{_free_port()}"
+    target = f"127.0.0.1:{free_port()}"
     server = subprocess.Popen(
         [sys.executable, "-m", "pdsidecar", "serve", "--emulator", "--listen", target],
         stdout=subprocess.PIPE,

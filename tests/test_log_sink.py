@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tests.conftest import LogSink
+from tests.support.logsink import LogSink
 
 
 def test_sink_captures_debug_records_and_tracebacks(log_sink: LogSink) -> None:

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from pdsidecar import __version__, logs
+from pdsidecar import __version__
 from pdsidecar.commands import accounts, emulator, health, serve
-from pdsidecar.config import ConfigError
+from pdsidecar.observe import logs
+from pdsidecar.settings import ConfigError
 
 COMMANDS = (serve, emulator, health, accounts)
 

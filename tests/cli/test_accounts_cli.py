@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-
-from pdsidecar.config import ConnectionConfig, Policy, Settings
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_CODA_ACCOUNT_ID,
@@ -38,15 +36,17 @@ from pdsidecar.emulator import (
     EmulatorState,
     demo_state,
 )
-from pdsidecar.emulator.models import APPS
+from pdsidecar_emulator.models import APPS
+
+from pdsidecar.api.status import to_grpc_status
+from pdsidecar.config.listen import parse_listen
 from pdsidecar.errors import SidecarError
-from pdsidecar.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
-from pdsidecar.server import Sidecar
-from pdsidecar.status import to_grpc_status
+from pdsidecar.settings import ConnectionConfig, Policy, Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.conftest import SECRETS
+from tests.support.logsink import SECRETS
 
 T = TypeVar("T")
 

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,8 +34,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_DEAD_ACCOUNT_ID,
@@ -44,6 +42,8 @@ from pdsidecar.emulator import (
     DEMO_PROJECT_ID,
     DEMO_SLACK_ACCOUNT_ID,
 )
+
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -141,13 +141,6 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Futur
         yield {lang: pool.submit(_timed, lang, out) for lang in LANGS}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Sidecar:
     target: str
@@ -201,7 +194,7 @@ def _sidecar_up(target: str) -> bool:
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     """The emulator and a sidecar configured against it, as two processes."""
     logs = tmp_path_factory.mktemp("crosslang-logs")
-    emulator_port, sidecar_port = _free_port(), _free_port()
+    emulator_port, sidecar_port = free_port(), free_port()
     emulator_url = f"http://127.0.0.1:{emulator_port}"
     target = f"127.0.0.1:{sidecar_port}"
     env = {

@@ -11,8 +11,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_CODA_ACCOUNT_ID,
@@ -28,7 +27,8 @@ from pdsidecar.emulator import (
     demo_state,
     run_emulator,
 )
-from tests.conftest import SECRETS
+
+from tests.support.logsink import SECRETS
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
-
-from pdsidecar.config import Settings
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
     DEMO_SLACK_ACCOUNT_ID,
@@ -18,12 +16,13 @@ from pdsidecar.emulator import (
     Emulator,
     EmulatorState,
 )
-from pdsidecar.listen import parse_listen
-from pdsidecar.server import Sidecar
+
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-
-from .helpers import error_of
+from tests.support.requests import error_of
 
 pytestmark = pytest.mark.anyio
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CODA_ACCOUNT_ID,
     DEMO_DEAD_ACCOUNT_ID,
     DEMO_NOTION_ACCOUNT_ID,
@@ -15,10 +14,10 @@ from pdsidecar.emulator import (
     DEMO_UNHEALTHY_ACCOUNT_ID,
     Emulator,
 )
+
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-
-from .helpers import get_request, validate_request
+from tests.support.requests import get_request, validate_request
 
 pytestmark = pytest.mark.anyio
 

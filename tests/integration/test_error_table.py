@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from pdsidecar.config import ConnectionConfig, Settings
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_DEAD_ACCOUNT_ID,
     DEMO_NOTION_ACCOUNT_ID,
@@ -16,12 +14,13 @@ from pdsidecar.emulator import (
     DEMO_USER_BOB,
     Emulator,
 )
+
 from pdsidecar.errors import ERROR_TABLE
 from pdsidecar.secret import Secret
+from pdsidecar.settings import ConnectionConfig, Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-
-from .helpers import error_of, get_request
+from tests.support.requests import error_of, get_request
 
 pytestmark = pytest.mark.anyio
 
@@ -137,8 +136,8 @@ async def test_account_user_mismatch(stub: pb_grpc.CredentialsServiceStub) -> No
 
 
 async def test_provider_auth_failed(emulator: Emulator, settings: Settings) -> None:
-    from pdsidecar.listen import parse_listen
-    from pdsidecar.server import Sidecar
+    from pdsidecar.config.listen import parse_listen
+    from pdsidecar.runtime.sidecar import Sidecar
 
     wrong = ConnectionConfig("wrong", DEMO_CLIENT_ID, Secret("not-the-secret"))
     bad = Settings(

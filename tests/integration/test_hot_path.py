@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
-from pdsidecar.server import Sidecar
+from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-
-from .helpers import error_of, get_request
+from tests.support.requests import error_of, get_request
 
 pytestmark = pytest.mark.anyio
 

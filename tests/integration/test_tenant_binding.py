@@ -14,9 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
-
-from pdsidecar.config import ConnectionConfig, Settings
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_NOTION_ACCOUNT_ID,
@@ -26,14 +24,15 @@ from pdsidecar.emulator import (
     Emulator,
     EmulatorState,
 )
-from pdsidecar.listen import parse_listen
+
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
-from pdsidecar.server import Sidecar
+from pdsidecar.settings import ConnectionConfig, Settings
 from pdsidecar_client import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-
-from .helpers import error_of, get_request, validate_request
+from tests.support.requests import error_of, get_request, validate_request
 
 pytestmark = pytest.mark.anyio
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from pdsidecar_emulator import DEMO_CODA_ACCOUNT_ID, DEMO_NOTION_ACCOUNT_ID, Emulator
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.emulator import DEMO_CODA_ACCOUNT_ID, DEMO_NOTION_ACCOUNT_ID, Emulator
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-
-from .helpers import get_request
+from tests.support.requests import get_request
 
 pytestmark = pytest.mark.anyio
 

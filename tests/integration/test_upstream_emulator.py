@@ -1,4 +1,4 @@
-"""The real Upstream (factories, HTTP client, token provider) against the emulator on loopback."""
+"""The real PipedreamConnection (factories, HTTP client, tokens) against the emulator."""
 
 from __future__ import annotations
 
@@ -6,55 +6,55 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-
-from pdsidecar.clock import SystemClock
-from pdsidecar.config import ConnectionConfig, Policy, Settings
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
     Emulator,
     EmulatorState,
 )
+
+from pdsidecar.clock import SystemClock
 from pdsidecar.errors import ProviderAuthFailed
+from pdsidecar.pipedream.connection import PipedreamConnection, build_connections, make_http_client
 from pdsidecar.secret import Secret
-from pdsidecar.upstream import Upstream, build_upstreams, make_http_client
-from tests.conftest import SECRETS
-from tests.integration.conftest import demo_settings
+from pdsidecar.settings import ConnectionConfig, Policy, Settings
+from tests.support.logsink import SECRETS
+from tests.support.sidecars import demo_settings
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def upstreams(
+async def connections(
     emulator: Emulator, demo_state: EmulatorState, policy: Policy
-) -> AsyncIterator[dict[str, Upstream]]:
+) -> AsyncIterator[dict[str, PipedreamConnection]]:
     wrong = ConnectionConfig("wrong", DEMO_CLIENT_ID, Secret("SECRET-not-the-demo-secret"))
-    settings: Settings = demo_settings(emulator.url, policy, wrong=wrong)
+    settings: Settings = demo_settings(emulator.url, policy, connections={"wrong": wrong})
     async with make_http_client(settings) as http:
-        yield build_upstreams(settings, http, SystemClock())
+        yield build_connections(settings, http, SystemClock())
     SECRETS.update(demo_state.secret_values())
 
 
-def lookup(upstream: Upstream) -> asyncio.Future[object]:
+def lookup(upstream: PipedreamConnection) -> asyncio.Future[object]:
     return asyncio.ensure_future(
         upstream.get_account(DEMO_PROJECT_ID, "production", DEMO_NOTION_ACCOUNT_ID, deadline=None)
     )
 
 
 async def test_a_thousand_lookups_after_a_cold_start_request_one_token(
-    upstreams: dict[str, Upstream], demo_state: EmulatorState
+    connections: dict[str, PipedreamConnection], demo_state: EmulatorState
 ) -> None:
-    accounts = await asyncio.gather(*(lookup(upstreams["default"]) for _ in range(1000)))
+    accounts = await asyncio.gather(*(lookup(connections["default"]) for _ in range(1000)))
     assert {getattr(a, "id", None) for a in accounts} == {DEMO_NOTION_ACCOUNT_ID}
     assert demo_state.requests["token"] == 1
     assert demo_state.requests["account"] == 1000
 
 
 async def test_revoked_tokens_cause_one_refresh_then_success(
-    upstreams: dict[str, Upstream], demo_state: EmulatorState
+    connections: dict[str, PipedreamConnection], demo_state: EmulatorState
 ) -> None:
-    upstream = upstreams["default"]
+    upstream = connections["default"]
     await lookup(upstream)
     demo_state.revoke_tokens()
     account = await lookup(upstream)
@@ -70,25 +70,25 @@ async def test_upstream_concurrency_is_capped_at_the_emulator(
     settings = demo_settings(emulator.url, Policy(upstream_concurrency=4))
     demo_state.set_latency(0.05, route="account")
     async with make_http_client(settings) as http:
-        upstream = build_upstreams(settings, http, SystemClock())["default"]
+        upstream = build_connections(settings, http, SystemClock())["default"]
         await asyncio.gather(*(lookup(upstream) for _ in range(40)))
     assert demo_state.requests["account"] == 40
     assert demo_state.max_in_flight == 4
 
 
 async def test_injected_5xx_is_retried(
-    upstreams: dict[str, Upstream], demo_state: EmulatorState
+    connections: dict[str, PipedreamConnection], demo_state: EmulatorState
 ) -> None:
     demo_state.set_status_fault("account", 503, count=2)
-    assert getattr(await lookup(upstreams["default"]), "id", None) == DEMO_NOTION_ACCOUNT_ID
+    assert getattr(await lookup(connections["default"]), "id", None) == DEMO_NOTION_ACCOUNT_ID
     assert demo_state.statuses["account"][503] == 2
 
 
 async def test_a_wrong_client_secret_is_provider_auth_failed(
-    upstreams: dict[str, Upstream], demo_state: EmulatorState
+    connections: dict[str, PipedreamConnection], demo_state: EmulatorState
 ) -> None:
     with pytest.raises(ProviderAuthFailed) as info:
-        await lookup(upstreams["wrong"])
+        await lookup(connections["wrong"])
     assert info.value.metadata["connection"] == "wrong"
     assert "SECRET" not in repr(info.value) + str(info.value.metadata)
     assert demo_state.statuses["token"][401] == 1

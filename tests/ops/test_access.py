@@ -7,16 +7,17 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
 
-from pdsidecar.config import ConfigError, Settings, settings_from_mapping
-from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
-from pdsidecar.listen import ListenerConfig, parse_listen
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.config.load import settings_from_mapping
 from pdsidecar.secret import Secret
+from pdsidecar.settings import ConfigError, ListenerConfig, Settings
 from pdsidecar_client import AsyncCredentialsClient, CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import API_TOKEN, running
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import API_TOKEN, running
 
 pytestmark = pytest.mark.anyio
 
@@ -150,7 +151,7 @@ async def test_listener_tables_from_the_config(settings: Settings, sockdir: Path
             }
         ],
     }
-    from pdsidecar.emulator import DEMO_CLIENT_SECRET
+    from pdsidecar_emulator import DEMO_CLIENT_SECRET
 
     loaded = settings_from_mapping(data, {"S": DEMO_CLIENT_SECRET})
     (listener,) = loaded.listeners

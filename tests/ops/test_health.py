@@ -8,16 +8,17 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, Emulator
 
 from pdsidecar.cli import main
-from pdsidecar.config import Settings
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, Emulator
-from pdsidecar.listen import parse_listen
-from pdsidecar.server import SERVICE_NAME, Sidecar
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
+from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import running, until
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import running
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -32,11 +33,11 @@ async def status(target: str, service: str = SERVICE_NAME) -> int:
         return int(answer.status)
 
 
-async def eventually(target: str, wanted: int, service: str = SERVICE_NAME) -> None:
+async def health_becomes(target: str, wanted: int, service: str = SERVICE_NAME) -> None:
     async def reached() -> bool:
         return await status(target, service) == wanted
 
-    await until(reached)
+    await eventually(reached)
 
 
 def health_command(*args: str) -> int:
@@ -57,13 +58,13 @@ async def test_readiness_follows_the_pipedream_token(
         emulator.state.clear_faults()
         async with grpc.aio.insecure_channel(target) as channel:
             await pb_grpc.CredentialsServiceStub(channel).RefreshToken(pb.RefreshTokenRequest())
-        await eventually(target, SERVING)
+        await health_becomes(target, SERVING)
         assert await asyncio.to_thread(health_command, "--address", target) == 0
 
 
 async def test_tokens_are_primed_at_start(settings: Settings, emulator: Emulator) -> None:
     async with running(settings, parse_listen("127.0.0.1:0"), prime_tokens=True) as sidecar:
-        await eventually(sidecar.bound[0], SERVING)
+        await health_becomes(sidecar.bound[0], SERVING)
         assert emulator.state.requests["token"] == 1  # no call was made: the start did it
 
 
@@ -95,7 +96,7 @@ async def test_health_listener_serves_only_health(settings: Settings, sockdir: P
         # The health there is the sidecar's: it turns SERVING once a token is held.
         async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
             await pb_grpc.CredentialsServiceStub(channel).RefreshToken(pb.RefreshTokenRequest())
-        await eventually(probe, SERVING)
+        await health_becomes(probe, SERVING)
 
 
 async def test_health_listener_may_bind_any_address(settings: Settings) -> None:

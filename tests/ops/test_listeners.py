@@ -10,14 +10,14 @@ from typing import Any
 
 import grpc
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID
 
-from pdsidecar.config import ConfigError, Settings
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID
-from pdsidecar.listen import ListenerConfig, parse_listen
-from pdsidecar.server import Sidecar
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.settings import ConfigError, ListenerConfig, Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import get_request
-from tests.ops.conftest import demo_settings, running, write_config
+from tests.support.requests import get_request
+from tests.support.sidecars import demo_settings, running, write_config
 
 pytestmark = pytest.mark.anyio
 

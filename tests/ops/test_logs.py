@@ -12,21 +12,21 @@ import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from pdsidecar import logs
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_NOTION_ACCOUNT_ID,
     Emulator,
     EmulatorState,
 )
-from pdsidecar.emulator import demo_state as make_demo_state
-from pdsidecar.logs import MASK, JsonFormatter, Redactor, RequestIdFilter
+from pdsidecar_emulator import demo_state as make_demo_state
+
+from pdsidecar.observe import logs
+from pdsidecar.observe.logs import MASK, JsonFormatter, Redactor, RequestIdFilter
 from pdsidecar.secret import Secret
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import API_TOKEN, write_config
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import API_TOKEN, write_config
 
 pytestmark = pytest.mark.anyio
 

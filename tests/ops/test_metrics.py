@@ -7,17 +7,17 @@ import asyncio
 import grpc
 import httpx
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 from prometheus_client.parser import text_string_to_metric_families
 
-from pdsidecar.config import Settings
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
-from pdsidecar.listen import parse_listen
-from pdsidecar.metrics import route_of
-from pdsidecar.server import Sidecar
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.observe.http import route_of
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import running
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import running
 
 pytestmark = pytest.mark.anyio
 

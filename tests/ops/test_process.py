@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,7 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from pdsidecar.cli import main
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_GDRIVE_ACCOUNT_ID,
@@ -24,21 +21,19 @@ from pdsidecar.emulator import (
     DEMO_SLACK_ACCOUNT_ID,
     Emulator,
 )
+
+from pdsidecar.cli import main
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import Certs, until, write_config
+from tests.support.certs import Certs
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import write_config
+from tests.support.waiting import eventually, free_port
 
 pytestmark = pytest.mark.anyio
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 REFUSED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_sigterm_drains_calls_in_flight_and_refuses_new_ones(
@@ -64,7 +59,7 @@ async def test_sigterm_drains_calls_in_flight_and_refuses_new_ones(
             )))
             for account, source in zip(accounts, sources, strict=True)
         ]  # fmt: skip
-        await until(lambda: emulator.state.in_flight == len(in_flight))
+        await eventually(lambda: emulator.state.in_flight == len(in_flight))
         process.signal(signal.SIGTERM)
         assert (await watch.read()).status == NOT_SERVING
         # Health flips first; the server stops taking calls right after.
@@ -136,7 +131,7 @@ async def test_two_workers_answer_on_one_port(
     config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
     port = free_port()
     process = serve("--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "2")
-    await until(lambda: emulator.state.requests["token"] >= 2, 20)  # each worker primes
+    await eventually(lambda: emulator.state.requests["token"] >= 2, 20)  # each worker primes
     request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
     # Separate connections (no shared subchannel), so the kernel spreads them.
     options = [("grpc.use_local_subchannel_pool", 1)]

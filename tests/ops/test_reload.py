@@ -7,16 +7,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_NOTION_ACCOUNT_ID, Emulator
 
-from pdsidecar.config import ConnectionConfig, Policy, Settings
-from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_NOTION_ACCOUNT_ID, Emulator
-from pdsidecar.listen import ListenerConfig, parse_listen
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.workers import check_shareable
 from pdsidecar.secret import Secret
-from pdsidecar.workers import check_shareable
+from pdsidecar.settings import ConnectionConfig, ListenerConfig, Policy, Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import API_TOKEN, running
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import API_TOKEN, running
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def test_reload_keeps_unchanged_connections_and_swaps_the_rest(
         stub = pb_grpc.CredentialsServiceStub(channel)
         request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
         await stub.GetCredentials(request)
-        kept = sidecar.upstreams["default"]
+        kept = sidecar.connections["default"]
         assert len(sidecar.service.cache) == 1
 
         # Same connection, a new one, a wider allow-list, an API token; the URL is ignored.
@@ -54,7 +54,7 @@ async def test_reload_keeps_unchanged_connections_and_swaps_the_rest(
             )
         )
         assert await sidecar.reload()
-        assert sidecar.upstreams["default"] is kept, "unchanged: same upstream, same token"
+        assert sidecar.connections["default"] is kept, "unchanged: same upstream, same token"
         assert len(sidecar.service.cache) == 1, "and its cached accounts stay"
         assert sidecar.settings.pipedream_url == settings.pipedream_url
         auth = (("authorization", f"Bearer {API_TOKEN}"),)
@@ -71,22 +71,22 @@ async def test_reload_keeps_unchanged_connections_and_swaps_the_rest(
             dataclasses.replace(current, connections={"default": rotated}, listeners=(wider,))
         )
         assert await sidecar.reload()
-        assert sidecar.upstreams["default"] is not kept
+        assert sidecar.connections["default"] is not kept
         assert len(sidecar.service.cache) == 0
-        assert "other" not in sidecar.upstreams
+        assert "other" not in sidecar.connections
         error = await error_of(stub.GetCredentials(request))
         assert error.reason == "PROVIDER_AUTH_FAILED"  # the emulator refuses the new secret
 
 
 async def test_reload_without_a_config_file_changes_nothing(settings: Settings) -> None:
     async with running(settings, parse_listen("127.0.0.1:0")) as sidecar:
-        before = sidecar.upstreams
+        before = sidecar.connections
         assert not await sidecar.reload()
-        assert sidecar.upstreams is before
+        assert sidecar.connections is before
 
 
 def test_workers_need_shareable_listeners() -> None:
-    from pdsidecar.config import ConfigError
+    from pdsidecar.settings import ConfigError
 
     check_shareable(2, [ListenerConfig(parse_listen("127.0.0.1:50051"))])
     with pytest.raises(ConfigError, match="fixed port"):

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID
 
 from pdsidecar.cli import main
-from pdsidecar.config import ConfigError, Settings
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID
-from pdsidecar.listen import parse_listen
-from pdsidecar.server import Sidecar
-from pdsidecar.tls import TlsFiles, tls_from_flags
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.runtime.tls import TlsFiles, tls_from_flags
+from pdsidecar.settings import ConfigError, Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import get_request
-from tests.ops.conftest import Certs, running
+from tests.support.certs import Certs
+from tests.support.requests import get_request
+from tests.support.sidecars import running
 
 pytestmark = pytest.mark.anyio
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import grpc
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID
 
-from pdsidecar.config import Settings
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID
-from pdsidecar.listen import parse_listen
-from pdsidecar.tracing import setup_tracing
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.observe.tracing import setup_tracing
+from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import error_of, get_request
-from tests.ops.conftest import running
+from tests.support.requests import error_of, get_request
+from tests.support.sidecars import running
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
 from opentelemetry.proto.collector.trace.v1 import (

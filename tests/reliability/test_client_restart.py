@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,27 +21,22 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
     Emulator,
 )
+
 from pdsidecar_client import CredentialsClient, CredentialsError
+from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.anyio
 
 SECRET_ENV = "PDSIDECAR_RESTART_TEST_SECRET"
 DEADLINE = 10.0
 WORKERS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SidecarProcess:

@@ -7,11 +7,11 @@ import time
 
 import grpc
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, Emulator
 
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, Emulator
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.integration.helpers import get_request
+from tests.support.requests import get_request
 
 pytestmark = pytest.mark.anyio
 

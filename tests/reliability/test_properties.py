@@ -18,8 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pdsidecar.emulator import (
+from pdsidecar_emulator import (
     DEMO_CODA_ACCOUNT_ID,
     DEMO_DEAD_ACCOUNT_ID,
     DEMO_DEV_NOTION_ACCOUNT_ID,
@@ -31,27 +30,21 @@ from pdsidecar.emulator import (
     DEMO_USER_ALICE,
     DEMO_USER_BOB,
 )
+
 from pdsidecar.errors import ERROR_TABLE
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support.waiting import free_port
 
 ALLOWED = {grpc.StatusCode.OK} | {kind.code for kind in ERROR_TABLE.values()}
 SERVICE = "/pdsidecar.v1.CredentialsService/"
 EXAMPLES = settings(max_examples=200, deadline=None)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[subprocess.Popen[bytes], grpc.Channel]]:
     """A sidecar process with its built-in emulator, and a channel to it."""
-    target = f"127.0.0.1:{_free_port()}"
+    target = f"127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "pdsidecar", "serve", "--emulator", "--listen", target]
     process = subprocess.Popen(
         [*command, "--log-level", "warning"],

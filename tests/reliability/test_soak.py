@@ -12,17 +12,17 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
 
 from bench.checker import Tally, checked_load
 from bench.emulator_proc import MixedFaultState
-from pdsidecar import account_cache
-from pdsidecar.config import Policy
-from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
-from pdsidecar.listen import parse_listen
-from pdsidecar.server import Sidecar
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.credentials import cache as account_cache
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.settings import Policy
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.conftest import SECRETS, LogSink
-from tests.integration.conftest import demo_settings
+from tests.support.logsink import SECRETS, LogSink
+from tests.support.sidecars import demo_settings
 
 pytestmark = pytest.mark.anyio
 

@@ -7,15 +7,15 @@ so the tokens it issued stay valid while the sidecar's clock moves hours ahead.
 from __future__ import annotations
 
 import pytest
+from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Policy
-from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 from pdsidecar.errors import ERROR_TABLE
+from pdsidecar.settings import Policy
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.conftest import LogSink
-from tests.integration.helpers import error_of, get_request
+from tests.support.logsink import LogSink
+from tests.support.requests import error_of, get_request
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the credential layer's tests: accounts and an Upstream."""
+"""In-memory stand-ins for the credential layer's tests: accounts and an PipedreamConnection."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from pdsidecar.errors import AccountProblem
-from pdsidecar.models import Account, AccountPage, TokenStatus
-from tests.conftest import SECRETS
+from pdsidecar.pipedream.models import Account, AccountPage, TokenStatus
+from tests.support.logsink import SECRETS
 
 WALL_START = 1_700_000_000.0
 # Every credential value in these tests starts with this, so a leak is easy to spot.
@@ -117,12 +117,3 @@ class FakeUpstream:
 
     def token_status(self) -> TokenStatus | None:
         return self.status
-
-
-async def settle(condition: Any, rounds: int = 100) -> None:
-    """Let other tasks run until ``condition()`` holds."""
-    for _ in range(rounds):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")

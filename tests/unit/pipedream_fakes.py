@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import ConnectionConfig, Policy
 from pdsidecar.errors import SidecarError
-from pdsidecar.pipedream_client import PipedreamClient
+from pdsidecar.pipedream.client import PipedreamClient
 from pdsidecar.secret import Secret
-from tests.conftest import SECRETS
+from pdsidecar.settings import ConnectionConfig, Policy
+from tests.support.logsink import SECRETS
 
 BASE_URL = "https://pipedream.test"
 PROJECT = "proj_1"

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from pdsidecar.account_cache import MIN_FRESH, STALE_ALLOWANCE, AccountCache, CacheKey
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Policy
+from pdsidecar.credentials.cache import MIN_FRESH, STALE_ALLOWANCE, AccountCache, CacheKey
 from pdsidecar.errors import (
     AccountProblem,
     ProviderAuthFailed,
@@ -21,8 +20,10 @@ from pdsidecar.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from pdsidecar.models import Account
-from tests.unit.account_fakes import ACCESS, WALL_START, make_account, settle
+from pdsidecar.pipedream.models import Account
+from pdsidecar.settings import Policy
+from tests.support.waiting import eventually
+from tests.unit.account_fakes import ACCESS, WALL_START, make_account
 
 pytestmark = pytest.mark.anyio
 
@@ -115,7 +116,7 @@ async def test_concurrent_cold_misses_share_one_fetch() -> None:
     source = Source()
     source.gate = asyncio.Event()
     waiters = [asyncio.create_task(cache.get(KEY, source, deadline=None)) for _ in range(1000)]
-    await settle(lambda: cache.stats.coalesced == 999)
+    await eventually(lambda: cache.stats.coalesced == 999)
     source.gate.set()
     results = await asyncio.gather(*waiters)
     assert source.calls == 1
@@ -129,7 +130,7 @@ async def test_cancelled_waiter_does_not_cancel_the_shared_fetch() -> None:
     source.gate = asyncio.Event()
     first = asyncio.create_task(cache.get(KEY, source, deadline=None))
     second = asyncio.create_task(cache.get(KEY, source, deadline=None))
-    await settle(lambda: cache.stats.coalesced == 1)
+    await eventually(lambda: cache.stats.coalesced == 1)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -143,12 +144,12 @@ async def test_lone_cancelled_waiter_still_fills_the_cache() -> None:
     source = Source()
     source.gate = asyncio.Event()
     waiter = asyncio.create_task(cache.get(KEY, source, deadline=None))
-    await settle(lambda: source.calls == 1)
+    await eventually(lambda: source.calls == 1)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     source.gate.set()
-    await settle(lambda: cache.peek(KEY) is not None)
+    await eventually(lambda: cache.peek(KEY) is not None)
     assert await cache.get(KEY, source, deadline=None) is source.account
     assert source.calls == 1
 
@@ -160,7 +161,7 @@ async def test_waiter_deadline_raises_unavailable_and_fetch_continues() -> None:
     with pytest.raises(UpstreamUnavailable, match="deadline"):
         await cache.get(KEY, source, deadline=clock.monotonic() + 0.01)
     source.gate.set()
-    await settle(lambda: cache.peek(KEY) is not None)
+    await eventually(lambda: cache.peek(KEY) is not None)
     assert source.calls == 1
 
 
@@ -274,7 +275,7 @@ async def test_rejected_token_refetches_once_for_many_callers() -> None:
         return cache.get(KEY, source, deadline=None, rejected=_holds(ACCESS), started_at=started)
 
     waiters = [asyncio.create_task(call()) for _ in range(100)]
-    await settle(lambda: cache.stats.coalesced == 99)
+    await eventually(lambda: cache.stats.coalesced == 99)
     source.gate.set()
     await asyncio.gather(*waiters)
     assert source.calls == 2
@@ -374,7 +375,7 @@ async def test_aclose_cancels_fetches_in_flight() -> None:
     source = Source()
     source.gate = asyncio.Event()
     waiter = asyncio.create_task(cache.get(KEY, source, deadline=None))
-    await settle(lambda: source.calls == 1)
+    await eventually(lambda: source.calls == 1)
     await cache.aclose()
     with pytest.raises(asyncio.CancelledError):
         await waiter

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import ConnectionConfig, Policy, Settings
-from pdsidecar.credentials import AccountQuery, CredentialService
+from pdsidecar.credentials.service import AccountQuery, CredentialService
 from pdsidecar.errors import (
     AccountProblem,
     InvalidRequest,
@@ -20,8 +19,10 @@ from pdsidecar.errors import (
     SidecarError,
     UpstreamUnavailable,
 )
-from pdsidecar.models import Account, AccountPage, TokenStatus
+from pdsidecar.pipedream.models import Account, AccountPage
 from pdsidecar.secret import Secret
+from pdsidecar.settings import ConnectionConfig, Policy, Settings
+from tests.support.waiting import eventually
 from tests.unit.account_fakes import (
     ACCESS,
     CLIENT_ID,
@@ -30,7 +31,6 @@ from tests.unit.account_fakes import (
     WALL_START,
     FakeUpstream,
     make_account,
-    settle,
 )
 
 pytestmark = pytest.mark.anyio
@@ -174,7 +174,7 @@ async def test_thousand_concurrent_cold_requests_make_one_fetch(world: World) ->
         asyncio.create_task(world.service.get_credentials(world.query(), deadline=None))
         for _ in range(1000)
     ]
-    await settle(lambda: world.service.cache.stats.coalesced == 999)
+    await eventually(lambda: world.service.cache.stats.coalesced == 999)
     world.upstream.gate.set()
     results = await asyncio.gather(*calls)
     assert world.upstream.get_calls == 1
@@ -196,7 +196,7 @@ async def test_rejected_token_refetches_once_for_a_hundred_callers(world: World)
         )
         for _ in range(100)
     ]
-    await settle(lambda: world.service.cache.stats.coalesced == 99)
+    await eventually(lambda: world.service.cache.stats.coalesced == 99)
     world.upstream.gate.set()
     results = await asyncio.gather(*calls)
     assert world.upstream.get_calls == 2
@@ -311,14 +311,6 @@ async def test_refresh_token(world: World) -> None:
     with pytest.raises(SidecarError) as caught:
         await world.service.refresh_token("nope", force=False, deadline=None)
     assert caught.value.reason == "CONNECTION_NOT_FOUND"
-
-
-async def test_readiness(world: World) -> None:
-    assert not world.service.readiness()
-    world.other.status = TokenStatus("tenant-b", WALL_START - 1, False)  # expired
-    assert not world.service.readiness()
-    await world.service.refresh_token("default", force=False, deadline=None)
-    assert world.service.readiness()
 
 
 async def _list(world: World, **changes: object) -> tuple[tuple[Account, ...], str]:

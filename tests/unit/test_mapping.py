@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdsidecar import mapping
+from pdsidecar.credentials import mapping
 from pdsidecar.errors import ERROR_TABLE
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from tests.unit.account_fakes import ACCESS, API_KEY, CLIENT_ID, REFRESH, SECRET_MARK, make_account

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Policy
 from pdsidecar.errors import (
     AccountProblem,
     DeadlineExceeded,
@@ -20,9 +19,10 @@ from pdsidecar.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from pdsidecar.pipedream_client import TokenRejected
-from pdsidecar.retrying_http import parse_retry_after
+from pdsidecar.pipedream.client import TokenRejected
+from pdsidecar.pipedream.retrying import parse_retry_after
 from pdsidecar.secret import Secret
+from pdsidecar.settings import Policy
 from tests.unit.pipedream_fakes import (
     ACCOUNT,
     CLIENT_SECRET,

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Policy
 from pdsidecar.errors import DeadlineExceeded, ProviderAuthFailed, RateLimited, UpstreamUnavailable
+from pdsidecar.pipedream.tokens import TokenProvider
 from pdsidecar.secret import Secret
-from pdsidecar.tokens import TokenProvider
+from pdsidecar.settings import Policy
 from tests.unit.pipedream_fakes import (
     FAST_POLICY,
     FakePipedream,

@@ -1,4 +1,4 @@
-"""Upstream: 401 -> one refresh and one retry, the shared concurrency cap, the factories."""
+"""PipedreamConnection: 401 -> one refresh and one retry, the shared cap, the factories."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.config import Policy, Settings
 from pdsidecar.errors import AccountProblem, ProviderAuthFailed
-from pdsidecar.upstream import Upstream, build_upstreams, make_http_client
+from pdsidecar.pipedream.connection import PipedreamConnection, build_connections, make_http_client
+from pdsidecar.settings import Policy, Settings
 from tests.unit.pipedream_fakes import (
     ACCOUNT,
     BASE_URL,
@@ -35,9 +35,11 @@ def fake() -> FakePipedream:
     return FakePipedream()
 
 
-def upstream(fake: FakePipedream, clock: ManualClock, policy: Policy = FAST_POLICY) -> Upstream:
+def upstream(
+    fake: FakePipedream, clock: ManualClock, policy: Policy = FAST_POLICY
+) -> PipedreamConnection:
     client, _ = make_client(fake, clock, policy)
-    return Upstream.create(connection("tenant-a"), client, policy, clock)
+    return PipedreamConnection.create(connection("tenant-a"), client, policy, clock)
 
 
 async def test_a_thousand_concurrent_lookups_after_a_cold_start_fetch_one_token(
@@ -132,13 +134,13 @@ async def test_the_concurrency_cap_holds_across_connections(
         policy=policy,
     )
     fake.delay = 0.005
-    upstreams = build_upstreams(settings, httpx.AsyncClient(transport=fake.transport), clock)
-    assert set(upstreams) == {"a", "b"}
+    connections = build_connections(settings, httpx.AsyncClient(transport=fake.transport), clock)
+    assert set(connections) == {"a", "b"}
     await asyncio.gather(
         *(
             up.get_account(PROJECT, "production", f"apn_{i}", deadline=None)
             for i in range(40)
-            for up in upstreams.values()
+            for up in connections.values()
         )
     )
     assert fake.counts == {"token": 2, "account": 80}

@@ -16,7 +16,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from pdsidecar.emulator import run_emulator
+    from pdsidecar_emulator import run_emulator
 
     await run_emulator(args.host, args.port)
     return 0

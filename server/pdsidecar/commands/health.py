@@ -54,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
 def _channel(args: argparse.Namespace) -> grpc.Channel:
     if args.tls_ca is None and args.tls_cert is None:
         return grpc.insecure_channel(args.address)
-    from pdsidecar.tls import client_credentials
+    from pdsidecar.runtime.tls import client_credentials
 
     options = []
     if args.tls_server_name:

@@ -12,9 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pdsidecar.config import ConfigError, ConnectionConfig, Settings, load_settings, read_api_token
-from pdsidecar.listen import ListenAddress, ListenerConfig, parse_listen, parse_socket_mode
+from pdsidecar.config.listen import parse_listen, parse_socket_mode
+from pdsidecar.config.load import load_settings, read_api_token
 from pdsidecar.secret import Secret
+from pdsidecar.settings import (
+    ConfigError,
+    ConnectionConfig,
+    ListenAddress,
+    ListenerConfig,
+    Settings,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -80,7 +87,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _emulator_settings(url: str) -> Settings:
-    from pdsidecar.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
     demo = ConnectionConfig("default", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
     return Settings(
@@ -91,7 +98,7 @@ def _emulator_settings(url: str) -> Settings:
 
 
 def _print_demo(target: str) -> None:
-    from pdsidecar.emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
+    from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
 
     request = (
         f'{{"account": {{"project_id": "{DEMO_PROJECT_ID}", '
@@ -133,13 +140,13 @@ def _metrics_address(args: argparse.Namespace, worker: int | None) -> ListenAddr
 
 
 async def run(args: argparse.Namespace) -> int:
-    from pdsidecar import workers
+    from pdsidecar.runtime import workers
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     worker = workers.worker_index() if args.workers > 1 else None
     if args.emulator:
-        from pdsidecar.emulator import Emulator, demo_state
+        from pdsidecar_emulator import Emulator, demo_state
 
         async with Emulator(demo_state()) as emulator:
             settings = _emulator_settings(emulator.url)
@@ -154,10 +161,10 @@ async def _serve(
     loader: Callable[[], Settings] | None,
     worker: int | None,
 ) -> int:
-    from pdsidecar import workers
-    from pdsidecar.server import Sidecar, run_until_signalled
-    from pdsidecar.tls import tls_from_flags
-    from pdsidecar.tracing import setup_tracing
+    from pdsidecar.observe.tracing import setup_tracing
+    from pdsidecar.runtime import workers
+    from pdsidecar.runtime.sidecar import Sidecar, run_until_signalled
+    from pdsidecar.runtime.tls import tls_from_flags
 
     listeners = _listeners(args, settings)
     if args.workers > 1:

@@ -1,0 +1,126 @@
+"""Who may call: the shared API token and a listener's allow-lists.
+
+:class:`AccessControl` guards ``pdsidecar.v1.CredentialsService`` on one
+listener's server; the observing wrapper (:mod:`pdsidecar.metrics`) asks it
+about every call before the servicer sees it:
+
+- With an API token set, every call must carry ``authorization: Bearer
+  <token>`` metadata, compared in constant time; else UNAUTHENTICATED.
+  Health and reflection are not checked, so probes and tools keep working.
+- With allow-lists, the request's connection (the empty name is ``default``)
+  and source must be listed; else PERMISSION_DENIED. ``ListAccounts`` must
+  then name an allowed source, since without one it lists every app.
+
+Both answer through the error table, so the status carries ``ErrorInfo``. The
+token lives in a :class:`TokenHolder` that a config reload updates in place.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Final
+
+from google.protobuf.message import DecodeError, Message
+
+from pdsidecar.errors import SidecarError
+from pdsidecar.secret import Secret
+from pdsidecar.settings import DEFAULT_CONNECTION, ListenerConfig
+from pdsidecar_client.v1 import credentials_pb2 as pb
+
+SERVICE_PREFIX: Final = "/pdsidecar.v1.CredentialsService/"
+
+# Per method: how a raw (bytes) request is parsed, and where its connection and source are.
+_REQUESTS: Final[dict[str, type[Message]]] = {
+    "GetCredentials": pb.GetCredentialsRequest,
+    "ValidateAccount": pb.ValidateAccountRequest,
+    "RefreshToken": pb.RefreshTokenRequest,
+    "ListAccounts": pb.ListAccountsRequest,
+}
+
+
+class TokenHolder:
+    """The expected ``authorization`` value; None means no token is required."""
+
+    def __init__(self, token: Secret | None = None) -> None:
+        self.expected: str | None = None
+        self.set(token)
+
+    def set(self, token: Secret | None) -> None:
+        self.expected = f"Bearer {token.reveal()}" if token else None
+
+
+class AccessControl:
+    def __init__(self, tokens: TokenHolder, listener: ListenerConfig) -> None:
+        self._tokens = tokens
+        self._listener = listener
+
+    def update(self, listener: ListenerConfig) -> None:
+        """New allow-lists after a reload (the address stays)."""
+        self._listener = listener
+
+    @staticmethod
+    def guards(method: str) -> bool:
+        """Whether calls of ``method`` are checked (health and reflection are not)."""
+        return method.startswith(SERVICE_PREFIX)
+
+    def refusal(self, method: str, request: Any, authorization: Any) -> SidecarError | None:
+        """Why this call may not proceed, or None.
+
+        ``authorization`` is the call's metadata value (None if absent); ``request``
+        may still be raw bytes.
+        """
+        expected = self._tokens.expected
+        if expected is not None and not _token_matches(authorization, expected):
+            return _unauthenticated()
+        if not self._listener.restricted:
+            return None
+        if isinstance(request, bytes):
+            parse = _REQUESTS.get(method.removeprefix(SERVICE_PREFIX))
+            if parse is None:
+                return None
+            try:
+                request = parse.FromString(request)
+            except DecodeError:
+                return None  # the servicer reports it
+        return self.check(request)
+
+    def check(self, request: Any) -> SidecarError | None:
+        """Why this listener may not serve ``request``, or None if it may."""
+        listener = self._listener
+        account = getattr(request, "account", None)
+        connection = account.connection if account is not None else request.connection
+        connection = connection or DEFAULT_CONNECTION
+        allowed = listener.allow_connections
+        if allowed is not None and connection not in allowed:
+            return _denied(f"connection '{connection}'", {"connection": connection})
+        sources = listener.allow_sources
+        source = getattr(request, "source", None)
+        if sources is not None and source is not None and source not in sources:
+            what = f"source '{source}'" if source else "a request without a source"
+            return _denied(what, {"source": source})
+        return None
+
+
+def _token_matches(given: Any, expected: str) -> bool:
+    """Constant-time comparison; non-ASCII or binary values never match."""
+    if not isinstance(given, str):
+        return False
+    try:
+        return hmac.compare_digest(given, expected)
+    except TypeError:  # non-ASCII text
+        return False
+
+
+def _unauthenticated() -> SidecarError:
+    return SidecarError(
+        "This sidecar requires 'authorization: Bearer <token>' metadata with its API token",
+        reason="UNAUTHENTICATED",
+    )
+
+
+def _denied(what: str, metadata: dict[str, str]) -> SidecarError:
+    return SidecarError(
+        f"This listener does not serve {what}; see its allow-lists",
+        reason="PERMISSION_DENIED",
+        metadata=metadata,
+    )

@@ -1,0 +1,2 @@
+"""Reading settings: TOML files, environment variables and listen addresses, into
+the value types of :mod:`pdsidecar.settings`."""

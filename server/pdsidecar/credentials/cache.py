@@ -1,0 +1,273 @@
+"""The account cache: fresh hits without I/O, one shared fetch per key.
+
+Policy (values from :class:`~pdsidecar.config.Policy`):
+
+- An entry is *fresh* until ``min(fetched + credentials_max_age, expires_at -
+  credentials_expiry_margin)``, but at least ``MIN_FRESH`` seconds: an account
+  whose source token is already near expiry (Pipedream has not refreshed it
+  yet) is then re-read every few seconds, not on every request.
+- An entry is *usable* until the source token's own ``expires_at``; an account
+  without one (API keys) is usable ``STALE_ALLOWANCE`` past fresh. When a
+  fetch fails with RateLimited/UpstreamUnavailable and
+  ``serve_stale_on_upstream_error`` is set, a usable entry is served instead
+  (static stability) and kept fresh for the error's retry_after (or
+  ``STALE_RETRY``), so a hot key does not hammer a failing upstream.
+- Misses are coalesced: one ``asyncio.Task`` per key, which callers await
+  through ``asyncio.shield``; a caller that times out or is cancelled leaves
+  the fetch running for the others. The fetch itself runs without any one
+  caller's deadline (the upstream's own timeouts and retry budget bound it).
+- ``fetched_at`` is when the fetch *started*: the data is at least that new.
+- ACCOUNT_NOT_FOUND is not cached: an account connected a moment later must
+  work at once, and coalescing already bounds concurrent lookups. It does drop
+  any cached entry for the key (the account was deleted).
+- Size is bounded by ``cache_max_entries`` with second-chance (CLOCK)
+  eviction: a hit only sets a flag; eviction skips flagged entries once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from pdsidecar.clock import Clock, wall_to_monotonic
+from pdsidecar.errors import (
+    AccountProblem,
+    DeadlineExceeded,
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from pdsidecar.pipedream.models import Account
+from pdsidecar.settings import Policy
+
+log = logging.getLogger(__name__)
+
+# (connection, project_id, environment, account_id)
+CacheKey = tuple[str, str, str, str]
+Fetch = Callable[[], Awaitable[Account]]
+
+MIN_FRESH: Final = 5.0
+# How long past fresh an account without expires_at (API keys) may be served stale.
+STALE_ALLOWANCE: Final = 3600.0
+# Backoff after a failed refresh served stale, when the error names no retry_after.
+STALE_RETRY: Final = 5.0
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    account: Account
+    fetched_at: float  # monotonic
+    fresh_until: float  # monotonic
+    usable_until: float  # monotonic
+    # Second-chance bit: set on every hit, and on a new entry so eviction
+    # never drops the entry just fetched for waiting callers.
+    used: bool = True
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0
+    misses: int = 0  # fetches started
+    coalesced: int = 0  # callers that joined a fetch already in flight
+    stale_served: int = 0  # answers from a stale entry because the upstream failed
+    refetches: int = 0  # fetches forced by a rejected token
+    evictions: int = 0
+
+
+class AccountCache:
+    def __init__(self, policy: Policy, clock: Clock) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
+        self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
+        self.stats = CacheStats()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def peek(self, key: CacheKey) -> CacheEntry | None:
+        """The entry for ``key``, fresh or not, without counting or fetching."""
+        return self._entries.get(key)
+
+    async def get(
+        self,
+        key: CacheKey,
+        fetch: Fetch,
+        *,
+        deadline: float | None,
+        rejected: Callable[[Account], bool] | None = None,
+        started_at: float | None = None,
+    ) -> Account:
+        """The account for ``key``: cached while fresh, else fetched once for all callers.
+
+        ``rejected``/``started_at``: the caller's source refused a credential.
+        If the cached account still holds it (``rejected`` is true) and was
+        fetched before ``started_at``, it is fetched again, however fresh; a
+        hundred such callers share that one fetch and get what Pipedream has
+        now. A stale copy is never served to them on upstream errors.
+        """
+        entry = self._entries.get(key)
+        now = self._clock.monotonic()
+        if entry is not None and now < entry.fresh_until:
+            if rejected is None or not self._must_refetch(entry, rejected, started_at):
+                entry.used = True
+                self.stats.hits += 1
+                return entry.account
+            if key not in self._inflight:
+                self.stats.refetches += 1
+        return await self._wait(key, fetch, deadline, rejected)
+
+    @staticmethod
+    def _must_refetch(
+        entry: CacheEntry, rejected: Callable[[Account], bool], started_at: float | None
+    ) -> bool:
+        return (started_at is None or entry.fetched_at < started_at) and rejected(entry.account)
+
+    def is_current(self, key: CacheKey, entry: CacheEntry) -> bool:
+        """Whether ``entry`` is still the fresh entry for ``key``; counted as a hit if so.
+
+        Lets a caller that kept an answer derived from ``entry`` reuse it without
+        looking the account up again, and drop it once the entry is replaced,
+        invalidated or no longer fresh.
+        """
+        if self._entries.get(key) is entry and self._clock.monotonic() < entry.fresh_until:
+            entry.used = True
+            self.stats.hits += 1
+            return True
+        return False
+
+    def drop_connection(self, connection: str) -> int:
+        """Forget every cached account of ``connection`` (config reload); how many."""
+        keys = [key for key in self._entries if key[0] == connection]
+        for key in keys:
+            del self._entries[key]
+        return len(keys)
+
+    def invalidate_if(self, key: CacheKey, predicate: Callable[[CacheEntry], bool]) -> bool:
+        entry = self._entries.get(key)
+        if entry is not None and predicate(entry):
+            del self._entries[key]
+            return True
+        return False
+
+    async def aclose(self) -> None:
+        """Cancel fetches still in flight (at shutdown, after the server has drained)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _wait(
+        self,
+        key: CacheKey,
+        fetch: Fetch,
+        deadline: float | None,
+        rejected: Callable[[Account], bool] | None,
+    ) -> Account:
+        task = self._inflight.get(key)
+        if task is None:
+            self.stats.misses += 1
+            task = asyncio.get_running_loop().create_task(self._fetch(key, fetch))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._fetch_done(key, done))
+        else:
+            self.stats.coalesced += 1
+        try:
+            if deadline is None:
+                return await asyncio.shield(task)
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(asyncio.shield(task), remaining)
+        except (RateLimited, UpstreamUnavailable, TimeoutError) as error:
+            stale = self._stale_for(key, rejected)
+            if stale is None:
+                if isinstance(error, TimeoutError):
+                    raise DeadlineExceeded(
+                        "deadline exceeded while waiting for Pipedream", metadata=_ids(key)
+                    ) from None
+                raise
+            self.stats.stale_served += 1
+            log.info(
+                "serving cached account %s (connection %s, project %s) past its max age: %s",
+                key[3],
+                key[0],
+                key[1],
+                "deadline exceeded" if isinstance(error, TimeoutError) else error.reason,
+            )
+            return stale.account
+
+    def _stale_for(
+        self, key: CacheKey, rejected: Callable[[Account], bool] | None
+    ) -> CacheEntry | None:
+        entry = self._entries.get(key)
+        if (
+            entry is None
+            or not self._policy.serve_stale_on_upstream_error
+            or self._clock.monotonic() >= entry.usable_until
+            or (rejected is not None and rejected(entry.account))
+        ):
+            return None
+        return entry
+
+    async def _fetch(self, key: CacheKey, fetch: Fetch) -> Account:
+        started = self._clock.monotonic()
+        try:
+            account = await fetch()
+        except AccountProblem as problem:
+            if problem.reason == "ACCOUNT_NOT_FOUND":
+                self._entries.pop(key, None)
+            raise
+        except UpstreamError as error:
+            self._back_off(key, error)
+            raise
+        self._store(key, account, started)
+        return account
+
+    def _fetch_done(self, key: CacheKey, task: asyncio.Task[Account]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning if nobody waited
+
+    def _back_off(self, key: CacheKey, error: UpstreamError) -> None:
+        """Keep a usable entry fresh a little longer so callers stop re-fetching it."""
+        entry = self._entries.get(key)
+        if not isinstance(error, (RateLimited, UpstreamUnavailable)) or entry is None:
+            return
+        now = self._clock.monotonic()
+        if self._policy.serve_stale_on_upstream_error and now < entry.usable_until:
+            pause = error.retry_after if error.retry_after else STALE_RETRY
+            entry.fresh_until = max(entry.fresh_until, min(now + pause, entry.usable_until))
+
+    def _store(self, key: CacheKey, account: Account, fetched_at: float) -> None:
+        policy = self._policy
+        fresh = fetched_at + policy.credentials_max_age
+        if account.expires_at is None:
+            usable = max(fresh, fetched_at + MIN_FRESH) + STALE_ALLOWANCE
+        else:
+            usable = wall_to_monotonic(self._clock, account.expires_at)
+            fresh = min(fresh, usable - policy.credentials_expiry_margin)
+        fresh = max(fresh, fetched_at + MIN_FRESH)
+        self._entries.pop(key, None)  # re-insert at the young end
+        self._entries[key] = CacheEntry(account, fetched_at, fresh, usable)
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = self._entries
+        limit = max(1, self._policy.cache_max_entries)
+        while len(entries) > limit:
+            key, entry = entries.popitem(last=False)
+            if entry.used:
+                entry.used = False
+                entries[key] = entry  # second chance: back to the young end
+            else:
+                self.stats.evictions += 1
+
+
+def _ids(key: CacheKey) -> dict[str, str]:
+    return {"connection": key[0], "project_id": key[1], "account_id": key[3]}

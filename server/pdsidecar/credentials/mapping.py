@@ -1,0 +1,183 @@
+"""Airweave's rules for reading a Pipedream account as a source's credentials.
+
+The rules are data (the tables below) plus one pure function,
+:func:`check_account`, which compares an account with what the caller asked
+for and returns every problem found, in a fixed order, and the credentials
+under Airweave's field names when the account can serve them.
+
+Messages name accounts, apps and field names, never a credential value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from pdsidecar.pipedream.models import Account
+
+# Source short name -> Pipedream app slug, where they differ.
+APP_SLUGS: Final[Mapping[str, str]] = {
+    "apollo": "apollo_io",
+    "outlook_mail": "outlook",
+    "outlook_calendar": "outlook",
+    "slack": "slack_v2",
+    "powerpoint": "microsoft_onedrive",
+    "calcom": "cal_com",
+}
+
+# Sources Pipedream cannot serve.
+BLOCKED_SOURCES: Final = frozenset(
+    {"ctti", "github", "jira", "confluence", "bitbucket", "onenote", "word", "servicenow"}
+)
+
+# Airweave field name -> Pipedream credentials key; other names map to themselves.
+FIELD_NAMES: Final[Mapping[str, str]] = {
+    "access_token": "oauth_access_token",
+    "refresh_token": "oauth_refresh_token",
+    "client_id": "oauth_client_id",
+    "client_secret": "oauth_client_secret",
+    "api_key": "api_key",
+    "api_token": "api_key",
+    "personal_access_token": "oauth_access_token",
+}
+
+# Sources whose Pipedream app stores its key as ``api_token``: both Airweave names
+# read it (without the second row, ``api_token`` would look for ``api_key``).
+SOURCE_FIELD_OVERRIDES: Final[Mapping[str, Mapping[str, str]]] = {
+    "coda": {"api_key": "api_token", "api_token": "api_token"},
+    "slab": {"api_key": "api_token", "api_token": "api_token"},
+}
+
+DEFAULT_REQUIRED_FIELDS: Final = ("access_token",)
+DEFAULT_OPTIONAL_FIELDS: Final = ("refresh_token", "client_id", "client_secret")
+
+# Reasons a check can report; all but ACCOUNT_UNHEALTHY make the account unusable.
+USER_MISMATCH: Final = "ACCOUNT_USER_MISMATCH"
+APP_MISMATCH: Final = "ACCOUNT_APP_MISMATCH"
+DEAD: Final = "ACCOUNT_DEAD"
+NO_CREDENTIALS: Final = "CREDENTIALS_NOT_AVAILABLE"
+MISSING_FIELDS: Final = "MISSING_REQUIRED_FIELDS"
+UNHEALTHY: Final = "ACCOUNT_UNHEALTHY"
+WARNINGS: Final = frozenset({UNHEALTHY})
+
+# Pipedream's error text goes into messages; keep a runaway one readable.
+_MAX_ERROR_TEXT: Final = 300
+
+
+def app_slug(source: str) -> str:
+    return APP_SLUGS.get(source, source)
+
+
+def is_blocked(source: str) -> bool:
+    return source in BLOCKED_SOURCES
+
+
+def pipedream_field(source: str, name: str) -> str:
+    override = SOURCE_FIELD_OVERRIDES.get(source)
+    if override is not None and name in override:
+        return override[name]
+    return FIELD_NAMES.get(name, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    reason: str
+    message: str
+
+    @property
+    def is_warning(self) -> bool:
+        return self.reason in WARNINGS
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What :func:`check_account` found."""
+
+    problems: tuple[Problem, ...]
+    # Airweave field name -> revealed value; None unless the account is usable.
+    credentials: dict[str, str] | None = field(default=None, repr=False)
+    # Airweave names of missing required fields (for error metadata).
+    missing: tuple[str, ...] = ()
+
+    @property
+    def blocking(self) -> Problem | None:
+        """The first problem that makes the account unusable, if any."""
+        return next((p for p in self.problems if not p.is_warning), None)
+
+
+def check_account(
+    account: Account,
+    *,
+    source: str,
+    required_fields: Sequence[str] = (),
+    optional_fields: Sequence[str] = (),
+    external_user_id: str | None = None,
+) -> Check:
+    """Every problem with ``account`` for ``source``, and the credentials if usable.
+
+    Order: user mismatch, app mismatch, dead, credentials not available,
+    missing required fields, unhealthy (a warning). A user mismatch is reported
+    alone: nothing else about another user's account is described.
+    """
+    if external_user_id and account.external_id != external_user_id:
+        return Check(
+            (
+                Problem(
+                    USER_MISMATCH,
+                    f"Account {account.id} does not belong to the given external_user_id",
+                ),
+            )
+        )
+    problems: list[Problem] = []
+    expected = app_slug(source)
+    if account.app_slug != expected:
+        problems.append(
+            Problem(
+                APP_MISMATCH,
+                f"Account {account.id} is for app '{account.app_slug}', expected '{expected}'",
+            )
+        )
+    if account.dead:
+        text = account.error[:_MAX_ERROR_TEXT]
+        detail = f": {text}" if text else ""
+        problems.append(
+            Problem(DEAD, f"Account {account.id} is dead and must be reconnected{detail}")
+        )
+    credentials: dict[str, str] | None = None
+    missing: tuple[str, ...] = ()
+    if account.credentials is None:
+        problems.append(
+            Problem(
+                NO_CREDENTIALS,
+                f"Credentials not available for account {account.id}: it uses Pipedream's "
+                "default OAuth client; connect it with your own OAuth app",
+            )
+        )
+    else:
+        held = account.credentials
+        required = tuple(required_fields) or DEFAULT_REQUIRED_FIELDS
+        optional = tuple(optional_fields) or DEFAULT_OPTIONAL_FIELDS
+        missing = tuple(n for n in required if pipedream_field(source, n) not in held)
+        if missing:
+            available = ", ".join(sorted(held)) or "none"
+            problems.append(
+                Problem(
+                    MISSING_FIELDS,
+                    f"Missing required auth fields for account {account.id}: "
+                    f"{', '.join(missing)}; available Pipedream fields: {available}",
+                )
+            )
+        elif not problems:
+            credentials = {}
+            for name in (*required, *optional):
+                secret = held.get(pipedream_field(source, name))
+                if secret is not None:  # a missing optional field is skipped
+                    credentials[name] = secret.reveal()
+    if not account.healthy:
+        text = account.error[:_MAX_ERROR_TEXT]
+        detail = f": {text}" if text else ""
+        problems.append(
+            Problem(UNHEALTHY, f"Pipedream reports account {account.id} unhealthy{detail}")
+        )
+    return Check(tuple(problems), credentials, missing)

@@ -1,0 +1,60 @@
+"""Binding listeners to a ``grpc.aio`` server.
+
+A Unix socket is created under a umask, so it never exists with a wider mode
+than asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+
+import grpc
+
+from pdsidecar.settings import ConfigError, ListenAddress, ListenerConfig
+
+
+def add_port(
+    server: grpc.aio.Server, listener: ListenerConfig, tls: grpc.ServerCredentials | None
+) -> str:
+    """Bind one listener; returns its target (with the real port for port 0)."""
+    address = listener.address
+    if address.kind == "unix":
+        return _add_unix_port(server, address.path, listener.socket_mode)
+    try:
+        if tls is not None:
+            port = server.add_secure_port(address.grpc_target, tls)
+        else:
+            port = server.add_insecure_port(address.grpc_target)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address.grpc_target}: address in use?")
+    return ListenAddress("tcp", address.host, port).grpc_target
+
+
+def check_unix_path(path: str) -> None:
+    """Refuse a path holding anything but a stale socket, or in a missing folder."""
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(f"cannot listen on unix:{path}: a file that is not a socket is there")
+        with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
+            probe.connect(path)
+            raise ConfigError(f"cannot listen on unix:{path}: another process is serving there")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ConfigError(f"cannot listen on unix:{path}: its directory does not exist")
+
+
+def _add_unix_port(server: grpc.aio.Server, path: str, mode: int) -> str:
+    """A Unix socket created with ``mode`` (never wider, not even for a moment)."""
+    previous = os.umask(0o777 & ~mode)
+    try:
+        server.add_insecure_port(f"unix:{path}")
+    except RuntimeError:
+        raise ConfigError(f"cannot listen on unix:{path}") from None
+    finally:
+        os.umask(previous)
+    os.chmod(path, mode)
+    return f"unix:{path}"

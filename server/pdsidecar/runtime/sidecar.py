@@ -1,0 +1,335 @@
+"""The sidecar process: gRPC servers, health, reflection, metrics, reload.
+
+:class:`Sidecar` owns everything that lives as long as the process: the one
+HTTP client to Pipedream and the :class:`~pdsidecar.pipedream.client.PipedreamClient`
+over it, one :class:`~pdsidecar.pipedream.connection.PipedreamConnection` per
+configured connection, the credential service, the health servicer and the servers.
+
+There is one ``grpc.aio`` server per listener, because grpc.aio cannot tell a
+handler which port a call came in on, and allow-lists belong to listeners:
+each server has its own :class:`~pdsidecar.api.access.AccessControl`. They share
+the servicer, the credential service, health and the metrics.
+Every unary handler is wrapped as it registers (see
+:mod:`pdsidecar.api.calls`): the wrapper sets the request id, applies the
+listener's access rules (token, allow-lists), counts, times and logs the call.
+Tracing, when OpenTelemetry is on, is an interceptor.
+``--health-listen`` servers carry only ``grpc.health.v1`` (for kubelet gRPC
+probes on the pod IP), and can therefore bind any address.
+
+``start`` binds every listener or fails with nothing left running; ``reload``
+re-reads the config and applies :func:`pdsidecar.runtime.reload.plan`; ``stop``
+flips health to NOT_SERVING, refuses new calls and lets in-flight ones finish
+within the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from pdsidecar.api.access import AccessControl, TokenHolder
+from pdsidecar.api.calls import CallWrapper
+from pdsidecar.api.servicer import CredentialsServicer, add_to_server
+from pdsidecar.clock import Clock, SystemClock
+from pdsidecar.credentials.service import CredentialService
+from pdsidecar.observe.http import CountingTransport
+from pdsidecar.observe.logs import REDACTOR, Redactor
+from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
+from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
+from pdsidecar.observe.tracing import Tracing
+from pdsidecar.observe.wrapping import WrappingRegistrar
+from pdsidecar.pipedream.connection import (
+    PipedreamConnection,
+    make_http_client,
+    make_pipedream_client,
+)
+from pdsidecar.runtime import reload as reloading
+from pdsidecar.runtime.listeners import add_port, check_unix_path
+from pdsidecar.runtime.readiness import Readiness
+from pdsidecar.runtime.tls import TlsFiles, check_bind
+from pdsidecar.secret import Secret
+from pdsidecar.settings import (
+    ConfigError,
+    ConnectionConfig,
+    ListenAddress,
+    ListenerConfig,
+    Settings,
+)
+from pdsidecar_client.v1 import credentials_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CredentialsService"].full_name
+
+
+class Sidecar:
+    def __init__(
+        self,
+        settings: Settings,
+        listeners: Sequence[ListenAddress | ListenerConfig] = (),
+        *,
+        clock: Clock | None = None,
+        tls: TlsFiles | None = None,
+        allow_insecure_bind: bool = False,
+        health_listeners: Sequence[ListenAddress] = (),
+        metrics_listen: ListenAddress | None = None,
+        reuse_port: bool = False,
+        loader: Callable[[], Settings] | None = None,
+        tracing: Tracing | None = None,
+        prime_tokens: bool = False,
+        redactor: Redactor = REDACTOR,
+    ) -> None:
+        flags = [x if isinstance(x, ListenerConfig) else ListenerConfig(x) for x in listeners]
+        self.listeners = (*flags, *settings.listeners)
+        if not self.listeners:
+            raise ConfigError("at least one --listen address is needed")
+        addresses = [x.address for x in self.listeners] + list(health_listeners)
+        fixed = [a for a in addresses if a.kind == "unix" or a.port != 0]
+        if len(set(fixed)) != len(fixed):
+            raise ConfigError("a listen address is given twice")
+        check_bind([x.address for x in self.listeners], tls, allow_insecure_bind)
+        self.settings, self.loader, self.tls = settings, loader, tls
+        self.clock = clock or SystemClock()
+        self.bound: list[str] = []
+        self.health_bound: list[str] = []
+        self._redactor = redactor
+        self._prime_tokens = prime_tokens
+        self._tracing = tracing
+
+        # Pipedream: one HTTP client (counted), one connection per config entry, the service.
+        self.http_stats = HttpStats()
+        self.reload_stats = ReloadStats()
+        self._http = make_http_client(
+            settings, wrap_transport=lambda inner: CountingTransport(inner, self.http_stats)
+        )
+        self._pipedream = make_pipedream_client(settings, self._http, self.clock)
+        self.connections: Mapping[str, PipedreamConnection] = {
+            name: self._connect(config) for name, config in settings.connections.items()
+        }
+        self.service = CredentialService(settings, self.connections, self.clock)
+
+        # Health: liveness is the server's "" status; readiness is the service's.
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.readiness = Readiness(self.health, SERVICE_NAME, lambda: self.connections, self.clock)
+
+        # The servers (built by start), one per listener, sharing one servicer.
+        self.rpc_stats = RpcStats()
+        self.tokens = TokenHolder(settings.api_token)
+        self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
+        self._servicer = CredentialsServicer(self.service, self.clock)
+        self._health_listeners = tuple(health_listeners)
+        self._reuse_port = reuse_port
+        self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
+        self._started: list[grpc.aio.Server] = []
+
+        # Metrics: read at scrape time from where the numbers already live.
+        self.metrics: MetricsServer | None = None
+        if metrics_listen is not None:
+            registry = CollectorRegistry()
+            for collector in (ProcessCollector, PlatformCollector, GCCollector):
+                collector(registry=registry)
+            registry.register(
+                SidecarCollector(
+                    self.rpc_stats,
+                    self.http_stats,
+                    self.reload_stats,
+                    lambda: (self.service.cache.stats, len(self.service.cache)),
+                    self._token_readings,
+                )
+            )
+            self.metrics = MetricsServer(registry, metrics_listen.host, metrics_listen.port)
+        self._learn_secrets()
+
+    async def start(self) -> None:
+        # What can be refused is checked before any grpc server exists: a grpc.aio
+        # server dropped without ever starting can crash grpc later, in another loop.
+        addresses = [x.address for x in self.listeners] + list(self._health_listeners)
+        for address in addresses:
+            if address.kind == "unix":
+                check_unix_path(address.path)
+        credentials = self.tls.server_credentials() if self.tls is not None else None
+        self._build_servers()
+        refused: ConfigError | None = None
+        try:
+            for index, (listener, server) in enumerate(self.servers):
+                # Health-only listeners stay plaintext: kubelet gRPC probes speak no TLS.
+                health_only = index >= len(self.listeners)
+                target = add_port(server, listener, None if health_only else credentials)
+                (self.health_bound if health_only else self.bound).append(target)
+        except ConfigError as error:
+            refused = error  # start what was built anyway, so it can be stopped cleanly
+        try:
+            for _, server in self.servers:
+                await server.start()
+                self._started.append(server)
+            if refused is not None:
+                raise refused
+            if self.metrics is not None:
+                await self.metrics.start()
+        except BaseException:
+            await self._close(grace=0)
+            raise
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.readiness.start(prime=self._prime_tokens)
+        log.info("pdsidecar listening on %s", ", ".join(self.bound + self.health_bound))
+
+    def _build_servers(self) -> None:
+        traced = [self._tracing.interceptor] if self._tracing is not None else []
+        for listener in self.listeners:
+            server = _grpc_server(traced, self._reuse_port)
+            # Services register through the registrar: their handlers arrive observed
+            # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
+            wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
+            registrar: Any = WrappingRegistrar(server, wrapper.wrap)
+            add_to_server(self._servicer, registrar)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
+            names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, registrar)
+            self.servers.append((listener, server))
+        for address in self._health_listeners:
+            server = _grpc_server([], self._reuse_port)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            self.servers.append((ListenerConfig(address), server))
+
+    async def reload(self) -> bool:
+        """Re-read the config and apply it; False (and nothing changed) if it does not load."""
+        if self.loader is None:
+            log.info("reload: no config file to read again (settings came from flags)")
+            return False
+        try:
+            new = self.loader()
+        except ConfigError as error:
+            self.reload_stats.failed += 1
+            log.error("reload failed, keeping the running config: %s", error)
+            return False
+        change = reloading.plan(self.settings, new)
+        rebuilt = set(change.added + change.changed)
+        connections = {
+            name: self._connect(config) if name in rebuilt else self.connections[name]
+            for name, config in change.settings.connections.items()
+        }
+        self._apply(change.settings, connections)
+        self.readiness.prime(change.added + change.changed)
+        self.reload_stats.ok += 1
+        log.info(
+            "reloaded config: connections added %s, changed %s, removed %s",
+            change.added or "none",
+            change.changed or "none",
+            change.removed or "none",
+        )
+        if change.ignored:
+            log.warning("reload: %s changed; restart to apply", ", ".join(change.ignored))
+        return True
+
+    def _connect(self, config: ConnectionConfig) -> PipedreamConnection:
+        return PipedreamConnection.create(config, self._pipedream, self.settings.policy, self.clock)
+
+    def _apply(self, settings: Settings, connections: Mapping[str, PipedreamConnection]) -> None:
+        """Swap in reloaded settings and connections (listener addresses stay as they are)."""
+        self.service.replace_connections(settings, connections)
+        self.settings, self.connections = settings, connections
+        self.tokens.set(settings.api_token)
+        for listener in settings.listeners:
+            self._access[listener.address].update(listener)
+        self._learn_secrets()
+
+    def _token_readings(self) -> dict[str, TokenReading]:
+        readings = {}
+        for name, connection in self.connections.items():
+            status = connection.token_status()
+            tokens = connection.tokens
+            expires_at = status.expires_at if status is not None else None
+            readings[name] = TokenReading(tokens.refreshes_ok, tokens.refreshes_failed, expires_at)
+        return readings
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.readiness.stop()
+        await self.health.enter_graceful_shutdown()
+        await self._close(grace)
+
+    async def _close(self, grace: float) -> None:
+        await asyncio.gather(*(server.stop(grace) for server in self._started))
+        # Drop the servers now, in this event loop: left to the garbage collector (the
+        # sidecar sits in reference cycles), a grpc.aio server may be freed later inside
+        # another loop, which crashes grpc.
+        self._started.clear()
+        self.servers.clear()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self._tracing is not None:
+            await self._tracing.shutdown()
+        await self.service.aclose()
+        await self._http.aclose()
+
+    def _learn_secrets(self) -> None:
+        """The redaction filter learns every secret this process holds, and each new token."""
+        settings = self.settings
+        self._redactor.remember(
+            settings.api_token, *(c.client_secret for c in settings.connections.values())
+        )
+        for connection in self.connections.values():
+            connection.tokens.on_token = self._on_token
+
+    def _on_token(self, token: Secret) -> None:
+        self._redactor.remember(token)
+        self.readiness.poke()
+
+
+def _grpc_server(
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]], reuse_port: bool
+) -> grpc.aio.Server:
+    return grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            # Several processes on one port only with --workers; else a second
+            # sidecar on the same port must fail to start, not share it.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_receive_message_length", 1 << 20),
+        ],
+    )
+
+
+async def run_until_signalled(
+    sidecar: Sidecar, grace: float, on_started: Callable[[Sidecar], None] | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain in-flight calls within ``grace``.
+
+    SIGHUP reloads the config (one reload at a time) and keeps serving.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    reloads: set[asyncio.Task[bool]] = set()
+    lock = asyncio.Lock()
+
+    async def reload() -> bool:
+        async with lock:
+            return await sidecar.reload()
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    try:
+        await sidecar.start()
+        if on_started is not None:
+            on_started(sidecar)
+        await stopping.wait()
+        log.info("shutting down: draining in-flight calls for up to %.0f s", grace)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+    await sidecar.stop(grace)

@@ -1,0 +1,121 @@
+"""Settings: the value types every layer is configured with.
+
+One :class:`Settings` object is read at start (and again on reload) by
+:mod:`pdsidecar.config`; policies (refresh windows, cache age, retry budget,
+upstream concurrency) are values here, passed down to the layers that use
+them; no module keeps its own. This module reads nothing and imports nothing
+of the sidecar but :mod:`pdsidecar.secret`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from pdsidecar.secret import Secret
+
+DEFAULT_PIPEDREAM_URL: Final = "https://api.pipedream.com"
+DEFAULT_CONNECTION: Final = "default"
+DEFAULT_SOCKET_MODE: Final = 0o600
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    # Pipedream API token windows (botocore-style). Inside the advisory window one
+    # caller refreshes while the others keep using the still-valid token; a failed
+    # refresh there is logged and the old token served. Inside the mandatory
+    # window every caller waits for a new token and errors surface.
+    token_refresh_margin: float = 300.0
+    token_mandatory_margin: float = 60.0
+    # Account responses are cached at most this long, and never past the source
+    # token's expires_at minus credentials_expiry_margin.
+    credentials_max_age: float = 300.0
+    credentials_expiry_margin: float = 300.0
+    # When Pipedream is down or rate limited, cached credentials past their
+    # max age are still served while the source token itself is valid.
+    serve_stale_on_upstream_error: bool = True
+    # PipedreamConnection HTTP.
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0
+    max_attempts: int = 3
+    backoff_initial: float = 0.1
+    backoff_max: float = 2.0
+    upstream_concurrency: int = 32
+    default_retry_after: float = 30.0
+    # Largest number of cached accounts (least recently used are evicted).
+    cache_max_entries: int = 100_000
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    name: str
+    client_id: str
+    client_secret: Secret
+    scope: str = "*"
+    require_external_user_id: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipedream_url: str = DEFAULT_PIPEDREAM_URL
+    connections: Mapping[str, ConnectionConfig] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    # From [[listeners]]; --listen flags add to these.
+    listeners: tuple[ListenerConfig, ...] = ()
+    # Every RPC but health and reflection must carry it, when set.
+    api_token: Secret | None = None
+
+    def connection(self, name: str) -> ConnectionConfig | None:
+        return self.connections.get(name or DEFAULT_CONNECTION)
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    # "tcp" or "unix"
+    kind: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def grpc_target(self) -> str:
+        """The form grpc's add_*_port and channels take."""
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.kind == "unix":
+            return True
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """One listener: where, the Unix socket's file mode, and what it may serve.
+
+    ``None`` allow-lists allow everything. Connection names are compared after
+    the empty name becomes ``default``; sources as the caller spells them.
+    """
+
+    address: ListenAddress
+    socket_mode: int = DEFAULT_SOCKET_MODE
+    allow_connections: frozenset[str] | None = None
+    allow_sources: frozenset[str] | None = None
+
+    @property
+    def restricted(self) -> bool:
+        return self.allow_connections is not None or self.allow_sources is not None

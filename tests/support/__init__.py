@@ -1,0 +1,1 @@
+"""What the tests share: fixtures, sidecars and processes, certificates, waiting, requests."""

@@ -1,0 +1,119 @@
+"""The suite's pytest fixtures, registered by ``tests/conftest.py`` as a plugin.
+
+A real emulator and a real sidecar on loopback per test; sidecar processes;
+certificates; a short folder for Unix sockets. Tests that need another policy
+override the ``policy`` fixture in their module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from pdsidecar_emulator import Emulator, EmulatorState
+from pdsidecar_emulator import demo_state as make_demo_state
+
+from pdsidecar.clock import ManualClock
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.settings import Policy, Settings
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support.certs import Certs, make_certs
+from tests.support.logsink import SECRETS, LogSink
+from tests.support.sidecars import TEST_POLICY, ServeProcess, demo_settings
+
+
+@pytest.fixture
+def demo_state() -> EmulatorState:
+    return make_demo_state(seed=7)
+
+
+@pytest.fixture
+async def emulator(demo_state: EmulatorState) -> AsyncIterator[Emulator]:
+    async with Emulator(demo_state) as emu:
+        yield emu
+    # Revoked tokens and rotated values included: none may reach a log line.
+    SECRETS.update(demo_state.secret_values())
+
+
+@pytest.fixture
+def policy() -> Policy:
+    """Overridden by tests that need another policy."""
+    return TEST_POLICY
+
+
+@pytest.fixture
+def settings(emulator: Emulator, policy: Policy) -> Settings:
+    return demo_settings(emulator.url, policy)
+
+
+@pytest.fixture
+async def sidecar(settings: Settings) -> AsyncIterator[Sidecar]:
+    sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")])
+    await sidecar.start()
+    yield sidecar
+    await sidecar.stop(grace=0)
+
+
+@pytest.fixture
+async def channel(sidecar: Sidecar) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
+        yield channel
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> pb_grpc.CredentialsServiceStub:
+    return pb_grpc.CredentialsServiceStub(channel)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def timed_stub(
+    settings: Settings, clock: ManualClock
+) -> AsyncIterator[pb_grpc.CredentialsServiceStub]:
+    """A stub to a sidecar whose clock the test moves."""
+    sidecar = Sidecar(settings, [parse_listen("127.0.0.1:0")], clock=clock)
+    await sidecar.start()
+    try:
+        async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
+            yield pb_grpc.CredentialsServiceStub(channel)
+    finally:
+        await sidecar.stop(grace=0)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def serve(log_sink: LogSink, tmp_path: Path) -> Iterator[Any]:
+    """Starts sidecar processes; each is stopped and its log scanned at teardown."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServeProcess:
+        process = ServeProcess(list(args), tmp_path / f"sidecar-{len(started)}.log", env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close(log_sink)
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    """A short folder for Unix sockets (their paths are limited to about 100 bytes)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="pd-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

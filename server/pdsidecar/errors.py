@@ -104,9 +104,12 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
 
 
 class SidecarError(Exception):
-    """A failure with a reason from :data:`ERROR_TABLE`."""
+    """A failure with a reason from :data:`ERROR_TABLE`.
 
-    reason: str = "UPSTREAM_UNAVAILABLE"
+    The reason is never implied: a subclass names its own, or the caller passes one.
+    """
+
+    reason: str
 
     def __init__(
         self,
@@ -119,6 +122,8 @@ class SidecarError(Exception):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+        elif not hasattr(self, "reason"):
+            raise TypeError(f"{type(self).__name__} needs a reason from the error table")
         if self.reason not in ERROR_TABLE:
             raise ValueError(f"unknown error reason {self.reason!r}")
         self.message = message
@@ -154,6 +159,12 @@ class InvalidRequest(SidecarError):
 
 class AccountProblem(SidecarError):
     """Something about the account itself; ValidateAccount reports it as a Problem."""
+
+
+class AccountNotFound(AccountProblem):
+    """Pipedream has no such account (HTTP 404)."""
+
+    reason = "ACCOUNT_NOT_FOUND"
 
 
 class UpstreamError(SidecarError):

@@ -27,7 +27,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Policy:
-    # Pipedream API token windows (botocore-style). Inside the advisory window one
+    # Pipedream token windows (botocore-style). Inside the advisory window one
     # caller refreshes while the others keep using the still-valid token; a failed
     # refresh there is logged and the old token served. Inside the mandatory
     # window every caller waits for a new token and errors surface.
@@ -70,9 +70,6 @@ class Settings:
     listeners: tuple[ListenerConfig, ...] = ()
     # Every RPC but health and reflection must carry it, when set.
     api_token: Secret | None = None
-
-    def connection(self, name: str) -> ConnectionConfig | None:
-        return self.connections.get(name or DEFAULT_CONNECTION)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The Pipedream API token is refreshed at the early-refresh margin, not before."""
+"""The Pipedream token is refreshed at the early-refresh margin, not before."""
 
 from __future__ import annotations
 

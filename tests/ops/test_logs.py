@@ -108,7 +108,7 @@ def test_token_shaped_strings_are_removed_without_being_known(line: str) -> None
 
 def test_ordinary_lines_are_left_alone() -> None:
     for line in (
-        "connection default: new API token, valid for 3600 s",
+        "connection default: new Pipedream token, valid for 3600 s",
         "/pdsidecar.v1.CredentialsService/GetCredentials OK in 0.12 ms",
         "pdsidecar listening on unix:/run/pdsidecar/pdsidecar.sock, 127.0.0.1:50051",
         f"account lookup {DEMO_NOTION_ACCOUNT_ID} failed after 3 attempts (HTTP 503)",
@@ -173,7 +173,7 @@ async def test_a_served_process_logs_json_with_request_ids_and_no_secret(
     assert rpc[0]["request_id"] == "trace-me-1" and rpc[1]["request_id"] != "trace-me-1"
     assert all(r["level"] == "debug" for r in rpc)
     messages = [r["message"] for r in records if r["level"] == "info"]
-    assert any("new API token" in m for m in messages), "a refresh is logged at info"
+    assert any("new Pipedream token" in m for m in messages), "a refresh is logged at info"
     assert any("Pipedream account request: 503" in m for m in messages), "so are upstream errors"
     assert not any(r["logger"].startswith(("httpx", "httpcore")) for r in records)
     text = "\n".join(process.lines())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pdsidecar.errors import AccountProblem
+from pdsidecar.errors import AccountNotFound
 from pdsidecar.pipedream.models import Account, AccountPage, TokenStatus
 from tests.support.logsink import SECRETS
 
@@ -81,9 +81,7 @@ class FakeUpstream:
         try:
             return self.accounts[(project_id, environment, account_id)]
         except KeyError:
-            raise AccountProblem(
-                f"Account {account_id} not found", reason="ACCOUNT_NOT_FOUND"
-            ) from None
+            raise AccountNotFound(f"Account {account_id} not found") from None
 
     async def list_accounts(
         self,

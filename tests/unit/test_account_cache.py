@@ -14,6 +14,7 @@ import pytest
 from pdsidecar.clock import ManualClock
 from pdsidecar.credentials.cache import MIN_FRESH, STALE_ALLOWANCE, AccountCache, CacheKey
 from pdsidecar.errors import (
+    AccountNotFound,
     AccountProblem,
     ProviderAuthFailed,
     RateLimited,
@@ -249,7 +250,7 @@ async def test_not_found_is_not_cached_and_drops_the_entry() -> None:
     source = Source()
     await cache.get(KEY, source, deadline=None)
     clock.advance(301)
-    source.fail = AccountProblem("gone", reason="ACCOUNT_NOT_FOUND")
+    source.fail = AccountNotFound("gone")
     for _ in range(2):
         with pytest.raises(AccountProblem):
             await cache.get(KEY, source, deadline=None)

@@ -1,4 +1,4 @@
-"""CredentialService: connection rules, problems, coalescing, validation and listing."""
+"""CredentialBroker: connection rules, problems, coalescing, validation and listing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from pdsidecar.api.validation import RequestValidator
 from pdsidecar.clock import ManualClock
-from pdsidecar.credentials.service import AccountQuery, CredentialService
+from pdsidecar.credentials.broker import AccountQuery, CredentialBroker
 from pdsidecar.errors import (
     AccountProblem,
     InvalidRequest,
@@ -50,7 +51,7 @@ class World:
             for name, req in (("default", require_user), ("tenant-b", False))
         }
         self.settings = Settings(connections=connections, policy=Policy())
-        self.service = CredentialService(
+        self.service = CredentialBroker(
             self.settings,
             {"default": self.upstream, "tenant-b": self.other},
             self.clock,
@@ -105,9 +106,14 @@ async def test_unknown_connection_lists_configured_ones(world: World) -> None:
     assert world.upstream.get_calls == 0
 
 
-async def test_empty_connection_means_default(world: World) -> None:
-    await world.service.get_credentials(world.query(connection=""), deadline=None)
+async def test_empty_connection_means_default_filled_in_by_validation(world: World) -> None:
+    # Validation is the one place the empty name becomes "default"; the broker takes names.
+    assert RequestValidator().connection("account.connection", "") == "default"
+    await world.service.get_credentials(world.query(connection="default"), deadline=None)
     assert world.upstream.get_calls == 1
+    with pytest.raises(SidecarError) as caught:
+        await world.service.get_credentials(world.query(connection=""), deadline=None)
+    assert caught.value.reason == "CONNECTION_NOT_FOUND"
 
 
 async def test_connection_requiring_external_user_id() -> None:

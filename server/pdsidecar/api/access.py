@@ -22,9 +22,10 @@ from typing import Any, Final
 
 from google.protobuf.message import DecodeError, Message
 
+from pdsidecar.api.validation import connection_name
 from pdsidecar.errors import SidecarError
 from pdsidecar.secret import Secret
-from pdsidecar.settings import DEFAULT_CONNECTION, ListenerConfig
+from pdsidecar.settings import ListenerConfig
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 SERVICE_PREFIX: Final = "/pdsidecar.v1.CredentialsService/"
@@ -89,7 +90,7 @@ class AccessControl:
         listener = self._listener
         account = getattr(request, "account", None)
         connection = account.connection if account is not None else request.connection
-        connection = connection or DEFAULT_CONNECTION
+        connection = connection_name(connection)
         allowed = listener.allow_connections
         if allowed is not None and connection not in allowed:
             return _denied(f"connection '{connection}'", {"connection": connection})

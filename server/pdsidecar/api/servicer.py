@@ -1,7 +1,7 @@
 """The gRPC face of the sidecar: validate, call the credential service, map errors.
 
 Each method reads the request, validates it (INVALID_ARGUMENT with field
-violations), hands a typed query to :class:`CredentialService` and turns the
+violations), hands a typed query to :class:`CredentialBroker` and turns the
 result into a response. A :class:`SidecarError` becomes its status from the
 error table; anything else is a bug, logged without request values and sent as
 INTERNAL with a generic message, never a traceback.
@@ -18,9 +18,9 @@ from google.protobuf.message import DecodeError, Message
 
 from pdsidecar.api import convert
 from pdsidecar.api.status import to_grpc_status
-from pdsidecar.api.validation import Checker
+from pdsidecar.api.validation import RequestValidator
 from pdsidecar.clock import Clock
-from pdsidecar.credentials.service import AccountQuery, CredentialService
+from pdsidecar.credentials.broker import AccountQuery, CredentialBroker
 from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
@@ -35,7 +35,7 @@ class CredentialsServicer:
     """The four methods of ``pdsidecar.v1.CredentialsService``; :func:`add_to_server`
     registers them (GetCredentials on raw bytes, see :meth:`GetCredentialsRaw`)."""
 
-    def __init__(self, service: CredentialService, clock: Clock, memo_size: int = 100_000) -> None:
+    def __init__(self, service: CredentialBroker, clock: Clock, memo_size: int = 100_000) -> None:
         self._service = service
         self._clock = clock
         self._memo = ResponseMemo(memo_size)
@@ -83,7 +83,7 @@ class CredentialsServicer:
     @staticmethod
     def _query(request: pb.GetCredentialsRequest | pb.ValidateAccountRequest) -> AccountQuery:
         """The validated query of a GetCredentials or ValidateAccount request."""
-        check = Checker()
+        check = RequestValidator()
         ref = request.account
         query = AccountQuery(
             connection=check.connection("account.connection", ref.connection),
@@ -147,7 +147,7 @@ class CredentialsServicer:
         context: grpc.aio.ServicerContext[pb.RefreshTokenRequest, pb.RefreshTokenResponse],
     ) -> pb.RefreshTokenResponse:
         async def call() -> pb.RefreshTokenResponse:
-            check = Checker()
+            check = RequestValidator()
             connection = check.connection("connection", request.connection)
             check.done()
             status = await self._service.refresh_token(
@@ -169,7 +169,7 @@ class CredentialsServicer:
         context: grpc.aio.ServicerContext[pb.ListAccountsRequest, pb.ListAccountsResponse],
     ) -> pb.ListAccountsResponse:
         async def call() -> pb.ListAccountsResponse:
-            check = Checker()
+            check = RequestValidator()
             connection = check.connection("connection", request.connection)
             project_id = check.project_id("project_id", request.project_id)
             environment = check.environment("environment", request.environment)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from pdsidecar.errors import FieldViolation, InvalidRequest
+from pdsidecar.settings import DEFAULT_CONNECTION
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 _PROJECT_ID: Final = re.compile(r"proj_[A-Za-z0-9]+")
@@ -32,7 +33,12 @@ _ENVIRONMENT_NAMES: Final[dict[int, str]] = {
 }
 
 
-class Checker:
+def connection_name(value: str) -> str:
+    """The connection a request names: the empty name is ``default`` (filled in here only)."""
+    return value or DEFAULT_CONNECTION
+
+
+class RequestValidator:
     """Collects violations, then raises them all at once."""
 
     def __init__(self) -> None:
@@ -52,7 +58,7 @@ class Checker:
                 f"{_shown(value)} is not a connection name: use 1 to 64 letters, digits, "
                 "'_', '.' or '-', or leave it empty for 'default'",
             )
-        return value or "default"
+        return connection_name(value)
 
     def project_id(self, field: str, value: str) -> str:
         if not value:

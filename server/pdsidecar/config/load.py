@@ -5,7 +5,7 @@ A config file is TOML::
     pipedream_url = "https://api.pipedream.com"
 
     [policy]
-    token_refresh_margin = 300      # refresh the Pipedream API token this early (advisory window)
+    token_refresh_margin = 300      # refresh the Pipedream token this early (advisory window)
     token_mandatory_margin = 60     # inside this, callers wait for the refresh
     credentials_max_age = 300       # cache an account's credentials at most this long
 
@@ -25,7 +25,8 @@ A config file is TOML::
 
 Without a file, PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET define the
 connection ``default`` and PDSIDECAR_PIPEDREAM_URL overrides the API URL.
-PDSIDECAR_API_TOKEN sets the API token, with or without a file.
+PDSIDECAR_API_TOKEN sets the sidecar's API token (the bearer token callers send),
+with or without a file.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from typing import Final
 
 from pdsidecar.clock import Clock, wall_to_monotonic
 from pdsidecar.errors import (
-    AccountProblem,
+    AccountNotFound,
     DeadlineExceeded,
     RateLimited,
     UpstreamError,
@@ -218,9 +218,8 @@ class AccountCache:
         started = self._clock.monotonic()
         try:
             account = await fetch()
-        except AccountProblem as problem:
-            if problem.reason == "ACCOUNT_NOT_FOUND":
-                self._entries.pop(key, None)
+        except AccountNotFound:
+            self._entries.pop(key, None)
             raise
         except UpstreamError as error:
             self._back_off(key, error)

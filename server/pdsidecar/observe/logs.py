@@ -8,15 +8,15 @@ at INFO they log every request's full URL.
 A JSON line looks like::
 
     {"time": "2026-11-25T17:03:04.123Z", "level": "info", "logger": "pdsidecar.tokens",
-     "message": "connection default: new API token, valid for 3600 s", "request_id": "..."}
+     "message": "connection default: new Pipedream token, valid for 3600 s", "request_id": "..."}
 
 with ``grpc_method``, ``grpc_code``, ``duration_ms`` and ``peer`` on the per-RPC
 debug lines, and ``exception`` when there is a traceback.
 
 :class:`Redactor` runs on the handler, before any formatting, over the message
 with its arguments, the traceback text and the request id. It replaces every
-known secret value (connection client secrets, the API token, each Pipedream
-API token the sidecar received: the sidecar registers them) and every
+known secret value (connection client secrets, the sidecar's API token, each Pipedream
+token the sidecar received: the sidecar registers them) and every
 token-shaped string (``Bearer ...``, ``access_token=...`` and JSON
 ``"client_secret": "..."`` pairs, JWTs, well-known token prefixes, long random
 strings mixing letters and digits or both cases) with ``[REDACTED]``.

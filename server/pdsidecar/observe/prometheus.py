@@ -125,12 +125,12 @@ class SidecarCollector(Collector):
     def _token_metrics(self) -> Iterator[Metric]:
         refreshes = CounterMetricFamily(
             "pdsidecar_token_refreshes",
-            "Pipedream API token requests by connection and result.",
+            "Pipedream token requests by connection and result.",
             labels=("connection", "result"),
         )
         expiry = GaugeMetricFamily(
             "pdsidecar_token_expiry_seconds",
-            "Seconds until the connection's Pipedream API token expires (absent: no token).",
+            "Seconds until the connection's Pipedream token expires (absent: no token).",
             labels=("connection",),
         )
         now = self._wall()

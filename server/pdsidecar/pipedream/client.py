@@ -22,7 +22,7 @@ import httpx
 
 from pdsidecar.clock import Clock
 from pdsidecar.errors import (
-    AccountProblem,
+    AccountNotFound,
     FieldViolation,
     InvalidRequest,
     ProviderAuthFailed,
@@ -34,14 +34,14 @@ from pdsidecar.pipedream.retrying import RetryingHttp, Sleep
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy
 
-__all__ = ["ApiToken", "PipedreamClient", "TokenRejected"]
+__all__ = ["PipedreamClient", "PipedreamToken", "TokenRejected"]
 
 # Pipedream documents one-hour tokens; used only if a response omits expires_in.
 _DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 
 
 @dataclass(frozen=True)
-class ApiToken:
+class PipedreamToken:
     """A Pipedream API access token and when it expires, on both clocks."""
 
     value: Secret
@@ -70,7 +70,7 @@ class PipedreamClient:
 
     async def fetch_token(
         self, connection: ConnectionConfig, *, deadline: float | None
-    ) -> ApiToken:
+    ) -> PipedreamToken:
         context = {"connection": connection.name}
         body = {
             "grant_type": "client_credentials",
@@ -97,7 +97,7 @@ class PipedreamClient:
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamUnavailable(f"{what}: the response has no access_token", metadata=context)
         lifetime = _positive_number(data.get("expires_in"), _DEFAULT_TOKEN_LIFETIME)
-        return ApiToken(Secret(access_token), sent_mono + lifetime, sent_wall + lifetime)
+        return PipedreamToken(Secret(access_token), sent_mono + lifetime, sent_wall + lifetime)
 
     async def get_account(
         self,
@@ -124,9 +124,8 @@ class PipedreamClient:
             params={"include_credentials": "true"},
         )
         if response.status_code == 404:
-            raise AccountProblem(
+            raise AccountNotFound(
                 f"Pipedream has no account {account_id} in project {project_id} ({environment})",
-                reason="ACCOUNT_NOT_FOUND",
                 metadata=context,
             )
         self._raise_for_common(response, what, context)
@@ -183,7 +182,7 @@ class PipedreamClient:
         """Statuses that mean the same on every endpoint; 2xx passes."""
         status = response.status_code
         if status == 401:
-            raise TokenRejected(f"{what}: Pipedream rejected the API token (HTTP 401)")
+            raise TokenRejected(f"{what}: Pipedream rejected the token (HTTP 401)")
         if status == 403:
             raise ProviderAuthFailed(
                 f"{what}: Pipedream denied access (HTTP 403)", metadata=context

@@ -108,13 +108,14 @@ class PipedreamConnection:
                 except TokenRejected:
                     self._tokens.invalidate(token)
                     level = logging.INFO if attempt == 1 else logging.WARNING
-                    logger.log(level, "connection %s: API token got 401 (try %d)", name, attempt)
+                    logger.log(
+                        level, "connection %s: Pipedream token got 401 (try %d)", name, attempt
+                    )
         except SidecarError as error:
             error.metadata.setdefault("connection", name)
             raise
         raise ProviderAuthFailed(
-            f"Pipedream rejected the API token of connection {name} again after a refresh "
-            "(HTTP 401)",
+            f"Pipedream rejected the token of connection {name} again after a refresh (HTTP 401)",
             metadata={"connection": name},
         )
 

@@ -89,7 +89,7 @@ class AccountPage:
 
 @dataclass(frozen=True)
 class TokenStatus:
-    """What may be said about a connection's Pipedream API token (never the token)."""
+    """What may be said about a connection's Pipedream token (never the token)."""
 
     connection: str
     # Unix seconds at which the token expires.

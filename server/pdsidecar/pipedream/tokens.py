@@ -1,4 +1,4 @@
-"""The Pipedream API token of one connection, refreshed before it expires."""
+"""The Pipedream token of one connection, refreshed before it expires."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from pdsidecar.clock import Clock
 from pdsidecar.errors import DeadlineExceeded, RateLimited, SidecarError
-from pdsidecar.pipedream.client import ApiToken, PipedreamClient
+from pdsidecar.pipedream.client import PipedreamClient, PipedreamToken
 from pdsidecar.pipedream.models import TokenStatus
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy
@@ -25,7 +25,7 @@ class _Window(enum.Enum):
 
 
 class TokenProvider:
-    """Holds one connection's Pipedream API token and decides when to refresh it.
+    """Holds one connection's Pipedream token and decides when to refresh it.
 
     Time left before expiry is measured on the monotonic clock, in three windows:
 
@@ -58,7 +58,7 @@ class TokenProvider:
         self._policy = policy
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._token: ApiToken | None = None
+        self._token: PipedreamToken | None = None
         self._advisory_margin = policy.token_refresh_margin
         self._mandatory_margin = policy.token_mandatory_margin
         self._failures = 0  # consecutive failed refreshes
@@ -95,7 +95,7 @@ class TokenProvider:
     def invalidate(self, rejected: Secret) -> None:
         """Drop the token Pipedream rejected, unless another caller already replaced it."""
         if self._token is not None and self._token.value == rejected:
-            logger.info("connection %s: Pipedream rejected the API token; dropping it", self._name)
+            logger.info("connection %s: Pipedream rejected its token; dropping it", self._name)
             self._token = None
 
     async def refresh(self, *, force: bool = False, deadline: float | None = None) -> TokenStatus:
@@ -109,7 +109,7 @@ class TokenProvider:
         finally:
             self._lock.release()
 
-    async def _advisory_refresh(self, current: ApiToken, deadline: float | None) -> Secret:
+    async def _advisory_refresh(self, current: PipedreamToken, deadline: float | None) -> Secret:
         if self._lock.locked() or self._clock.monotonic() < self._retry_not_before:
             return current.value
         # Free, so normally taken at once. It can still wait if a mandatory refresh has just
@@ -129,7 +129,7 @@ class TokenProvider:
                 )
                 return current.value
 
-    async def _mandatory_refresh(self, deadline: float | None) -> ApiToken:
+    async def _mandatory_refresh(self, deadline: float | None) -> PipedreamToken:
         await self._acquire(deadline)
         try:
             current = self._token
@@ -142,7 +142,7 @@ class TokenProvider:
         finally:
             self._lock.release()
 
-    async def _fetch_locked(self, deadline: float | None) -> ApiToken:
+    async def _fetch_locked(self, deadline: float | None) -> PipedreamToken:
         try:
             token = await self._client.fetch_token(self.connection, deadline=deadline)
         except SidecarError as error:
@@ -155,7 +155,7 @@ class TokenProvider:
         if self.on_token is not None:
             self.on_token(token.value)
         logger.info(
-            "connection %s: new API token, valid for %.0f s",
+            "connection %s: new Pipedream token, valid for %.0f s",
             self._name,
             token.expires_at_mono - now,
         )
@@ -211,7 +211,7 @@ class TokenProvider:
                 retry_after=self._policy.backoff_max,
             )
 
-    def _window(self, token: ApiToken) -> _Window:
+    def _window(self, token: PipedreamToken) -> _Window:
         left = token.expires_at_mono - self._clock.monotonic()
         if left <= self._mandatory_margin:
             return _Window.MANDATORY
@@ -219,7 +219,7 @@ class TokenProvider:
             return _Window.ADVISORY
         return _Window.FRESH
 
-    def _status(self, token: ApiToken, *, refreshed: bool) -> TokenStatus:
+    def _status(self, token: PipedreamToken, *, refreshed: bool) -> TokenStatus:
         return TokenStatus(self._name, token.expires_at_wall, refreshed)
 
     @property

@@ -2,7 +2,7 @@
 
 Liveness is the overall status (service ``""``): SERVING while the server runs.
 The credentials service is SERVING when at least one connection holds an
-unexpired Pipedream API token, or a token request succeeded within
+unexpired Pipedream token, or a token request succeeded within
 ``RECENT`` seconds; else NOT_SERVING. At start (and for connections a reload
 adds) each connection's token is requested in the background, so readiness
 turns SERVING within a round trip to Pipedream; a failure is logged and the

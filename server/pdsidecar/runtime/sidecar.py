@@ -40,7 +40,7 @@ from pdsidecar.api.access import AccessControl, TokenHolder
 from pdsidecar.api.calls import CallWrapper
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
-from pdsidecar.credentials.service import CredentialService
+from pdsidecar.credentials.broker import CredentialBroker
 from pdsidecar.observe.http import CountingTransport
 from pdsidecar.observe.logs import REDACTOR, Redactor
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
@@ -115,7 +115,7 @@ class Sidecar:
         self.connections: Mapping[str, PipedreamConnection] = {
             name: self._connect(config) for name, config in settings.connections.items()
         }
-        self.service = CredentialService(settings, self.connections, self.clock)
+        self.service = CredentialBroker(settings, self.connections, self.clock)
 
         # Health: liveness is the server's "" status; readiness is the service's.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]

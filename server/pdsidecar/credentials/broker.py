@@ -20,11 +20,17 @@ from pdsidecar.clock import Clock
 from pdsidecar.credentials import mapping, paging
 from pdsidecar.credentials.cache import AccountCache, CacheKey
 from pdsidecar.credentials.mapping import Problem
-from pdsidecar.errors import AccountProblem, FieldViolation, InvalidRequest, SidecarError
+from pdsidecar.errors import (
+    AccountNotFound,
+    AccountProblem,
+    FieldViolation,
+    InvalidRequest,
+    SidecarError,
+)
 from pdsidecar.pipedream.connection import PipedreamConnection
 from pdsidecar.pipedream.models import Account, TokenStatus
 from pdsidecar.secret import Secret
-from pdsidecar.settings import DEFAULT_CONNECTION, Settings
+from pdsidecar.settings import Settings
 
 _NO_VALUE: Final = Secret("")
 
@@ -65,7 +71,7 @@ class Validation:
     account: Account | None
 
 
-class CredentialService:
+class CredentialBroker:
     def __init__(
         self,
         settings: Settings,
@@ -144,9 +150,7 @@ class CredentialService:
                 ),
                 deadline=deadline,
             )
-        except AccountProblem as error:
-            if error.reason != "ACCOUNT_NOT_FOUND":
-                raise
+        except AccountNotFound as error:
             return Validation(False, (Problem(error.reason, error.message),), None)
         check = self._check(account, query)
         if any(p.reason == mapping.USER_MISMATCH for p in check.problems):
@@ -175,7 +179,7 @@ class CredentialService:
         self._require_user(connection, external_user_id, "external_user_id")
         app = mapping.app_slug(source) if source else None
         filters = (
-            connection or DEFAULT_CONNECTION,
+            connection,
             project_id,
             environment,
             app or "",
@@ -215,8 +219,7 @@ class CredentialService:
     async def aclose(self) -> None:
         await self.cache.aclose()
 
-    def _connection(self, connection: str) -> PipedreamConnection:
-        name = connection or DEFAULT_CONNECTION
+    def _connection(self, name: str) -> PipedreamConnection:
         found = self._connections.get(name)
         if found is None:
             configured = ", ".join(sorted(self._connections)) or "none"
@@ -228,11 +231,10 @@ class CredentialService:
         return found
 
     def _require_user(self, connection: str, external_user_id: str | None, where: str) -> None:
-        config = self._settings.connection(connection)
+        config = self._settings.connections.get(connection)
         if config is not None and config.require_external_user_id and not external_user_id:
-            name = connection or DEFAULT_CONNECTION
             raise InvalidRequest(
-                [FieldViolation(where, f"is required: connection '{name}' requires it")]
+                [FieldViolation(where, f"is required: connection '{connection}' requires it")]
             )
 
     @staticmethod
@@ -248,7 +250,7 @@ class CredentialService:
 
 def _key(query: AccountQuery) -> CacheKey:
     return (
-        query.connection or DEFAULT_CONNECTION,
+        query.connection,
         query.project_id,
         query.environment,
         query.account_id,
@@ -259,7 +261,7 @@ def _metadata(query: AccountQuery) -> dict[str, str]:
     return {
         "account_id": query.account_id,
         "project_id": query.project_id,
-        "connection": query.connection or DEFAULT_CONNECTION,
+        "connection": query.connection,
         "source": query.source,
     }
 

@@ -31,6 +31,9 @@ step "ruff"
 ruff check .
 ruff format --check .
 
+step "layers: import-linter contracts (pyproject.toml)"
+lint-imports
+
 step "mypy --strict"
 mypy
 

@@ -120,6 +120,8 @@ const (
 	Reason_REASON_PERMISSION_DENIED Reason = 15
 	// The call's deadline passed before Pipedream answered.
 	Reason_REASON_DEADLINE_EXCEEDED Reason = 16
+	// The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
+	Reason_REASON_OVERLOADED Reason = 17
 )
 
 // Enum value maps for Reason.
@@ -142,6 +144,7 @@ var (
 		14: "REASON_UNAUTHENTICATED",
 		15: "REASON_PERMISSION_DENIED",
 		16: "REASON_DEADLINE_EXCEEDED",
+		17: "REASON_OVERLOADED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":               0,
@@ -161,6 +164,7 @@ var (
 		"REASON_UNAUTHENTICATED":           14,
 		"REASON_PERMISSION_DENIED":         15,
 		"REASON_DEADLINE_EXCEEDED":         16,
+		"REASON_OVERLOADED":                17,
 	}
 )
 
@@ -1097,7 +1101,7 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\vEnvironment\x12\x1b\n" +
 	"\x17ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENVIRONMENT_PRODUCTION\x10\x01\x12\x1b\n" +
-	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\x93\x04\n" +
+	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xaa\x04\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x01\x12\x1f\n" +
@@ -1116,7 +1120,8 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\x18REASON_ACCOUNT_UNHEALTHY\x10\r\x12\x1a\n" +
 	"\x16REASON_UNAUTHENTICATED\x10\x0e\x12\x1c\n" +
 	"\x18REASON_PERMISSION_DENIED\x10\x0f\x12\x1c\n" +
-	"\x18REASON_DEADLINE_EXCEEDED\x10\x102\xff\x02\n" +
+	"\x18REASON_DEADLINE_EXCEEDED\x10\x10\x12\x15\n" +
+	"\x11REASON_OVERLOADED\x10\x112\xff\x02\n" +
 	"\x12CredentialsService\x12[\n" +
 	"\x0eGetCredentials\x12#.pdsidecar.v1.GetCredentialsRequest\x1a$.pdsidecar.v1.GetCredentialsResponse\x12^\n" +
 	"\x0fValidateAccount\x12$.pdsidecar.v1.ValidateAccountRequest\x1a%.pdsidecar.v1.ValidateAccountResponse\x12U\n" +

@@ -18,6 +18,7 @@ token lives in a :class:`TokenHolder` that a config reload updates in place.
 from __future__ import annotations
 
 import hmac
+from contextvars import ContextVar
 from typing import Any, Final
 
 from google.protobuf.message import DecodeError, Message
@@ -54,10 +55,15 @@ class AccessControl:
     def __init__(self, tokens: TokenHolder, listener: ListenerConfig) -> None:
         self._tokens = tokens
         self._listener = listener
+        self.name = listener.address.grpc_target
 
     def update(self, listener: ListenerConfig) -> None:
         """New allow-lists after a reload (the address stays)."""
         self._listener = listener
+
+    @property
+    def allowed_sources(self) -> frozenset[str] | None:
+        return self._listener.allow_sources
 
     @staticmethod
     def guards(method: str) -> bool:
@@ -100,6 +106,25 @@ class AccessControl:
             what = f"source '{source}'" if source else "a request without a source"
             return _denied(what, {"source": source})
         return None
+
+
+# The listener a call came in on; set per call by the call wrapper (api/calls.py).
+LISTENER: ContextVar[AccessControl | None] = ContextVar("pdsidecar_listener", default=None)
+
+
+def caller_key(peer: str) -> str:
+    """Who is calling, for per-caller queues: the listener and the gRPC peer.
+
+    (gRPC names every peer of a Unix socket ``unix:``: there the listener is the caller.)
+    """
+    listener = LISTENER.get()
+    return f"{listener.name} {peer}" if listener is not None else peer
+
+
+def allowed_sources() -> frozenset[str] | None:
+    """The calling listener's ``allow_sources`` (None: every source)."""
+    listener = LISTENER.get()
+    return listener.allowed_sources if listener is not None else None
 
 
 def _token_matches(given: Any, expected: str) -> bool:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -91,6 +92,8 @@ class CredentialBroker:
         *,
         rejected_access_token: str | None = None,
         deadline: float | None,
+        caller: str = "",
+        allowed_sources: frozenset[str] | None = None,
     ) -> CredentialsResult:
         started_at = self._clock.monotonic()
         upstream = self._connection(query.connection)
@@ -102,20 +105,34 @@ class CredentialBroker:
                 metadata=_metadata(query),
             )
         key = _key(query)
-        account = await self.cache.get(
-            key,
-            lambda: upstream.get_account(
-                # The fetch is shared by every waiter, so it runs on the upstream's own
-                # timeouts, not on this caller's deadline (see account_cache).
-                query.project_id,
-                query.environment,
-                query.account_id,
-                deadline=None,
-            ),
-            deadline=deadline,
-            rejected=_holds(rejected_access_token) if rejected_access_token else None,
-            started_at=started_at,
-        )
+
+        def fetch() -> Awaitable[Account]:
+            # The fetch is shared by every waiter, so it runs on the upstream's own
+            # timeouts, not on this caller's deadline (see account_cache).
+            return upstream.get_account(
+                query.project_id, query.environment, query.account_id, deadline=None
+            )
+
+        account = await self.cache.get(key, fetch, deadline=deadline, caller=caller)
+        if (
+            _belongs(account, query)
+            and allowed_sources is not None
+            and not mapping.serves_app(allowed_sources, account.app_slug)
+        ):
+            problem = mapping.other_app(account.id, query.source)
+            raise AccountProblem(problem.message, reason=problem.reason, metadata=_metadata(query))
+        if rejected_access_token and _belongs(account, query):
+            # Only after the tenant check: another user's caller learns nothing by timing,
+            # and costs no upstream read. Compared with the access credential only.
+            account = await self.cache.get(
+                key,
+                fetch,
+                deadline=deadline,
+                caller=caller,
+                rejected=_holds_access(rejected_access_token, query.source),
+                rejected_value=_digest(rejected_access_token),
+                started_at=started_at,
+            )
         check = self._check(account, query)
         problem = check.blocking
         if problem is not None:
@@ -134,7 +151,14 @@ class CredentialBroker:
             return _never  # served stale, or already replaced: not reusable
         return functools.partial(self.cache.is_current, key, entry)
 
-    async def validate_account(self, query: AccountQuery, *, deadline: float | None) -> Validation:
+    async def validate_account(
+        self,
+        query: AccountQuery,
+        *,
+        deadline: float | None,
+        caller: str = "",
+        allowed_sources: frozenset[str] | None = None,
+    ) -> Validation:
         """Account problems come back as data; connection and upstream errors raise."""
         upstream = self._connection(query.connection)
         self._require_user(query.connection, query.external_user_id, "account.external_user_id")
@@ -149,12 +173,18 @@ class CredentialBroker:
                     query.project_id, query.environment, query.account_id, deadline=None
                 ),
                 deadline=deadline,
+                caller=caller,
             )
         except AccountNotFound as error:
             return Validation(False, (Problem(error.reason, error.message),), None)
         check = self._check(account, query)
         if any(p.reason == mapping.USER_MISMATCH for p in check.problems):
             return Validation(False, check.problems, None)
+        if allowed_sources is not None and not mapping.serves_app(
+            allowed_sources, account.app_slug
+        ):
+            # A source-restricted listener says nothing about other apps' accounts.
+            return Validation(False, (mapping.other_app(account.id, query.source),), None)
         return Validation(check.blocking is None, check.problems, account)
 
     async def refresh_token(
@@ -270,12 +300,28 @@ def _unsupported(source: str) -> str:
     return f"Source '{source}' cannot be served through Pipedream Connect"
 
 
-def _holds(token: str) -> Callable[[Account], bool]:
-    """Whether an account still holds ``token`` among its credential values."""
+def _belongs(account: Account, query: AccountQuery) -> bool:
+    """Whether the tenant check lets this query see ``account``."""
+    return not query.external_user_id or account.external_id == query.external_user_id
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+def _holds_access(token: str, source: str) -> Callable[[Account], bool]:
+    """Whether an account still holds ``token`` as its access credential.
+
+    Only the fields a source is called with (the OAuth access token, or the API
+    key of a key-based app) count: a refused ``client_id`` or refresh token
+    says nothing about the access token.
+    """
     wanted = token.encode()
+    fields = mapping.access_fields(source)
 
     def holds(account: Account) -> bool:
-        values = account.credentials.values() if account.credentials else ()
+        held = account.credentials or {}
+        values = [held[name] for name in fields if name in held]
         return any(hmac.compare_digest(v.reveal().encode(), wanted) for v in values)
 
     return holds

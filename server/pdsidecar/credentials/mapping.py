@@ -80,6 +80,23 @@ def pipedream_field(source: str, name: str) -> str:
     return FIELD_NAMES.get(name, name)
 
 
+def access_fields(source: str) -> tuple[str, ...]:
+    """The Pipedream fields a source is called with: its access token or API key."""
+    return tuple(
+        dict.fromkeys(pipedream_field(source, n) for n in ("access_token", "api_key", "api_token"))
+    )
+
+
+def serves_app(sources: frozenset[str], app: str) -> bool:
+    """Whether any of ``sources`` reads accounts of the Pipedream app ``app``."""
+    return any(app_slug(source) == app for source in sources)
+
+
+def other_app(account_id: str, source: str) -> Problem:
+    """An app mismatch told without naming the account's app."""
+    return Problem(APP_MISMATCH, f"Account {account_id} is not an account of '{app_slug(source)}'")
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     reason: str

@@ -62,6 +62,7 @@ from pdsidecar.settings import (
     ConnectionConfig,
     ListenAddress,
     ListenerConfig,
+    Policy,
     Settings,
 )
 from pdsidecar_client.v1 import credentials_pb2 as pb
@@ -125,7 +126,9 @@ class Sidecar:
         self.rpc_stats = RpcStats()
         self.tokens = TokenHolder(settings.api_token)
         self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
-        self._servicer = CredentialsServicer(self.service, self.clock)
+        self._servicer = CredentialsServicer(
+            self.service, self.clock, settings.policy.memo_max_bytes
+        )
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
         self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
@@ -185,7 +188,7 @@ class Sidecar:
     def _build_servers(self) -> None:
         traced = [self._tracing.interceptor] if self._tracing is not None else []
         for listener in self.listeners:
-            server = _grpc_server(traced, self._reuse_port)
+            server = _grpc_server(traced, self._reuse_port, self.settings.policy)
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
             wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
@@ -196,7 +199,7 @@ class Sidecar:
             reflection.enable_server_reflection(names, registrar)
             self.servers.append((listener, server))
         for address in self._health_listeners:
-            server = _grpc_server([], self._reuse_port)
+            server = _grpc_server([], self._reuse_port, self.settings.policy)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             self.servers.append((ListenerConfig(address), server))
 
@@ -285,15 +288,21 @@ class Sidecar:
 
 
 def _grpc_server(
-    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]], reuse_port: bool
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
+    reuse_port: bool,
+    policy: Policy,
 ) -> grpc.aio.Server:
     return grpc.aio.server(
         interceptors=interceptors,
+        # A flood gets RESOURCE_EXHAUSTED from gRPC itself instead of a slow death.
+        maximum_concurrent_rpcs=max(1, policy.max_concurrent_rpcs),
         options=[
             # Several processes on one port only with --workers; else a second
             # sidecar on the same port must fail to start, not share it.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", 1 << 20),
+            # One client connection cannot take every call slot: its client queues the rest.
+            ("grpc.max_concurrent_streams", max(1, policy.max_streams_per_connection)),
         ],
     )
 

@@ -87,6 +87,8 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The listener's allow-list does not include this connection or source."""
     REASON_DEADLINE_EXCEEDED: _Reason.ValueType  # 16
     """The call's deadline passed before Pipedream answered."""
+    REASON_OVERLOADED: _Reason.ValueType  # 17
+    """The sidecar refused to queue more work for this caller now; RetryInfo says when to retry."""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason names every failure and every account problem. The ErrorInfo reason
@@ -126,6 +128,8 @@ REASON_PERMISSION_DENIED: Reason.ValueType  # 15
 """The listener's allow-list does not include this connection or source."""
 REASON_DEADLINE_EXCEEDED: Reason.ValueType  # 16
 """The call's deadline passed before Pipedream answered."""
+REASON_OVERLOADED: Reason.ValueType  # 17
+"""The sidecar refused to queue more work for this caller now; RetryInfo says when to retry."""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final

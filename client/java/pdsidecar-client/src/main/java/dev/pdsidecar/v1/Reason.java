@@ -148,6 +148,14 @@ public enum Reason
    * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
    */
   REASON_DEADLINE_EXCEEDED(16),
+  /**
+   * <pre>
+   * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
+   * </pre>
+   *
+   * <code>REASON_OVERLOADED = 17;</code>
+   */
+  REASON_OVERLOADED(17),
   UNRECOGNIZED(-1),
   ;
 
@@ -292,6 +300,14 @@ public enum Reason
    * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
    */
   public static final int REASON_DEADLINE_EXCEEDED_VALUE = 16;
+  /**
+   * <pre>
+   * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
+   * </pre>
+   *
+   * <code>REASON_OVERLOADED = 17;</code>
+   */
+  public static final int REASON_OVERLOADED_VALUE = 17;
 
 
   public final int getNumber() {
@@ -335,6 +351,7 @@ public enum Reason
       case 14: return REASON_UNAUTHENTICATED;
       case 15: return REASON_PERMISSION_DENIED;
       case 16: return REASON_DEADLINE_EXCEEDED;
+      case 17: return REASON_OVERLOADED;
       default: return null;
     }
   }

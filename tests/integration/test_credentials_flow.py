@@ -15,9 +15,11 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from pdsidecar.clock import ManualClock
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import get_request, validate_request
+from tests.support.sidecars import TEST_POLICY
 
 pytestmark = pytest.mark.anyio
 
@@ -134,12 +136,15 @@ async def test_rejected_access_token_gets_what_pipedream_has_now(
     assert emulator.state.requests["account"] == 1
 
 
-async def test_refresh_token_rpc(stub: pb_grpc.CredentialsServiceStub, emulator: Emulator) -> None:
-    first = await stub.RefreshToken(pb.RefreshTokenRequest())
+async def test_refresh_token_rpc(
+    timed_stub: pb_grpc.CredentialsServiceStub, emulator: Emulator, clock: ManualClock
+) -> None:
+    first = await timed_stub.RefreshToken(pb.RefreshTokenRequest())
     assert first.connection == "default" and first.refreshed
     assert first.expires_at.seconds > 0
-    again = await stub.RefreshToken(pb.RefreshTokenRequest())
+    again = await timed_stub.RefreshToken(pb.RefreshTokenRequest())
     assert not again.refreshed  # far from the early-refresh window
-    forced = await stub.RefreshToken(pb.RefreshTokenRequest(force=True))
+    clock.advance(TEST_POLICY.forced_refresh_interval)
+    forced = await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))
     assert forced.refreshed
     assert emulator.state.requests["token"] == 2

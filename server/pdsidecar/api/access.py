@@ -10,6 +10,10 @@ about every call before the servicer sees it:
 - With allow-lists, the request's connection (the empty name is ``default``)
   and source must be listed; else PERMISSION_DENIED. ``ListAccounts`` must
   then name an allowed source, since without one it lists every app.
+- A listener with ``allow_sources`` refuses ``RefreshToken(force=true)``: the
+  Pipedream token belongs to the whole connection, every app included, and a
+  caller limited to some apps has no business replacing it. Without ``force``
+  it only reports the token's expiry (and refreshes a token that is due).
 
 Both answer through the error table, so the status carries ``ErrorInfo``. The
 token lives in a :class:`TokenHolder` that a config reload updates in place.
@@ -23,7 +27,7 @@ from typing import Any, Final
 
 from google.protobuf.message import DecodeError, Message
 
-from pdsidecar.api.validation import connection_name
+from pdsidecar.api.validation import connection_name, shorten
 from pdsidecar.errors import SidecarError
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ListenerConfig
@@ -99,12 +103,16 @@ class AccessControl:
         connection = connection_name(connection)
         allowed = listener.allow_connections
         if allowed is not None and connection not in allowed:
-            return _denied(f"connection '{connection}'", {"connection": connection})
+            shown = shorten(connection)
+            return _denied(f"connection '{shown}'", {"connection": shown})
         sources = listener.allow_sources
+        if sources is not None and getattr(request, "force", False):
+            return _denied("RefreshToken with force=true (it allows some sources only)", {})
         source = getattr(request, "source", None)
         if sources is not None and source is not None and source not in sources:
-            what = f"source '{source}'" if source else "a request without a source"
-            return _denied(what, {"source": source})
+            shown = shorten(source)
+            what = f"source '{shown}'" if source else "a request without a source"
+            return _denied(what, {"source": shown})
         return None
 
 

@@ -43,7 +43,7 @@ class CredentialsServicer:
     ) -> None:
         self._service = service
         self._clock = clock
-        self._memo = ResponseMemo(memo_max_bytes)
+        self.memo = ResponseMemo(memo_max_bytes)
 
     async def GetCredentialsRaw(self, request: bytes, context: Context) -> bytes:
         """GetCredentials on the wire format: the hot path for cached accounts.
@@ -53,14 +53,14 @@ class CredentialsServicer:
         own bytes, and sent again without parsing or building a message. Only
         canonical requests are kept (see :mod:`pdsidecar.api.memo`).
         """
-        reused = self._memo.get(request)
+        reused = self.memo.get(request)
         if reused is not None:
             return reused
         parsed = await _parse(pb.GetCredentialsRequest, request, context)
         response, still_current = await self._get_credentials(parsed, context)
         serialized = response.SerializeToString()
         if not parsed.rejected_access_token and canonical(request, parsed):
-            self._memo.put(request, serialized, still_current)
+            self.memo.put(request, serialized, still_current)
         return serialized
 
     def _deadline(self, context: Context) -> float | None:

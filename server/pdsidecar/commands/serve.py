@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--socket-mode",
-        type=lambda value: parse_socket_mode(value),
+        type=_socket_mode,
         default=0o600,
         metavar="MODE",
         help="file mode of the --listen Unix sockets, octal (default 0600; 0660 lets the group in)",
@@ -84,6 +84,15 @@ def add_parser(subparsers: Any) -> None:
         "--log-format", default="json", choices=["json", "text"], help="default json"
     )
     serve.set_defaults(run=run)
+
+
+def _socket_mode(value: str) -> int:
+    # argparse turns ArgumentTypeError into a usage message and exit 2; a ConfigError
+    # raised here would escape it as a traceback.
+    try:
+        return parse_socket_mode(value)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--socket-mode: ")) from None
 
 
 def _emulator_settings(url: str) -> Settings:

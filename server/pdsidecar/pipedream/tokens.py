@@ -46,8 +46,10 @@ class TokenProvider:
 
     Both margins shrink for a token that lives less than twice as long as them,
     so a short-lived token is not refreshed on every call. ``refresh(force=True)``
-    always fetches (after a secret rotation); ``invalidate`` drops the token
-    Pipedream rejected, and only that one.
+    fetches (after a secret rotation) unless a token was fetched less than
+    ``forced_refresh_interval`` ago: then it reports that token, so forced
+    refreshes cost at most one token request per interval whoever sends them.
+    ``invalidate`` drops the token Pipedream rejected, and only that one.
     """
 
     def __init__(
@@ -68,8 +70,9 @@ class TokenProvider:
         # Token requests by outcome, read by the metrics collector.
         self.refreshes_ok = 0
         self.refreshes_failed = 0
-        # Told each new token (the log redaction filter learns it this way).
-        self.on_token: Callable[[Secret], None] | None = None
+        # Told each new token and how long it lives, in seconds (the log
+        # redaction filter learns it this way).
+        self.on_token: Callable[[Secret, float], None] | None = None
 
     @property
     def last_success_mono(self) -> float | None:
@@ -103,8 +106,9 @@ class TokenProvider:
         await self._acquire(deadline)
         try:
             current = self._token
-            if not force and current is not None and self._window(current) is _Window.FRESH:
-                return self._status(current, refreshed=False)
+            if current is not None and self._window(current) is _Window.FRESH:
+                if not force or self._fetched_lately():
+                    return self._status(current, refreshed=False)
             return self._status(await self._fetch_locked(deadline), refreshed=True)
         finally:
             self._lock.release()
@@ -153,7 +157,7 @@ class TokenProvider:
         now = self._clock.monotonic()
         self.refreshes_ok += 1
         if self.on_token is not None:
-            self.on_token(token.value)
+            self.on_token(token.value, token.expires_at_mono - now)
         logger.info(
             "connection %s: new Pipedream token, valid for %.0f s",
             self._name,
@@ -210,6 +214,11 @@ class TokenProvider:
                 metadata={"connection": self._name},
                 retry_after=self._policy.backoff_max,
             )
+
+    def _fetched_lately(self) -> bool:
+        last = self._last_success
+        interval = self._policy.forced_refresh_interval
+        return last is not None and self._clock.monotonic() < last + interval
 
     def _window(self, token: PipedreamToken) -> _Window:
         left = token.expires_at_mono - self._clock.monotonic()

@@ -53,7 +53,7 @@ from pdsidecar.pipedream.connection import (
     make_pipedream_client,
 )
 from pdsidecar.runtime import reload as reloading
-from pdsidecar.runtime.listeners import add_port, check_unix_path
+from pdsidecar.runtime.listeners import add_port, check_unix_path, world_accessible
 from pdsidecar.runtime.readiness import Readiness
 from pdsidecar.runtime.tls import TlsFiles, check_bind
 from pdsidecar.secret import Secret
@@ -98,6 +98,7 @@ class Sidecar:
         if len(set(fixed)) != len(fixed):
             raise ConfigError("a listen address is given twice")
         check_bind([x.address for x in self.listeners], tls, allow_insecure_bind)
+        _check_open_sockets(self.listeners, settings.api_token)
         self.settings, self.loader, self.tls = settings, loader, tls
         self.clock = clock or SystemClock()
         self.bound: list[str] = []
@@ -184,6 +185,12 @@ class Sidecar:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.readiness.start(prime=self._prime_tokens)
         log.info("pdsidecar listening on %s", ", ".join(self.bound + self.health_bound))
+        if self.settings.api_token is None:
+            log.warning(
+                "no API token is set: every local process that can reach %s can read every "
+                "credential this sidecar serves (set PDSIDECAR_API_TOKEN or api_token_file)",
+                ", ".join(self.bound),
+            )
 
     def _build_servers(self) -> None:
         traced = [self._tracing.interceptor] if self._tracing is not None else []
@@ -210,6 +217,7 @@ class Sidecar:
             return False
         try:
             new = self.loader()
+            _check_open_sockets(self.listeners, new.api_token)
         except ConfigError as error:
             self.reload_stats.failed += 1
             log.error("reload failed, keeping the running config: %s", error)
@@ -282,9 +290,19 @@ class Sidecar:
         for connection in self.connections.values():
             connection.tokens.on_token = self._on_token
 
-    def _on_token(self, token: Secret) -> None:
-        self._redactor.remember(token)
+    def _on_token(self, token: Secret, lifetime: float) -> None:
+        self._redactor.remember_token(token, lifetime)
         self.readiness.poke()
+
+
+def _check_open_sockets(listeners: Sequence[ListenerConfig], api_token: Secret | None) -> None:
+    """Refuse Unix sockets any local user may open while no API token guards them."""
+    open_sockets = world_accessible(listeners)
+    if open_sockets and api_token is None:
+        raise ConfigError(
+            f"{', '.join(open_sockets)} lets every local user connect, and no API token is "
+            "set: use socket mode 0600 or 0660, or set PDSIDECAR_API_TOKEN / api_token_file"
+        )
 
 
 def _grpc_server(

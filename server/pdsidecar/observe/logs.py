@@ -169,6 +169,37 @@ def _texts(values: Iterable[Secret | str | None]) -> Iterable[str]:
 REDACTOR: Final = Redactor()
 
 
+class RoutineCallEnds(logging.Filter):
+    """gRPC's ERROR for an answer that came too late, turned into a DEBUG line.
+
+    When a call's deadline passes (or its client cancels) just as the servicer
+    answers, grpc's core refuses the answer and grpc logs "ExecuteBatchError
+    raised in core" with a traceback at ERROR. A caller's deadline is routine:
+    the line is kept, without traceback, at DEBUG (shown only when DEBUG is on).
+    Installed on grpc's logger by :func:`install_grpc_filter`.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("ExecuteBatchError raised in core"):
+            return True
+        method = message.rpartition("[")[2].rstrip("]")
+        record.msg, record.args = f"{method}: the call ended before its answer was sent", None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("pdsidecar.rpc").isEnabledFor(logging.DEBUG)
+
+
+GRPC_LOGGER: Final = "grpc._cython.cygrpc"
+
+
+def install_grpc_filter() -> None:
+    """Put :class:`RoutineCallEnds` on grpc's logger, once."""
+    logger = logging.getLogger(GRPC_LOGGER)
+    if not any(isinstance(f, RoutineCallEnds) for f in logger.filters):
+        logger.addFilter(RoutineCallEnds())
+
+
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:

@@ -42,7 +42,7 @@ from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
 from pdsidecar.observe.http import CountingTransport
-from pdsidecar.observe.logs import REDACTOR, Redactor
+from pdsidecar.observe.logs import REDACTOR, Redactor, install_grpc_filter
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
@@ -161,6 +161,7 @@ class Sidecar:
             if address.kind == "unix":
                 check_unix_path(address.path)
         credentials = self.tls.server_credentials() if self.tls is not None else None
+        install_grpc_filter()
         self._build_servers()
         refused: ConfigError | None = None
         try:

@@ -34,9 +34,13 @@ MAX_KEY_BYTES: Final = 4096
 
 
 def canonical(request: bytes, parsed: Message) -> bool:
-    """Whether ``request`` is the canonical encoding of ``parsed`` (see the module doc)."""
+    """Whether ``request`` is the canonical encoding of ``parsed`` (see the module doc).
+
+    Drops ``parsed``'s unknown fields (nothing reads them) so they do not count.
+    """
     if len(request) > MAX_KEY_BYTES:
         return False
+    parsed.DiscardUnknownFields()
     return parsed.SerializeToString(deterministic=True) == request
 
 

@@ -5,7 +5,9 @@ The rules are data (the tables below) plus one pure function,
 for and returns every problem found, in a fixed order, and the credentials
 under Airweave's field names when the account can serve them.
 
-Messages name accounts, apps and field names, never a credential value.
+Messages name accounts, apps and field names, never a credential value. The
+error text Pipedream attaches to a dead or unhealthy account is redacted like a
+log line first (it may quote a token) and cut short.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from pdsidecar.observe.logs import REDACTOR
 from pdsidecar.pipedream.models import Account
 
 # Source short name -> Pipedream app slug, where they differ.
@@ -156,8 +159,7 @@ def check_account(
             )
         )
     if account.dead:
-        text = account.error[:_MAX_ERROR_TEXT]
-        detail = f": {text}" if text else ""
+        detail = _detail(account.error)
         problems.append(
             Problem(DEAD, f"Account {account.id} is dead and must be reconnected{detail}")
         )
@@ -192,9 +194,16 @@ def check_account(
                 if secret is not None:  # a missing optional field is skipped
                     credentials[name] = secret.reveal()
     if not account.healthy:
-        text = account.error[:_MAX_ERROR_TEXT]
-        detail = f": {text}" if text else ""
+        detail = _detail(account.error)
         problems.append(
             Problem(UNHEALTHY, f"Pipedream reports account {account.id} unhealthy{detail}")
         )
     return Check(tuple(problems), credentials, missing)
+
+
+def _detail(error: str) -> str:
+    """Pipedream's error text for a message: redacted, then cut short."""
+    if not error:
+        return ""
+    text = REDACTOR.redact(error[: _MAX_ERROR_TEXT * 4])
+    return ": " + (text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "...")

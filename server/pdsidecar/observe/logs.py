@@ -117,7 +117,7 @@ class Redactor(logging.Filter):
             now = time.monotonic()
             tokens = self._tokens
             tokens.pop(text, None)
-            tokens[text] = now + max(lifetime, 0.0) + TOKEN_AFTERLIFE
+            tokens[text] = now + lifetime + TOKEN_AFTERLIFE
             while tokens and (len(tokens) > self._capacity or next(iter(tokens.values())) < now):
                 tokens.popitem(last=False)
 

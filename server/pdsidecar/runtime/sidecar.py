@@ -12,7 +12,9 @@ the servicer, the credential service, health and the metrics.
 Every unary handler is wrapped as it registers (see
 :mod:`pdsidecar.api.calls`): the wrapper sets the request id, applies the
 listener's access rules (token, allow-lists), counts, times and logs the call.
-Tracing, when OpenTelemetry is on, is an interceptor.
+Tracing, when OpenTelemetry is on, wraps the handler inside that: a span is
+made only for calls the access check let through, so a caller without the API
+token cannot create spans under trace ids of its choosing.
 ``--health-listen`` servers carry only ``grpc.health.v1`` (for kubelet gRPC
 probes on the pod IP), and can therefore bind any address.
 
@@ -46,7 +48,7 @@ from pdsidecar.observe.logs import REDACTOR, Redactor, install_grpc_filter
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
-from pdsidecar.observe.wrapping import WrappingRegistrar
+from pdsidecar.observe.wrapping import Wrap, WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
     make_http_client,
@@ -194,13 +196,12 @@ class Sidecar:
             )
 
     def _build_servers(self) -> None:
-        traced = [self._tracing.interceptor] if self._tracing is not None else []
         for listener in self.listeners:
-            server = _grpc_server(traced, self._reuse_port, self.settings.policy)
+            server = _grpc_server([], self._reuse_port, self.settings.policy)
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
             wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
-            registrar: Any = WrappingRegistrar(server, wrapper.wrap)
+            registrar: Any = WrappingRegistrar(server, self._wrap_for(wrapper))
             add_to_server(self._servicer, registrar)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
             names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
@@ -210,6 +211,13 @@ class Sidecar:
             server = _grpc_server([], self._reuse_port, self.settings.policy)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             self.servers.append((ListenerConfig(address), server))
+
+    def _wrap_for(self, wrapper: CallWrapper) -> Wrap:
+        """The call wrapper, with tracing inside it: a span only for calls it lets through."""
+        if self._tracing is None:
+            return wrapper.wrap
+        trace = self._tracing.interceptor.wrap
+        return lambda inner, method: wrapper.wrap(trace(inner, method), method)
 
     async def reload(self) -> bool:
         """Re-read the config and apply it; False (and nothing changed) if it does not load."""
@@ -238,8 +246,10 @@ class Sidecar:
             change.changed or "none",
             change.removed or "none",
         )
+        if change.allow_lists:
+            log.info("reload: new allow-lists on %s", ", ".join(change.allow_lists))
         if change.ignored:
-            log.warning("reload: %s changed; restart to apply", ", ".join(change.ignored))
+            log.warning("reload: restart to apply: %s", "; ".join(change.ignored))
         return True
 
     def _connect(self, config: ConnectionConfig) -> PipedreamConnection:

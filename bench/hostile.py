@@ -98,8 +98,10 @@ class Sidecar:
             env["PYTHONPATH"] = server_path + os.pathsep + env.get("PYTHONPATH", "")
         self.log = (folder / "sidecar.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pdsidecar", "serve", "--config", str(config)]
-            + ["--listen", self.target, "--log-level", "warning"],
+            [
+                *(sys.executable, "-m", "pdsidecar", "serve", "--config", str(config)),
+                *("--listen", self.target, "--log-level", "warning"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             env=env,
@@ -228,7 +230,10 @@ async def rejected_attack(sidecar: Sidecar, emulator: Emulator, n: int) -> dict[
                     results.append(await stub.GetCredentials(hostile))
                 except grpc.RpcError as error:
                     results.append(error)
-            out[name] = {"codes": codes(results), "account_requests": emulator.state.requests["account"]}
+            out[name] = {
+                "codes": codes(results),
+                "account_requests": emulator.state.requests["account"],
+            }
     return out
 
 

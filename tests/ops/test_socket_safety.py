@@ -36,7 +36,9 @@ def test_a_bad_socket_mode_is_a_message_and_exit_2() -> None:
     assert "Traceback" not in done.stderr
 
 
-async def test_a_world_accessible_socket_needs_an_api_token(settings: Settings, sockdir: Path) -> None:
+async def test_a_world_accessible_socket_needs_an_api_token(
+    settings: Settings, sockdir: Path
+) -> None:
     for mode in (0o666, 0o606, 0o604):
         listener = ListenerConfig(parse_listen(f"unix:{sockdir}/pd.sock"), socket_mode=mode)
         with pytest.raises(ConfigError, match="every local user"):

@@ -15,7 +15,6 @@ from pdsidecar.clock import ManualClock
 from pdsidecar.credentials.cache import MIN_FRESH, STALE_ALLOWANCE, AccountCache, CacheKey
 from pdsidecar.errors import (
     AccountNotFound,
-    AccountProblem,
     Overloaded,
     ProviderAuthFailed,
     RateLimited,
@@ -265,7 +264,7 @@ async def test_not_found_is_remembered_briefly_and_drops_the_entry() -> None:
 
 
 async def test_a_queued_fetch_nobody_waits_for_never_starts() -> None:
-    cache, clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
+    cache, _clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
     holder, blocked = Source(), Source()
     holder.gate = asyncio.Event()
     first = asyncio.create_task(cache.get(KEY, holder, deadline=None))
@@ -299,7 +298,7 @@ async def test_a_fetch_that_cannot_start_in_time_is_refused_at_once() -> None:
 
 
 async def test_free_slots_go_round_robin_over_callers() -> None:
-    cache, clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
+    cache, _clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
     holder = Source()
     holder.gate = asyncio.Event()
     first = asyncio.create_task(cache.get(KEY, holder, deadline=None, caller="a"))

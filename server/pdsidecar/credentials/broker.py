@@ -119,8 +119,8 @@ class CredentialBroker:
             and allowed_sources is not None
             and not mapping.serves_app(allowed_sources, account.app_slug)
         ):
-            problem = mapping.other_app(account.id, query.source)
-            raise AccountProblem(problem.message, reason=problem.reason, metadata=_metadata(query))
+            hidden = mapping.other_app(account.id, query.source)
+            raise AccountProblem(hidden.message, reason=hidden.reason, metadata=_metadata(query))
         if rejected_access_token and _belongs(account, query):
             # Only after the tenant check: another user's caller learns nothing by timing,
             # and costs no upstream read. Compared with the access credential only.

@@ -49,6 +49,7 @@ from typing import Final
 
 from pdsidecar.clock import Clock, wall_to_monotonic
 from pdsidecar.credentials.admission import FetchGate, Ticket
+from pdsidecar.credentials.recall import Recall
 from pdsidecar.errors import (
     AccountNotFound,
     DeadlineExceeded,
@@ -104,10 +105,7 @@ class AccountCache:
         self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
         self._tickets: dict[asyncio.Task[Account], Ticket] = {}
         self._waiters: dict[CacheKey, int] = {}
-        # Unknown accounts: key -> (remembered until, monotonic; the error).
-        self._missing: OrderedDict[CacheKey, tuple[float, AccountNotFound]] = OrderedDict()
-        # rejected_access_token refetches: key -> (the rejected value's digest, when).
-        self._rejections: OrderedDict[CacheKey, tuple[bytes, float]] = OrderedDict()
+        self._recall = Recall(policy, clock)  # unknown ids, rejected tokens
         self._generations: dict[str, int] = {}
         self.gate = FetchGate(policy.upstream_concurrency, policy.fetch_queue_wait, clock)
         self.stats = CacheStats()
@@ -143,20 +141,18 @@ class AccountCache:
         the same value gets what Pipedream said a moment ago. A stale copy is
         never served to them on upstream errors.
         """
-        now = self._clock.monotonic()
-        missing = self._missing.get(key)
+        missing = self._recall.missing(key)
         if missing is not None:
-            if now < missing[0]:
-                self.stats.not_found_hits += 1
-                error = missing[1]
-                raise AccountNotFound(error.message, metadata=error.metadata)
-            del self._missing[key]
+            self.stats.not_found_hits += 1
+            raise missing
+        now = self._clock.monotonic()
         entry = self._entries.get(key)
         if entry is not None and now < entry.fresh_until:
+            recall = self._recall
             if (
                 rejected is None
                 or not self._must_refetch(entry, rejected, started_at)
-                or (key not in self._inflight and self._refetched_lately(key, rejected_value, now))
+                or (key not in self._inflight and recall.refetched_lately(key, rejected_value))
             ):
                 entry.used = True
                 self.stats.hits += 1
@@ -164,20 +160,6 @@ class AccountCache:
             if key not in self._inflight:
                 self.stats.refetches += 1
         return await self._wait(key, fetch, deadline, rejected, caller)
-
-    def _refetched_lately(self, key: CacheKey, value: bytes | None, now: float) -> bool:
-        """Whether ``value`` caused a refetch of ``key`` within the interval; else note one."""
-        if value is None:
-            return False
-        last = self._rejections.get(key)
-        if last is not None and last[0] == value:
-            if now < last[1] + self._policy.rejected_token_interval:
-                return True
-        self._rejections.pop(key, None)
-        self._rejections[key] = (value, now)
-        while len(self._rejections) > max(1, self._policy.cache_max_entries):
-            self._rejections.popitem(last=False)
-        return False
 
     @staticmethod
     def _must_refetch(
@@ -205,9 +187,9 @@ class AccountCache:
         answer, but it is not cached, and the next caller fetches anew.
         """
         self._generations[connection] = self._generations.get(connection, 0) + 1
-        for held in (self._inflight, self._missing, self._rejections):
-            for key in [key for key in held if key[0] == connection]:
-                del held[key]
+        for key in [key for key in self._inflight if key[0] == connection]:
+            del self._inflight[key]
+        self._recall.forget_connection(connection)
         keys = [key for key in self._entries if key[0] == connection]
         for key in keys:
             del self._entries[key]
@@ -311,9 +293,7 @@ class AccountCache:
             return None
         return entry
 
-    async def _fetch(
-        self, key: CacheKey, fetch: Fetch, ticket: Ticket, generation: int
-    ) -> Account:
+    async def _fetch(self, key: CacheKey, fetch: Fetch, ticket: Ticket, generation: int) -> Account:
         await self.gate.wait(ticket)
         try:
             started = self._clock.monotonic()
@@ -322,7 +302,7 @@ class AccountCache:
             except AccountNotFound as error:
                 if self._generations.get(key[0], 0) == generation:
                     self._entries.pop(key, None)
-                    self._remember_missing(key, error)
+                    self._recall.not_found(key, error)
                 raise
             except UpstreamError as error:
                 self._back_off(key, error)
@@ -332,15 +312,6 @@ class AccountCache:
             return account
         finally:
             self.gate.release(ticket)
-
-    def _remember_missing(self, key: CacheKey, error: AccountNotFound) -> None:
-        ttl = self._policy.not_found_ttl
-        if ttl <= 0:
-            return
-        self._missing.pop(key, None)
-        self._missing[key] = (self._clock.monotonic() + ttl, error)
-        while len(self._missing) > max(1, self._policy.cache_max_entries):
-            self._missing.popitem(last=False)
 
     def _fetch_done(self, key: CacheKey, task: asyncio.Task[Account]) -> None:
         if self._inflight.get(key) is task:
@@ -369,7 +340,7 @@ class AccountCache:
             fresh = min(fresh, usable - policy.credentials_expiry_margin)
         fresh = max(fresh, fetched_at + MIN_FRESH)
         self._entries.pop(key, None)  # re-insert at the young end
-        self._missing.pop(key, None)
+        self._recall.found(key)
         self._entries[key] = CacheEntry(account, fetched_at, fresh, usable)
         self._evict()
 

@@ -106,9 +106,9 @@ class TokenProvider:
         await self._acquire(deadline)
         try:
             current = self._token
-            if current is not None and self._window(current) is _Window.FRESH:
-                if not force or self._fetched_lately():
-                    return self._status(current, refreshed=False)
+            fresh = current is not None and self._window(current) is _Window.FRESH
+            if current is not None and fresh and (not force or self._fetched_lately()):
+                return self._status(current, refreshed=False)
             return self._status(await self._fetch_locked(deadline), refreshed=True)
         finally:
             self._lock.release()

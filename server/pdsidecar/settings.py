@@ -66,11 +66,12 @@ class Policy:
     # connection per this interval; calls in between get the current token's status.
     forced_refresh_interval: float = 10.0
     # Calls one listener serves at once; past it gRPC answers RESOURCE_EXHAUSTED.
-    max_concurrent_rpcs: int = 2048
+    # With requests capped at 128 KiB, calls in flight hold at most 128 MiB.
+    max_concurrent_rpcs: int = 1024
     # Calls (HTTP/2 streams) one client connection may have open at once; gRPC
     # refuses the streams beyond it (the client sees UNAVAILABLE and may retry), so
     # one connection cannot take all of max_concurrent_rpcs.
-    max_streams_per_connection: int = 1024
+    max_streams_per_connection: int = 512
 
 
 @dataclass(frozen=True)

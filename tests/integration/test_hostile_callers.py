@@ -36,6 +36,9 @@ pytestmark = pytest.mark.anyio
 TCP = parse_listen("127.0.0.1:0")
 GET = "/pdsidecar.v1.CredentialsService/GetCredentials"
 
+# A connection of its own: channels with equal arguments share one by default.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
 
 def unknown_field(number: int, payload: bytes) -> bytes:
     """A length-delimited field the message does not define."""
@@ -95,8 +98,8 @@ async def test_cancelled_callers_cost_only_the_fetches_they_started(
             await pb_grpc.CredentialsServiceStub(channel).RefreshToken(pb.RefreshTokenRequest())
         emulator.state.set_latency(1.0, "account")
         async with (
-            grpc.aio.insecure_channel(sidecar.bound[0]) as hostile_channel,
-            grpc.aio.insecure_channel(sidecar.bound[0]) as legit_channel,
+            grpc.aio.insecure_channel(sidecar.bound[0], options=OWN_CONNECTION) as hostile_channel,
+            grpc.aio.insecure_channel(sidecar.bound[0], options=OWN_CONNECTION) as legit_channel,
         ):
             hostile = pb_grpc.CredentialsServiceStub(hostile_channel)
             legit = pb_grpc.CredentialsServiceStub(legit_channel)
@@ -216,7 +219,9 @@ async def test_a_flood_gets_resource_exhausted(emulator: Emulator) -> None:
     ids = emulator.state.add_generated_accounts(16)
     emulator.state.set_latency(0.5, "account")
     async with running(demo_settings(emulator.url, policy), TCP) as sidecar:
-        channels = [grpc.aio.insecure_channel(sidecar.bound[0]) for _ in range(4)]
+        channels = [
+            grpc.aio.insecure_channel(sidecar.bound[0], options=OWN_CONNECTION) for _ in range(4)
+        ]
         try:
             stubs = [pb_grpc.CredentialsServiceStub(c) for c in channels]
             calls = [

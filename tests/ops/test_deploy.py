@@ -50,3 +50,45 @@ def test_kubernetes_sidecar_arguments_parse() -> None:
         assert re.search(rf"{probe}:\n\s+grpc:\n\s+port: 8081", pod), probe
     config = (ROOT / "deploy/kubernetes/configmap.yaml").read_text(encoding="utf-8")
     assert "client_secret_file" in config
+
+
+def _container(pod: str, name: str) -> str:
+    """One container's block of pod.yaml (up to the next container or the end)."""
+    found = re.search(rf"^    - name: {name}\n(.*?)(?=^    - name: |\Z)", pod, re.M | re.S)
+    assert found, name
+    return found.group(1)
+
+
+def test_kubernetes_pod_keeps_the_worker_and_the_world_away_from_the_sidecar() -> None:
+    pod = (ROOT / "deploy/kubernetes/pod.yaml").read_text(encoding="utf-8")
+    sidecar, worker = _container(pod, "pdsidecar"), _container(pod, "sync-worker")
+    uid = re.compile(r"runAsUser: (\d+)")
+    assert uid.findall(sidecar) == ["10001"] and uid.findall(worker) == ["10002"]
+    assert re.search(r"^  automountServiceAccountToken: false$", pod, re.M)
+    assert re.search(r"^    fsGroup: 10001$", pod, re.M), "the worker reaches the 0660 socket"
+    mount = re.search(r"- name: pdsidecar-socket\n\s+mountPath: \S+\n\s+readOnly: true", worker)
+    assert mount, "the worker cannot replace the socket"
+    args = re.findall(r"^\s+- (--[a-z-]+=\S+)$", sidecar, re.M)
+    parsed = _parser().parse_args(["serve", *args])
+    assert parsed.metrics_listen.startswith("127.0.0.1:"), "metrics on the pod's loopback"
+    assert "prometheus.io/scrape" not in pod
+
+
+def test_kubernetes_memory_limit_fits_the_configured_cache() -> None:
+    """The limit covers the benchmark's measured cost for cache_max_entries accounts."""
+    from pdsidecar.runtime.sidecar import MAX_REQUEST_BYTES
+    from pdsidecar.settings import Policy
+
+    pod = (ROOT / "deploy/kubernetes/pod.yaml").read_text(encoding="utf-8")
+    config = (ROOT / "deploy/kubernetes/configmap.yaml").read_text(encoding="utf-8")
+    entries = int(re.search(r"cache_max_entries = (\d+)", config).group(1))  # type: ignore[union-attr]
+    limit = re.search(r"limits:\n\s+memory: (\d+)Mi", _container(pod, "pdsidecar"))
+    assert limit
+    latest = (ROOT / "bench/results/latest.md").read_text(encoding="utf-8")
+    growth = re.search(r"RSS growth for 10,?000 cached accounts[^|]*\|\s*([\d.]+) MB", latest)
+    assert growth, "the benchmark's measured cost per account"
+    per_account = float(growth.group(1)) * 1e6 / 10_000
+    at_rest = 75e6
+    in_flight = Policy().max_concurrent_rpcs * MAX_REQUEST_BYTES
+    needed = at_rest + entries * per_account + in_flight
+    assert int(limit.group(1)) * 2**20 >= needed

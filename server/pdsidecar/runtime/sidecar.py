@@ -72,6 +72,7 @@ from pdsidecar_client.v1 import credentials_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CredentialsService"].full_name
+MAX_REQUEST_BYTES = 128 * 1024
 
 
 class Sidecar:
@@ -329,7 +330,9 @@ def _grpc_server(
             # Several processes on one port only with --workers; else a second
             # sidecar on the same port must fail to start, not share it.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", 1 << 20),
+            # Requests are a few hundred bytes; this leaves room for every field at its cap
+            # and bounds what calls in flight hold (max_concurrent_rpcs x this).
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             # One client connection cannot take every call slot: its client queues the rest.
             ("grpc.max_concurrent_streams", max(1, policy.max_streams_per_connection)),
         ],

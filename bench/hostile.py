@@ -248,8 +248,6 @@ async def rejected_attack(sidecar: Sidecar, emulator: Emulator, n: int) -> dict[
 
 
 async def forced_attack(sidecar: Sidecar, emulator: Emulator, n: int) -> dict[str, Any]:
-    # Past forced_refresh_interval (10 s by default) since the token fetched at start.
-    await asyncio.sleep(10.5)
     async with grpc.aio.insecure_channel(sidecar.target) as channel:
         stub = pb_grpc.CredentialsServiceStub(channel)
         emulator.state.reset_stats()

@@ -63,7 +63,8 @@ class Policy:
     # while the rejected value stays the same.
     rejected_token_interval: float = 10.0
     # RefreshToken(force=true) requests a new Pipedream token at most once per
-    # connection per this interval; calls in between get the current token's status.
+    # connection per this interval; forced calls in between get the current token's
+    # status (refreshed=false).
     forced_refresh_interval: float = 10.0
     # Calls one listener serves at once; past it gRPC answers RESOURCE_EXHAUSTED.
     # With requests capped at 128 KiB, calls in flight hold at most 128 MiB.

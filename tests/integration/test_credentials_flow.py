@@ -159,7 +159,10 @@ async def test_refresh_token_rpc(
     assert first.expires_at.seconds > 0
     again = await timed_stub.RefreshToken(pb.RefreshTokenRequest())
     assert not again.refreshed  # far from the early-refresh window
-    clock.advance(TEST_POLICY.forced_refresh_interval)
     forced = await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))
     assert forced.refreshed
-    assert emulator.state.requests["token"] == 2
+    again = await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))
+    assert not again.refreshed, "forced refreshes: one token request per interval"
+    clock.advance(TEST_POLICY.forced_refresh_interval)
+    assert (await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))).refreshed
+    assert emulator.state.requests["token"] == 3

@@ -46,7 +46,7 @@ class TokenProvider:
 
     Both margins shrink for a token that lives less than twice as long as them,
     so a short-lived token is not refreshed on every call. ``refresh(force=True)``
-    fetches (after a secret rotation) unless a token was fetched less than
+    fetches (after a secret rotation) unless a forced refresh fetched less than
     ``forced_refresh_interval`` ago: then it reports that token, so forced
     refreshes cost at most one token request per interval whoever sends them.
     ``invalidate`` drops the token Pipedream rejected, and only that one.
@@ -67,6 +67,7 @@ class TokenProvider:
         self._last_failure: SidecarError | None = None
         self._retry_not_before = float("-inf")
         self._last_success: float | None = None
+        self._last_forced: float | None = None  # when force=True last fetched
         # Token requests by outcome, read by the metrics collector.
         self.refreshes_ok = 0
         self.refreshes_failed = 0
@@ -107,9 +108,12 @@ class TokenProvider:
         try:
             current = self._token
             fresh = current is not None and self._window(current) is _Window.FRESH
-            if current is not None and fresh and (not force or self._fetched_lately()):
+            if current is not None and fresh and (not force or self._forced_lately()):
                 return self._status(current, refreshed=False)
-            return self._status(await self._fetch_locked(deadline), refreshed=True)
+            token = await self._fetch_locked(deadline)
+            if force:
+                self._last_forced = self._clock.monotonic()
+            return self._status(token, refreshed=True)
         finally:
             self._lock.release()
 
@@ -215,8 +219,8 @@ class TokenProvider:
                 retry_after=self._policy.backoff_max,
             )
 
-    def _fetched_lately(self) -> bool:
-        last = self._last_success
+    def _forced_lately(self) -> bool:
+        last = self._last_forced
         interval = self._policy.forced_refresh_interval
         return last is not None and self._clock.monotonic() < last + interval
 

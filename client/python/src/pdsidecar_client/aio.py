@@ -102,7 +102,7 @@ class AsyncCredentialsClient:
 
     async def _last_error(self) -> str | None:
         """gRPC's last connection error ("" while connecting), or None once connected."""
-        probe = self._channel.unary_unary(ch.PROBE_METHOD)
+        probe = self._channel.unary_unary(ch.PROBE_METHOD, None, None)
         try:
             await probe(b"", timeout=ch.PROBE_TIMEOUT)
         except grpc.RpcError as error:

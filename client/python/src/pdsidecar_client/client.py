@@ -110,7 +110,7 @@ class CredentialsClient:
 
     def _last_error(self) -> str | None:
         """gRPC's last connection error ("" while connecting), or None once connected."""
-        probe = self._channel.unary_unary(ch.PROBE_METHOD)
+        probe = self._channel.unary_unary(ch.PROBE_METHOD, None, None)
         try:
             probe(b"", timeout=ch.PROBE_TIMEOUT)
         except grpc.RpcError as error:

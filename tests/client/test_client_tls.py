@@ -52,7 +52,8 @@ async def test_tls_ca_reaches_a_tls_listener(settings: Settings, certs: Certs) -
 
 async def test_mutual_tls_sends_the_client_certificate(settings: Settings, certs: Certs) -> None:
     tls = TlsFiles(certs.server_cert, certs.server_key, certs.ca)
-    mine: dict[str, Any] = {"tls_ca": certs.ca, "tls_cert": certs.client_cert, "tls_key": certs.client_key}
+    mine: dict[str, Any] = {"tls_ca": certs.ca}
+    mine |= {"tls_cert": certs.client_cert, "tls_key": certs.client_key}
     async with running(settings, parse_listen("127.0.0.1:0"), tls=tls) as sidecar:
         target = sidecar.bound[0]
         assert (await asyncio.to_thread(blocking_token, target, **mine)).startswith("ntn_demo_")

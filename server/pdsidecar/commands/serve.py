@@ -97,30 +97,19 @@ def _emulator_settings(url: str) -> Settings:
     )
 
 
-def _print_demo(target: str) -> None:
+def _print_demo(sidecar: Any) -> None:
     from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
 
-    request = (
-        f'{{"account": {{"project_id": "{DEMO_PROJECT_ID}", '
-        f'"account_id": "{DEMO_NOTION_ACCOUNT_ID}"}}, "source": "notion"}}'
-    )
-    print(
-        f"""
-pdsidecar is serving on {target} against the built-in Pipedream emulator.
+    from pdsidecar.commands.banner import demo_banner
 
-Call it with grpcurl (reflection is on):
-  grpcurl -plaintext -d '{request}' {target} pdsidecar.v1.CredentialsService/GetCredentials
-
-or from Python (pip install -e client/python):
-  from pdsidecar_client import CredentialsClient
-  with CredentialsClient("{target}") as client:
-      response = client.get_credentials(
-          project_id="{DEMO_PROJECT_ID}", account_id="{DEMO_NOTION_ACCOUNT_ID}", source="notion"
-      )
-      print(response.credentials["access_token"])
-""",
-        flush=True,
+    text = demo_banner(
+        sidecar.bound[0],
+        tls=sidecar.tls,
+        api_token=sidecar.settings.api_token is not None,
+        project=DEMO_PROJECT_ID,
+        account=DEMO_NOTION_ACCOUNT_ID,
     )
+    print(text, flush=True)
 
 
 def _listeners(args: argparse.Namespace, settings: Settings) -> list[ListenerConfig]:
@@ -198,5 +187,5 @@ async def _serve(
 
 def _on_started(args: argparse.Namespace, worker: int | None) -> Callable[[Any], None] | None:
     if args.emulator and not worker:
-        return lambda sidecar: _print_demo(sidecar.bound[0])
+        return _print_demo
     return None

@@ -30,7 +30,7 @@ COPY --from=build /opt/pdsidecar /opt/pdsidecar
 ENV PATH=/opt/pdsidecar/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PDSIDECAR_HEALTH_ADDRESS=unix:/run/pdsidecar/pdsidecar.sock
+    PDSIDECAR_TARGET=unix:/run/pdsidecar/pdsidecar.sock
 USER 10001:10001
 # The Unix socket lives here; share the volume with the containers that call pdsidecar.
 VOLUME ["/run/pdsidecar"]

@@ -17,8 +17,8 @@ from typing import Any, Self
 
 import grpc
 
-from pdsidecar_client import _channels as ch
 from pdsidecar_client import _requests as rq
+from pdsidecar_client import channels as ch
 from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -96,7 +96,7 @@ class CredentialsClient:
         message = ch.not_connected(
             self._target, seconds, last_error, self._tls, self._wait_for_ready
         )
-        return CredentialsError(failure.code, message)
+        return CredentialsError(failure.code, message, connection_error=last_error)
 
     def _ready(self) -> bool:
         future = grpc.channel_ready_future(self._channel)

@@ -140,8 +140,7 @@ def choose(servers: list[Server], config: Path | None) -> Server | str:
 
 async def run(args: argparse.Namespace) -> int:
     if args.pid is not None:
-        target: Server | str = Server(args.pid, 0, ("pid", str(args.pid)), "/")
-        where = f"pid {args.pid}"
+        pid, where = args.pid, f"pid {args.pid}"
         cmdline = _read(PROC / str(args.pid) / "cmdline")
         argv = tuple(part.decode(errors="replace") for part in (cmdline or b"").split(b"\0"))
         if cmdline and not is_serve(argv):
@@ -156,11 +155,11 @@ async def run(args: argparse.Namespace) -> int:
         if isinstance(target, str):
             print(f"{PROG}: {target}", file=sys.stderr)
             return 1
-        where = target.describe()
+        pid, where = target.pid, target.describe()
     try:
-        os.kill(target.pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
-        print(f"{PROG}: no process {target.pid}", file=sys.stderr)
+        print(f"{PROG}: no process {pid}", file=sys.stderr)
         return 1
     except PermissionError:
         print(f"{PROG}: not allowed to signal {where}", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 
 import pytest
@@ -75,20 +74,6 @@ async def test_accounts_over_mutual_tls(settings: Settings, certs: Certs, capsys
         assert code == 1 and "--tls-cert/--tls-key" in err, err
         code, _, err = await accounts(capsys, *args, "--tls-cert", str(certs.client_cert))
         assert code == 2 and "go together" in err
-
-
-async def test_health_reads_target_and_the_old_spellings(
-    sidecar: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
-) -> None:
-    target = sidecar.bound[0]
-    live = "--liveness"  # this sidecar holds no Pipedream token yet: not ready
-    assert await asyncio.to_thread(main, ["health", live, "--target", target]) == 0
-    assert await asyncio.to_thread(main, ["health", live, "--address", target]) == 0
-    for env in ("PDSIDECAR_TARGET", "PDSIDECAR_HEALTH_ADDRESS"):
-        monkeypatch.setenv(env, target)
-        assert await asyncio.to_thread(main, ["health", live]) == 0, env
-        monkeypatch.delenv(env)
-    assert "PDSIDECAR_TARGET" not in os.environ
 
 
 async def test_health_against_tls_without_tls_flags_names_tls(

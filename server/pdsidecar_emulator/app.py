@@ -139,6 +139,7 @@ async def _list(request: web.Request, state: EmulatorState) -> web.Response:
             gate,
             app=q.get("app"),
             external_user_id=q.get("external_user_id"),
+            oauth_app_id=q.get("oauth_app_id"),
             limit=int(q.get("limit", DEFAULT_PAGE_SIZE)),
             after=q.get("after"),
             before=q.get("before"),

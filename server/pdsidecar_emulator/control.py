@@ -86,7 +86,17 @@ def _clear_faults(request: web.Request, state: EmulatorState, _: JSON) -> JSON:
     return state.faults_json()
 
 
-_ACCOUNT_FIELDS = {"name", "external_id", "healthy", "dead", "error", "credentials"}
+# served_as: a JSON body the account routes answer instead of the account (odd answers).
+_ACCOUNT_FIELDS = {
+    "name",
+    "external_id",
+    "healthy",
+    "dead",
+    "error",
+    "credentials",
+    "oauth_app_id",
+    "served_as",
+}
 _CREATE_ONLY = {"app", "id", "project_id", "environment"}
 
 
@@ -104,7 +114,8 @@ def _changes(state: EmulatorState, body: JSON, allowed: set[str]) -> dict[str, A
 
 def _add_account(_: web.Request, state: EmulatorState, body: JSON) -> JSON:
     """Body: app (slug), optional id, project_id, environment, external_id, name, healthy,
-    dead, error, expires_in and credentials (absent: fresh fake ones; null: default OAuth)."""
+    dead, error, expires_in, oauth_app_id, served_as and credentials (absent: fresh fake ones;
+    null: default OAuth)."""
     if not isinstance(body.get("app"), str):
         raise ValueError("app (a slug) is required")
     changes = _changes(state, body, _ACCOUNT_FIELDS | _CREATE_ONLY)

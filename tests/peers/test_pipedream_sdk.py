@@ -195,9 +195,7 @@ async def test_list_filters(emulator: Emulator) -> None:
         DEMO_CODA_ACCOUNT_ID,
         DEMO_DEAD_ACCOUNT_ID,
     }
-    assert await listed(app="notion", external_user_id=DEMO_USER_ALICE) == {
-        DEMO_NOTION_ACCOUNT_ID
-    }
+    assert await listed(app="notion", external_user_id=DEMO_USER_ALICE) == {DEMO_NOTION_ACCOUNT_ID}
     # Pipedream's official Slack client (default OAuth) against the customer's own clients.
     slack = APPS["slack_v2"]
     assert await listed(oauth_app_id=slack.oauth_app_id) == {DEMO_SLACK_ACCOUNT_ID}

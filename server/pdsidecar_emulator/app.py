@@ -57,7 +57,8 @@ def _instrument(route: Route, handler: Handler) -> Callable[[web.Request], Await
             if plan.delay > 0:
                 await asyncio.sleep(plan.delay)
             if plan.status is not None:
-                response = _error(plan.status, _reason(plan.status), plan.retry_after)
+                text = plan.message or _reason(plan.status)
+                response = _error(plan.status, text, plan.retry_after)
             else:
                 response = await handler(request, state)
         except Exception:  # not CancelledError: a request whose client left is not counted

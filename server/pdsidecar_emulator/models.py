@@ -215,18 +215,20 @@ class Plan:
     delay: float = 0.0
     status: int | None = None
     retry_after: str | None = None
+    message: str | None = None  # the error body's text; None: the status's phrase
 
 
 @dataclass
 class Fault:
     """Faults of one route. A status fault fires with ``probability`` while ``count`` lasts
-    (None: until cleared); ``latency`` delays every request; a stall adds ``stall`` seconds
-    with ``stall_probability``."""
+    (None: until cleared), its body saying ``message``; ``latency`` delays every request; a
+    stall adds ``stall`` seconds with ``stall_probability``."""
 
     status: int | None = None
     count: int | None = None
     probability: float = 1.0
     retry_after: str | None = None
+    message: str | None = None
     latency: float = 0.0
     stall: float = 0.0
     stall_probability: float = 0.0
@@ -239,11 +241,12 @@ class Fault:
             delay += self.stall
         if self.status is None or (self.probability < 1.0 and rng.random() >= self.probability):
             return Plan(delay)
-        plan = Plan(delay, self.status, self.retry_after)
+        plan = Plan(delay, self.status, self.retry_after, self.message)
         if self.count is not None:
             self.count -= 1
             if self.count == 0:  # used up: back to normal, keeping latency and stalls
                 self.status, self.count, self.probability, self.retry_after = None, None, 1.0, None
+                self.message = None
         return plan
 
 

@@ -306,9 +306,11 @@ class EmulatorState:
         count: int | None = None,
         probability: float = 1.0,
         retry_after: str | None = None,
+        message: str | None = None,
     ) -> None:
         """Answer ``status`` for the next ``count`` requests (None: until cleared), each with
-        ``probability``; ``retry_after`` becomes the Retry-After header."""
+        ``probability``; ``retry_after`` becomes the Retry-After header, ``message`` the
+        body's ``error`` text."""
         if not 100 <= status <= 599 or (count is not None and count < 1):
             raise ValueError("status must be 100-599 and count at least 1")
         _check_probability(probability)
@@ -316,6 +318,7 @@ class EmulatorState:
             fault = self.faults[r]
             fault.status, fault.count = status, count
             fault.probability, fault.retry_after = probability, retry_after
+            fault.message = message
 
     def set_latency(self, seconds: float, route: RouteSpec = "all") -> None:
         """Delay every request on the route by ``seconds`` (concurrently, never serialized)."""

@@ -66,7 +66,7 @@ async def test_lists_both_reflection_versions(sidecar: Sidecar, version: str) ->
         ("pdsidecar.v1.Reason", CONTRACT),
         ("pdsidecar.v1.REASON_RATE_LIMITED", CONTRACT),
         ("pdsidecar.v1.Reason.REASON_RATE_LIMITED", CONTRACT),
-        ("grpc.health.v1.Health.Check", "grpc/health/v1/health.proto"),
+        ("grpc.health.v1.Health.Check", "grpc_health/v1/health.proto"),  # grpcio's file name
         ("grpc.reflection.v1.ServerReflection", "grpc/reflection/v1/reflection.proto"),
         (
             "grpc.reflection.v1.ServerReflection.ServerReflectionInfo",

@@ -7,7 +7,7 @@ override the ``policy`` fixture in their module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,14 @@ from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.certs import Certs, make_certs
 from tests.support.logsink import SECRETS, LogSink
 from tests.support.sidecars import TEST_POLICY, ServeProcess, demo_settings
+
+
+@pytest.fixture
+def log_lines(log_sink: LogSink) -> Callable[[], list[str]]:
+    """The log lines captured since this test began: the sink holds the whole session's,
+    so an assertion on it alone could pass on another test's lines."""
+    start = len(log_sink.lines)
+    return lambda: log_sink.lines[start:]
 
 
 @pytest.fixture

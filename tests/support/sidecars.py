@@ -63,10 +63,18 @@ async def running(
         await sidecar.stop(grace=0)
 
 
-def write_config(path: Path, url: str, connections: dict[str, str], extra: str = "") -> Path:
-    """A TOML config; ``connections`` maps names to client ids, all with the demo secret."""
+def write_config(
+    path: Path,
+    url: str,
+    connections: dict[str, str],
+    extra: str = "",
+    *,
+    client_secret: str = DEMO_CLIENT_SECRET,
+) -> Path:
+    """A TOML config; ``connections`` maps names to client ids, all with one client secret
+    (the demo one unless given)."""
     secret = path.parent / "client-secret"
-    secret.write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+    secret.write_text(client_secret + "\n", encoding="utf-8")
     lines = [f'pipedream_url = "{url}"', "", "[policy]", "backoff_initial = 0.01"]
     lines += ["backoff_max = 0.05", ""]
     for name, client_id in connections.items():

@@ -22,6 +22,7 @@ from typing import Any
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.runtime.workers import WORKER_ENV
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, ListenAddress, ListenerConfig, Policy, Settings
 from tests.support.logsink import LogSink
@@ -124,6 +125,26 @@ class ServeProcess:
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
+
+    def workers(self) -> dict[int, int]:
+        """``--workers`` children alive now: worker index -> pid (read from /proc)."""
+        found: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                # The parent pid is the second field after the parenthesised command name.
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                environ = (
+                    (entry / "environ").read_bytes().split(b"\0") if ppid == self.proc.pid else []
+                )
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile, or not ours to read
+            for item in environ:
+                name, _, value = item.partition(b"=")
+                if name == WORKER_ENV.encode() and value.isdigit():
+                    found[int(value)] = int(entry.name)
+        return found
 
     async def wait(self, timeout: float = 20.0) -> int:
         await eventually(lambda: self.proc.poll() is not None, timeout)

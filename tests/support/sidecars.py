@@ -135,9 +135,9 @@ class ServeProcess:
             try:
                 # The parent pid is the second field after the parenthesised command name.
                 ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-                environ = (
-                    (entry / "environ").read_bytes().split(b"\0") if ppid == self.proc.pid else []
-                )
+                if ppid != self.proc.pid:
+                    continue
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except (OSError, ValueError, IndexError):
                 continue  # gone meanwhile, or not ours to read
             for item in environ:

@@ -25,6 +25,7 @@ from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.runtime.workers import WORKER_ENV
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, ListenAddress, ListenerConfig, Policy, Settings
+from tests.support import exercised
 from tests.support.logsink import LogSink
 from tests.support.waiting import eventually
 
@@ -89,6 +90,8 @@ class ServeProcess:
     """``pdsidecar serve`` in a child process, its stderr in a file."""
 
     def __init__(self, args: list[str], log_file: Path, env: dict[str, str] | None = None) -> None:
+        exercised.argv(args)
+        exercised.env(env or {})
         self.log_file = log_file
         self._log = log_file.open("wb")
         self.proc = subprocess.Popen(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -191,7 +192,7 @@ async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_kille
     write_config(config, emulator.url, {"default": DEMO_CLIENT_ID, "second": "second-client"})
     process.signal(signal.SIGHUP)
     for worker_metrics in (metrics, metrics + 1):
-        await eventually(lambda: reloads_ok(worker_metrics), 15)  # noqa: B023 (awaited here)
+        await eventually(functools.partial(reloads_ok, worker_metrics), 15, every=0.1)
     second = pb.RefreshTokenRequest(connection="second")
 
     async def both_answered() -> bool:
@@ -203,7 +204,7 @@ async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_kille
     # SIGKILL a worker: the parent starts a new one (same index), which serves on the port.
     killed = process.workers()[1]
     os.kill(killed, signal.SIGKILL)
-    await eventually(lambda: process.workers().get(1) not in (None, killed), 15)
+    await eventually(lambda: process.workers().get(1) not in (None, killed), 15, every=0.1)
     await eventually(lambda: emulator.state.requests["token"] >= 5, 15)  # it primed too
 
     async def replacement_answered() -> bool:

@@ -16,6 +16,7 @@ import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, Emulator
 
 from pdsidecar.cli import main
+from tests.support import exercised
 from tests.support.certs import Certs
 from tests.support.sidecars import write_config
 from tests.support.waiting import free_port
@@ -69,6 +70,7 @@ async def test_the_readme_tls_commands_work_as_written(
 
     def run(command: list[str]) -> subprocess.CompletedProcess[str]:
         if command[0] == "pdsidecar":
+            exercised.argv(command[1:])
             command = [sys.executable, "-m", "pdsidecar", *command[1:]]
         else:
             command = [_grpcurl(), *command[1:]]

@@ -17,6 +17,7 @@ from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
 from pdsidecar.commands.reload import Server, choose, find_servers, is_serve
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support import exercised
 from tests.support.requests import error_of
 from tests.support.sidecars import write_config
 
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.anyio
 def reload_command(*args: str) -> subprocess.CompletedProcess[str]:
     # PATH without coreutils: the command must not shell out to kill.
     env = {**os.environ, "PATH": "/nonexistent"}
+    exercised.argv(["reload", *args])
     return subprocess.run(
         [sys.executable, "-m", "pdsidecar", "reload", *args],
         capture_output=True,

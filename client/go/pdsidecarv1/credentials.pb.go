@@ -120,8 +120,11 @@ const (
 	Reason_REASON_PERMISSION_DENIED Reason = 15
 	// The call's deadline passed before Pipedream answered.
 	Reason_REASON_DEADLINE_EXCEEDED Reason = 16
+	// Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+	// unknown project or environment; retrying will not help.
+	Reason_REASON_UPSTREAM_REQUEST_REJECTED Reason = 17
 	// The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
-	Reason_REASON_OVERLOADED Reason = 17
+	Reason_REASON_OVERLOADED Reason = 18
 )
 
 // Enum value maps for Reason.
@@ -144,7 +147,8 @@ var (
 		14: "REASON_UNAUTHENTICATED",
 		15: "REASON_PERMISSION_DENIED",
 		16: "REASON_DEADLINE_EXCEEDED",
-		17: "REASON_OVERLOADED",
+		17: "REASON_UPSTREAM_REQUEST_REJECTED",
+		18: "REASON_OVERLOADED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":               0,
@@ -164,7 +168,8 @@ var (
 		"REASON_UNAUTHENTICATED":           14,
 		"REASON_PERMISSION_DENIED":         15,
 		"REASON_DEADLINE_EXCEEDED":         16,
-		"REASON_OVERLOADED":                17,
+		"REASON_UPSTREAM_REQUEST_REJECTED": 17,
+		"REASON_OVERLOADED":                18,
 	}
 )
 
@@ -285,7 +290,9 @@ type AccountInfo struct {
 	AppSlug    string                 `protobuf:"bytes,4,opt,name=app_slug,json=appSlug,proto3" json:"app_slug,omitempty"`
 	AppName    string                 `protobuf:"bytes,5,opt,name=app_name,json=appName,proto3" json:"app_name,omitempty"`
 	// "oauth", "keys" or "none".
-	AuthType        string                 `protobuf:"bytes,6,opt,name=auth_type,json=authType,proto3" json:"auth_type,omitempty"`
+	AuthType string `protobuf:"bytes,6,opt,name=auth_type,json=authType,proto3" json:"auth_type,omitempty"`
+	// False only when Pipedream reports the account unhealthy; true when it says
+	// healthy or does not say (null).
 	Healthy         bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
 	Dead            bool                   `protobuf:"varint,8,opt,name=dead,proto3" json:"dead,omitempty"`
 	Error           string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
@@ -1101,7 +1108,7 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\vEnvironment\x12\x1b\n" +
 	"\x17ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENVIRONMENT_PRODUCTION\x10\x01\x12\x1b\n" +
-	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xaa\x04\n" +
+	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xd0\x04\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x01\x12\x1f\n" +
@@ -1120,8 +1127,9 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\x18REASON_ACCOUNT_UNHEALTHY\x10\r\x12\x1a\n" +
 	"\x16REASON_UNAUTHENTICATED\x10\x0e\x12\x1c\n" +
 	"\x18REASON_PERMISSION_DENIED\x10\x0f\x12\x1c\n" +
-	"\x18REASON_DEADLINE_EXCEEDED\x10\x10\x12\x15\n" +
-	"\x11REASON_OVERLOADED\x10\x112\xff\x02\n" +
+	"\x18REASON_DEADLINE_EXCEEDED\x10\x10\x12$\n" +
+	" REASON_UPSTREAM_REQUEST_REJECTED\x10\x11\x12\x15\n" +
+	"\x11REASON_OVERLOADED\x10\x122\xff\x02\n" +
 	"\x12CredentialsService\x12[\n" +
 	"\x0eGetCredentials\x12#.pdsidecar.v1.GetCredentialsRequest\x1a$.pdsidecar.v1.GetCredentialsResponse\x12^\n" +
 	"\x0fValidateAccount\x12$.pdsidecar.v1.ValidateAccountRequest\x1a%.pdsidecar.v1.ValidateAccountResponse\x12U\n" +

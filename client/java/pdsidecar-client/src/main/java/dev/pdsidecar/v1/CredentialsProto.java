@@ -156,7 +156,7 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "_page_token\030\002 \001(\tR\rnextPageToken*c\n\013Envi" +
       "ronment\022\033\n\027ENVIRONMENT_UNSPECIFIED\020\000\022\032\n\026" +
       "ENVIRONMENT_PRODUCTION\020\001\022\033\n\027ENVIRONMENT_" +
-      "DEVELOPMENT\020\002*\252\004\n\006Reason\022\026\n\022REASON_UNSPE" +
+      "DEVELOPMENT\020\002*\320\004\n\006Reason\022\026\n\022REASON_UNSPE" +
       "CIFIED\020\000\022\032\n\026REASON_INVALID_REQUEST\020\001\022\037\n\033" +
       "REASON_CONNECTION_NOT_FOUND\020\002\022\034\n\030REASON_" +
       "ACCOUNT_NOT_FOUND\020\003\022\037\n\033REASON_SOURCE_NOT" +
@@ -169,20 +169,21 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "EASON_ACCOUNT_USER_MISMATCH\020\014\022\034\n\030REASON_" +
       "ACCOUNT_UNHEALTHY\020\r\022\032\n\026REASON_UNAUTHENTI" +
       "CATED\020\016\022\034\n\030REASON_PERMISSION_DENIED\020\017\022\034\n" +
-      "\030REASON_DEADLINE_EXCEEDED\020\020\022\025\n\021REASON_OV" +
-      "ERLOADED\020\0212\377\002\n\022CredentialsService\022[\n\016Get" +
-      "Credentials\022#.pdsidecar.v1.GetCredential" +
-      "sRequest\032$.pdsidecar.v1.GetCredentialsRe" +
-      "sponse\022^\n\017ValidateAccount\022$.pdsidecar.v1" +
-      ".ValidateAccountRequest\032%.pdsidecar.v1.V" +
-      "alidateAccountResponse\022U\n\014RefreshToken\022!" +
-      ".pdsidecar.v1.RefreshTokenRequest\032\".pdsi" +
-      "decar.v1.RefreshTokenResponse\022U\n\014ListAcc" +
-      "ounts\022!.pdsidecar.v1.ListAccountsRequest" +
-      "\032\".pdsidecar.v1.ListAccountsResponseBh\n\020" +
-      "dev.pdsidecar.v1B\020CredentialsProtoP\001Z@gi" +
-      "thub.com/pdsidecar/pdsidecar/client/go/p" +
-      "dsidecarv1;pdsidecarv1b\006proto3"
+      "\030REASON_DEADLINE_EXCEEDED\020\020\022$\n REASON_UP" +
+      "STREAM_REQUEST_REJECTED\020\021\022\025\n\021REASON_OVER" +
+      "LOADED\020\0222\377\002\n\022CredentialsService\022[\n\016GetCr" +
+      "edentials\022#.pdsidecar.v1.GetCredentialsR" +
+      "equest\032$.pdsidecar.v1.GetCredentialsResp" +
+      "onse\022^\n\017ValidateAccount\022$.pdsidecar.v1.V" +
+      "alidateAccountRequest\032%.pdsidecar.v1.Val" +
+      "idateAccountResponse\022U\n\014RefreshToken\022!.p" +
+      "dsidecar.v1.RefreshTokenRequest\032\".pdside" +
+      "car.v1.RefreshTokenResponse\022U\n\014ListAccou" +
+      "nts\022!.pdsidecar.v1.ListAccountsRequest\032\"" +
+      ".pdsidecar.v1.ListAccountsResponseBh\n\020de" +
+      "v.pdsidecar.v1B\020CredentialsProtoP\001Z@gith" +
+      "ub.com/pdsidecar/pdsidecar/client/go/pds" +
+      "idecarv1;pdsidecarv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,

@@ -150,12 +150,21 @@ public enum Reason
   REASON_DEADLINE_EXCEEDED(16),
   /**
    * <pre>
+   * Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+   * unknown project or environment; retrying will not help.
+   * </pre>
+   *
+   * <code>REASON_UPSTREAM_REQUEST_REJECTED = 17;</code>
+   */
+  REASON_UPSTREAM_REQUEST_REJECTED(17),
+  /**
+   * <pre>
    * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
    * </pre>
    *
-   * <code>REASON_OVERLOADED = 17;</code>
+   * <code>REASON_OVERLOADED = 18;</code>
    */
-  REASON_OVERLOADED(17),
+  REASON_OVERLOADED(18),
   UNRECOGNIZED(-1),
   ;
 
@@ -302,12 +311,21 @@ public enum Reason
   public static final int REASON_DEADLINE_EXCEEDED_VALUE = 16;
   /**
    * <pre>
+   * Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+   * unknown project or environment; retrying will not help.
+   * </pre>
+   *
+   * <code>REASON_UPSTREAM_REQUEST_REJECTED = 17;</code>
+   */
+  public static final int REASON_UPSTREAM_REQUEST_REJECTED_VALUE = 17;
+  /**
+   * <pre>
    * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
    * </pre>
    *
-   * <code>REASON_OVERLOADED = 17;</code>
+   * <code>REASON_OVERLOADED = 18;</code>
    */
-  public static final int REASON_OVERLOADED_VALUE = 17;
+  public static final int REASON_OVERLOADED_VALUE = 18;
 
 
   public final int getNumber() {
@@ -351,7 +369,8 @@ public enum Reason
       case 14: return REASON_UNAUTHENTICATED;
       case 15: return REASON_PERMISSION_DENIED;
       case 16: return REASON_DEADLINE_EXCEEDED;
-      case 17: return REASON_OVERLOADED;
+      case 17: return REASON_UPSTREAM_REQUEST_REJECTED;
+      case 18: return REASON_OVERLOADED;
       default: return null;
     }
   }

@@ -36,11 +36,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from pdsidecar.api import watching
 from pdsidecar.api.access import AccessControl, TokenHolder
 from pdsidecar.api.calls import CallWrapper
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
+from pdsidecar.credentials.watch import WatchHub
 from pdsidecar.observe.http import CountingTransport
 from pdsidecar.observe.logs import REDACTOR, Redactor
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
@@ -126,6 +128,9 @@ class Sidecar:
         self.tokens = TokenHolder(settings.api_token)
         self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
         self._servicer = CredentialsServicer(self.service, self.clock)
+        # WatchCredentials streams: one hub per process, fed by the account cache.
+        self.watchers = WatchHub(self.service, settings.policy, self.clock, watching.render)
+        self._watching = watching.CredentialsWatching(self.watchers, self.clock)
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
         self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
@@ -189,8 +194,9 @@ class Sidecar:
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
             wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
-            registrar: Any = WrappingRegistrar(server, wrapper.wrap)
+            registrar: Any = WrappingRegistrar(server, wrapper.wrap, wrapper.wrap_stream)
             add_to_server(self._servicer, registrar)
+            watching.add_to_server(self._watching, registrar)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
             names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, registrar)
@@ -254,6 +260,9 @@ class Sidecar:
     async def stop(self, grace: float = 10.0) -> None:
         await self.readiness.stop()
         await self.health.enter_graceful_shutdown()
+        # Watch streams would hold the grace period open: end them now, UNAVAILABLE,
+        # so their clients reconnect (to the next sidecar).
+        self.watchers.close(watching.stopping())
         await self._close(grace)
 
     async def _close(self, grace: float) -> None:

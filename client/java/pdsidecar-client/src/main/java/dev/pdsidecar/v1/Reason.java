@@ -148,6 +148,22 @@ public enum Reason
    * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
    */
   REASON_DEADLINE_EXCEEDED(16),
+  /**
+   * <pre>
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   * </pre>
+   *
+   * <code>REASON_TOO_MANY_WATCHERS = 17;</code>
+   */
+  REASON_TOO_MANY_WATCHERS(17),
+  /**
+   * <pre>
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   * </pre>
+   *
+   * <code>REASON_SIDECAR_STOPPING = 18;</code>
+   */
+  REASON_SIDECAR_STOPPING(18),
   UNRECOGNIZED(-1),
   ;
 
@@ -292,6 +308,22 @@ public enum Reason
    * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
    */
   public static final int REASON_DEADLINE_EXCEEDED_VALUE = 16;
+  /**
+   * <pre>
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   * </pre>
+   *
+   * <code>REASON_TOO_MANY_WATCHERS = 17;</code>
+   */
+  public static final int REASON_TOO_MANY_WATCHERS_VALUE = 17;
+  /**
+   * <pre>
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   * </pre>
+   *
+   * <code>REASON_SIDECAR_STOPPING = 18;</code>
+   */
+  public static final int REASON_SIDECAR_STOPPING_VALUE = 18;
 
 
   public final int getNumber() {
@@ -335,6 +367,8 @@ public enum Reason
       case 14: return REASON_UNAUTHENTICATED;
       case 15: return REASON_PERMISSION_DENIED;
       case 16: return REASON_DEADLINE_EXCEEDED;
+      case 17: return REASON_TOO_MANY_WATCHERS;
+      case 18: return REASON_SIDECAR_STOPPING;
       default: return null;
     }
   }

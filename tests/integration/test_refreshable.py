@@ -193,7 +193,7 @@ async def test_blocking_reconnects_across_sigterm_of_a_serve_process(
         while not stop.is_set():
             try:
                 assert creds.access_token
-            except BaseException as error:  # noqa: BLE001 - any failure is the finding
+            except BaseException as error:
                 failures.append(error)
                 return
             stop.wait(0.005)

@@ -68,15 +68,17 @@ async def test_async_reads_follow_rotations(emulator: Emulator, sidecar: Sidecar
 
 async def test_reject_waits_for_a_different_token(emulator: Emulator, sidecar: Sidecar) -> None:
     def work() -> tuple[str, str, str, int]:
-        with CredentialsClient(sidecar.bound[0]) as client:
-            with client.refreshable_credentials(*NOTION) as creds:
-                old = creds.access_token
-                new = emulator.state.rotate_access_token(DEMO_PROJECT_ID, DEMO_NOTION_ACCOUNT_ID)
-                reads = emulator.state.requests["account"]
-                fresh = creds.reject(old)
-                # An old token rejected again is answered from memory: no call.
-                assert creds.reject(old).access_token == fresh.access_token
-                return new, fresh.access_token, creds.access_token, reads
+        with (
+            CredentialsClient(sidecar.bound[0]) as client,
+            client.refreshable_credentials(*NOTION) as creds,
+        ):
+            old = creds.access_token
+            new = emulator.state.rotate_access_token(DEMO_PROJECT_ID, DEMO_NOTION_ACCOUNT_ID)
+            reads = emulator.state.requests["account"]
+            fresh = creds.reject(old)
+            # An old token rejected again is answered from memory: no call.
+            assert creds.reject(old).access_token == fresh.access_token
+            return new, fresh.access_token, creds.access_token, reads
 
     new, fresh, current, reads = await asyncio.to_thread(work)
     assert fresh == current == new
@@ -137,7 +139,8 @@ async def test_raw_stream_yields_values_and_raises_errors(
         assert first.credentials["access_token"] == emulator_token(emulator)
         await stream.aclose()
         with pytest.raises(CredentialsError) as caught:
-            async for _ in client.watch_credentials(DEMO_PROJECT_ID, DEMO_DEAD_ACCOUNT_ID, "notion"):
+            dead = (DEMO_PROJECT_ID, DEMO_DEAD_ACCOUNT_ID, "notion")
+            async for _ in client.watch_credentials(*dead):
                 pass
         assert caught.value.reason == "ACCOUNT_DEAD"
 
@@ -183,9 +186,7 @@ async def test_blocking_reconnects_across_sigterm_of_a_serve_process(
     process = serve("--config", str(config), "--listen", target, "--grace", "30")
     await process.bound()
     client = CredentialsClient(target)
-    creds: RefreshableCredentials = await asyncio.to_thread(
-        client.refreshable_credentials, *NOTION
-    )
+    creds: RefreshableCredentials = await asyncio.to_thread(client.refreshable_credentials, *NOTION)
     failures: list[BaseException] = []
     stop = threading.Event()
 

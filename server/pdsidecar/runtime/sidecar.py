@@ -303,6 +303,11 @@ def _grpc_server(
             # sidecar on the same port must fail to start, not share it.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", 1 << 20),
+            # Calls arriving faster than the server takes them wait in a queue that
+            # grpc cancels past 1,000 (CANCELLED): too few for a fleet of watchers
+            # reconnecting at once after a restart.
+            ("grpc.server.max_pending_requests", 20_000),
+            ("grpc.server.max_pending_requests_hard_limit", 40_000),
         ],
     )
 

@@ -5,7 +5,8 @@ Starts the emulator (bench/emulator_proc.py, 80 ms latency, 100 Notion accounts)
 
 1. **Memory per idle watcher**: the sidecar's RSS with one watcher per account, then with
    ``--idle`` more (spread over the accounts, on 10 connections), settled; the difference
-   divided by their number. Nothing rotates meanwhile.
+   divided by their number. Nothing rotates meanwhile. Beside it, the floor: the same
+   measure for a bare grpc.aio stream that waits forever (bench/watch_floor.py).
 2. **Pushed rotation**, 1,000 watchers (10 per account): every account gets a new token at
    the emulator, then one ``GetCredentials`` with ``rejected_access_token`` per account
    (what a worker whose source said 401 sends); the time from that moment to each
@@ -30,6 +31,8 @@ import os
 import platform
 import secrets
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -108,7 +111,7 @@ class Watchers:
             call.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for channel in self.channels:
-            await channel.close()
+            await channel.close(grace=None)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -170,29 +173,38 @@ async def pushed(
         emulator.reset_stats()
         async with grpc.aio.insecure_channel(sidecar.target) as channel:
             stub = pb_grpc.CredentialsServiceStub(channel)
-            started = time.time()
-            await asyncio.gather(
-                *(
-                    stub.GetCredentials(
-                        pb.GetCredentialsRequest(
-                            account=pb.AccountRef(project_id=PROJECT, account_id=a),
-                            source="notion",
-                            rejected_access_token=old[a],
-                        )
+            answered: dict[str, float] = {}
+
+            async def reject(account_id: str) -> None:
+                await stub.GetCredentials(
+                    pb.GetCredentialsRequest(
+                        account=pb.AccountRef(project_id=PROJECT, account_id=account_id),
+                        source="notion",
+                        rejected_access_token=old[account_id],
                     )
-                    for a in ids
                 )
-            )
+                answered[account_id] = time.time()
+
+            started = time.time()
+            await asyncio.gather(*(reject(a) for a in ids))
         await watchers.wait(lambda log: len(log) >= 2, watchers.received)
-        latencies = []
+        latencies, after_answer = [], []
         for n, log in enumerate(watchers.received):
             account_id = ids[n // PER_ACCOUNT]
             when = next(t for t, token, _ in log if token == new[account_id])
             latencies.append(when - started)
+            after_answer.append(when - answered[account_id])
         reads = emulator.stats()["requests"]["account"]
     finally:
         await watchers.close()
-    return {"watchers": len(latencies), "account_reads": reads, **_percentiles(latencies)}
+    return {
+        "watchers": len(latencies),
+        "account_reads": reads,
+        **_percentiles(latencies),
+        # From the rejected_access_token call's answer for the account to each of its
+        # watchers' messages (negative: the push came first).
+        "after_answer": _percentiles(after_answer),
+    }
 
 
 async def scheduled(
@@ -237,9 +249,14 @@ def _markdown(results: dict[str, Any]) -> str:
             f"| memory per idle watcher ({m['watchers']:,} streams, sidecar RSS "
             f"{m['rss_before_mb']} → {m['rss_after_mb']} MB) | "
             f"{m['bytes_per_watcher'] / 1024:.1f} KB | < 10 KB |",
+            f"| the same for a bare grpc.aio stream (no pdsidecar code) | "
+            f"{m['grpc_floor_bytes_per_stream'] / 1024:.1f} KB | |",
             f"| pushed rotation → every watcher's message ({p['watchers']:,} watchers on "
             f"{ACCOUNTS} accounts) | p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, "
             f"max {p['max_ms']} ms | |",
+            f"| the same, from each account's `rejected_access_token` answer to its "
+            f"watchers' messages | p50 {p['after_answer']['p50_ms']} ms, "
+            f"p99 {p['after_answer']['p99_ms']} ms | |",
             f"| upstream reads for that rotation | {p['account_reads']} | {ACCOUNTS} |",
             f"| scheduled rotation (`last_refreshed_at`) → message ({s['watchers']:,} watchers, "
             f"{s['rotations_per_account']} rotations each) | p50 {s['p50_ms']} ms, "
@@ -251,7 +268,8 @@ def _markdown(results: dict[str, Any]) -> str:
             "0.5 s after `next_refresh_at` plus a random delay of up to a quarter of the "
             f"refresh lead ({LEAD:g} s here, so up to {LEAD / 4:g} s) so that accounts "
             "Pipedream refreshed together are not re-read together; the token it replaces "
-            f"works for {LEAD:g} s more. Reads include the emulator's 80 ms latency.",
+            f"works for {LEAD:g} s more. Reads include the emulator's 80 ms latency; the "
+            "pushed case reads 100 accounts at once through `upstream_concurrency` 32.",
             "",
         ]
     )
@@ -270,6 +288,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ids = emulator.ids[:ACCOUNTS]
         print(f"idle memory with {args.idle:,} watchers...", flush=True)
         memory = await idle_memory(sidecar, ids, args.idle)
+        floor = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bench.watch_floor", "--streams", str(args.idle)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        memory["grpc_floor_bytes_per_stream"] = json.loads(floor.stdout)["bytes_per_stream"]
         print(f"  {memory}", flush=True)
         print("pushed rotation, 1,000 watchers...", flush=True)
         push = await pushed(sidecar, emulator, ids)

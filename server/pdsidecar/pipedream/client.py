@@ -3,7 +3,7 @@
 One :class:`PipedreamClient` serves every connection over one shared
 ``httpx.AsyncClient`` and maps Pipedream's answers to the error table.
 Retries, deadlines and the process-wide concurrency cap live in
-:mod:`pdsidecar.retrying_http`; every call here is safe to repeat (GETs, and a
+:mod:`pdsidecar.pipedream.retrying`; every call here is safe to repeat (GETs, and a
 token POST that only mints a token), so all of them go through it.
 
 No exception raised here carries a secret: messages name endpoints, ids and

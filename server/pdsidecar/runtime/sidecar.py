@@ -48,6 +48,7 @@ from pdsidecar.observe.logs import REDACTOR, Redactor
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
+from pdsidecar.observe.watch_metrics import WatchCollector
 from pdsidecar.observe.wrapping import WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
@@ -151,6 +152,7 @@ class Sidecar:
                     self._token_readings,
                 )
             )
+            registry.register(WatchCollector(lambda: (self.watchers.stats, self.watchers.feeds)))
             self.metrics = MetricsServer(registry, metrics_listen.host, metrics_listen.port)
         self._learn_secrets()
 

@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 import pytest
 from pdsidecar_emulator import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
     DEMO_DEAD_ACCOUNT_ID,
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
@@ -24,7 +26,7 @@ from pdsidecar_emulator import (
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
-from pdsidecar.settings import ListenerConfig, Policy, Settings
+from pdsidecar.settings import ConnectionConfig, ListenerConfig, Policy, Settings
 from pdsidecar_client import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -276,3 +278,25 @@ async def test_streams_are_counted_by_method_and_code(
     assert method not in sidecar.rpc_stats.latency or not any(
         sidecar.rpc_stats.latency[method].counts
     )
+
+
+async def test_a_reload_that_removes_the_connection_ends_its_streams(emulator: Emulator) -> None:
+    other = ConnectionConfig("other", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
+    before = demo_settings(emulator.url, TEST_POLICY, connections={"other": other})
+    after = demo_settings(emulator.url, TEST_POLICY)
+    async with (
+        running(before, parse_listen("127.0.0.1:0"), loader=lambda: after) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        kept = stub.WatchCredentials(NOTION)
+        gone = stub.WatchCredentials(
+            watch_request(DEMO_NOTION_ACCOUNT_ID, "notion", connection="other")
+        )
+        await kept.read()
+        await gone.read()
+        assert await sidecar.reload()
+        error = await asyncio.wait_for(error_after(gone), 5)
+        assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "CONNECTION_NOT_FOUND")
+        assert len(sidecar.watchers) == 1  # the default connection's stream goes on
+        kept.cancel()

@@ -232,6 +232,13 @@ class WatchHub:
             feed.cancel()
             del self._feeds[feed.key]
 
+    def reread_connections(self, names: set[str]) -> None:
+        """Re-read soon every account watched through these connections (a reload
+        replaced or removed them: the answer may differ, or be an error now)."""
+        for feed in list(self._feeds.values()):
+            if feed.key[0] in names:
+                self._schedule(feed, self._rng.uniform(0, POLL_MIN))
+
     def close(self, error: SidecarError) -> None:
         """End every stream with ``error`` and refuse new ones (at shutdown)."""
         self._stopping = error

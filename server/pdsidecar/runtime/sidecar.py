@@ -243,8 +243,10 @@ class Sidecar:
 
     def _apply(self, settings: Settings, connections: Mapping[str, PipedreamConnection]) -> None:
         """Swap in reloaded settings and connections (listener addresses stay as they are)."""
+        replaced = {n for n, c in self.connections.items() if connections.get(n) is not c}
         self.service.replace_connections(settings, connections)
         self.settings, self.connections = settings, connections
+        self.watchers.reread_connections(replaced)
         self.tokens.set(settings.api_token)
         for listener in settings.listeners:
             self._access[listener.address].update(listener)

@@ -218,3 +218,36 @@ async def test_blocking_reconnects_across_sigterm_of_a_serve_process(
         await asyncio.to_thread(creds.close)
         client.close()
     assert failures == []
+
+
+async def test_blocking_reads_from_many_threads_see_whole_values_through_rotations(
+    emulator: Emulator, sidecar: Sidecar
+) -> None:
+    account = emulator.state.get_account(DEMO_PROJECT_ID, DEMO_NOTION_ACCOUNT_ID)
+    emulator.state.rotations.start(account, 2.0, 1.0)  # a new token every second
+    client = CredentialsClient(sidecar.bound[0])
+    creds = await asyncio.to_thread(client.refreshable_credentials, *NOTION)
+    stop = threading.Event()
+    seen: list[set[str]] = [set() for _ in range(8)]
+    torn: list[str] = []
+
+    def read(mine: set[str]) -> None:
+        while not stop.is_set():
+            frozen = creds.get_frozen_credentials()
+            if frozen.credentials["access_token"] != frozen.access_token:
+                torn.append("a snapshot mixed two values")
+            mine.add(creds.access_token)
+            stop.wait(0.001)
+
+    threads = [threading.Thread(target=read, args=(mine,)) for mine in seen]
+    for thread in threads:
+        thread.start()
+    try:
+        await eventually(lambda: all(len(mine) >= 3 for mine in seen), timeout=10)
+    finally:
+        stop.set()
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(creds.close)
+        client.close()
+    assert torn == []

@@ -242,7 +242,8 @@ def _markdown(results: dict[str, Any]) -> str:
         [
             "# WatchCredentials benchmark",
             "",
-            f"{results['date']}, {results['machine']}; `python -m bench.watch`.",
+            f"{results['date']}, {results['machine']}, load average "
+            f"{results['load_average_1m']} at the end (a shared machine); `python -m bench.watch`.",
             "",
             "| measure | result | goal |",
             "|---|---|---|",
@@ -312,6 +313,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         emulator.stop()
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # The machine is shared: the 1-minute load average at the end says how much.
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
         f"grpcio {grpc.__version__}",
         "idle_memory": memory,

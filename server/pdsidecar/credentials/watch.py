@@ -33,6 +33,7 @@ ends the group's streams with the same error GetCredentials would raise.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Callable
@@ -306,7 +307,10 @@ class WatchHub:
         if delay is None:
             delay = self._delay(feed.account, feed.unchanged)
         loop = asyncio.get_running_loop()
-        feed.timer = loop.call_later(max(MIN_DELAY, delay), self._due, feed)
+        # A fresh context: the re-read belongs to no one call (its logs carry no request id).
+        feed.timer = loop.call_later(
+            max(MIN_DELAY, delay), self._due, feed, context=contextvars.Context()
+        )
 
     def _delay(self, account: Account, unchanged: int) -> float:
         """Seconds until the feed's next re-read (see the module docstring)."""

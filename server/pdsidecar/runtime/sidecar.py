@@ -33,12 +33,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from pdsidecar.api import watching
 from pdsidecar.api.access import AccessControl, TokenHolder
 from pdsidecar.api.calls import CallWrapper
+from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
@@ -56,7 +56,7 @@ from pdsidecar.pipedream.connection import (
     make_pipedream_client,
 )
 from pdsidecar.runtime import reload as reloading
-from pdsidecar.runtime.listeners import add_port, check_unix_path
+from pdsidecar.runtime.listeners import add_port, check_tcp_port, check_unix_path
 from pdsidecar.runtime.readiness import Readiness
 from pdsidecar.runtime.tls import TlsFiles, check_bind
 from pdsidecar.secret import Secret
@@ -163,6 +163,7 @@ class Sidecar:
         for address in addresses:
             if address.kind == "unix":
                 check_unix_path(address.path)
+            check_tcp_port(address, self._reuse_port)
         credentials = self.tls.server_credentials() if self.tls is not None else None
         self._build_servers()
         refused: ConfigError | None = None
@@ -200,8 +201,8 @@ class Sidecar:
             add_to_server(self._servicer, registrar)
             watching.add_to_server(self._watching, registrar)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
-            names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(names, registrar)
+            # v1 and v1alpha, answering for methods too (ghz, grpcurl describe).
+            enable_reflection((SERVICE_NAME, health.SERVICE_NAME), registrar)
             self.servers.append((listener, server))
         for address in self._health_listeners:
             server = _grpc_server([], self._reuse_port)

@@ -87,9 +87,13 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The listener's allow-list does not include this connection or source."""
     REASON_DEADLINE_EXCEEDED: _Reason.ValueType  # 16
     """The call's deadline passed before Pipedream answered."""
-    REASON_TOO_MANY_WATCHERS: _Reason.ValueType  # 17
+    REASON_UPSTREAM_REQUEST_REJECTED: _Reason.ValueType  # 17
+    """Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+    unknown project or environment; retrying will not help.
+    """
+    REASON_TOO_MANY_WATCHERS: _Reason.ValueType  # 18
     """The sidecar already holds its maximum number of WatchCredentials streams."""
-    REASON_SIDECAR_STOPPING: _Reason.ValueType  # 18
+    REASON_SIDECAR_STOPPING: _Reason.ValueType  # 19
     """The sidecar is shutting down; reconnect (to the next sidecar)."""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
@@ -130,9 +134,13 @@ REASON_PERMISSION_DENIED: Reason.ValueType  # 15
 """The listener's allow-list does not include this connection or source."""
 REASON_DEADLINE_EXCEEDED: Reason.ValueType  # 16
 """The call's deadline passed before Pipedream answered."""
-REASON_TOO_MANY_WATCHERS: Reason.ValueType  # 17
+REASON_UPSTREAM_REQUEST_REJECTED: Reason.ValueType  # 17
+"""Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+unknown project or environment; retrying will not help.
+"""
+REASON_TOO_MANY_WATCHERS: Reason.ValueType  # 18
 """The sidecar already holds its maximum number of WatchCredentials streams."""
-REASON_SIDECAR_STOPPING: Reason.ValueType  # 18
+REASON_SIDECAR_STOPPING: Reason.ValueType  # 19
 """The sidecar is shutting down; reconnect (to the next sidecar)."""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
@@ -200,6 +208,9 @@ class AccountInfo(_message.Message):
     auth_type: _builtins.str
     """"oauth", "keys" or "none"."""
     healthy: _builtins.bool
+    """False only when Pipedream reports the account unhealthy; true when it says
+    healthy or does not say (null).
+    """
     dead: _builtins.bool
     error: _builtins.str
     @_builtins.property

@@ -183,7 +183,7 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "\001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001*c\n\013En" +
       "vironment\022\033\n\027ENVIRONMENT_UNSPECIFIED\020\000\022\032" +
       "\n\026ENVIRONMENT_PRODUCTION\020\001\022\033\n\027ENVIRONMEN" +
-      "T_DEVELOPMENT\020\002*\316\004\n\006Reason\022\026\n\022REASON_UNS" +
+      "T_DEVELOPMENT\020\002*\364\004\n\006Reason\022\026\n\022REASON_UNS" +
       "PECIFIED\020\000\022\032\n\026REASON_INVALID_REQUEST\020\001\022\037" +
       "\n\033REASON_CONNECTION_NOT_FOUND\020\002\022\034\n\030REASO" +
       "N_ACCOUNT_NOT_FOUND\020\003\022\037\n\033REASON_SOURCE_N" +
@@ -196,24 +196,25 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "\034REASON_ACCOUNT_USER_MISMATCH\020\014\022\034\n\030REASO" +
       "N_ACCOUNT_UNHEALTHY\020\r\022\032\n\026REASON_UNAUTHEN" +
       "TICATED\020\016\022\034\n\030REASON_PERMISSION_DENIED\020\017\022" +
-      "\034\n\030REASON_DEADLINE_EXCEEDED\020\020\022\034\n\030REASON_" +
-      "TOO_MANY_WATCHERS\020\021\022\033\n\027REASON_SIDECAR_ST" +
-      "OPPING\020\0222\344\003\n\022CredentialsService\022[\n\016GetCr" +
-      "edentials\022#.pdsidecar.v1.GetCredentialsR" +
-      "equest\032$.pdsidecar.v1.GetCredentialsResp" +
-      "onse\022^\n\017ValidateAccount\022$.pdsidecar.v1.V" +
-      "alidateAccountRequest\032%.pdsidecar.v1.Val" +
-      "idateAccountResponse\022U\n\014RefreshToken\022!.p" +
-      "dsidecar.v1.RefreshTokenRequest\032\".pdside" +
-      "car.v1.RefreshTokenResponse\022U\n\014ListAccou" +
-      "nts\022!.pdsidecar.v1.ListAccountsRequest\032\"" +
-      ".pdsidecar.v1.ListAccountsResponse\022c\n\020Wa" +
-      "tchCredentials\022%.pdsidecar.v1.WatchCrede" +
-      "ntialsRequest\032&.pdsidecar.v1.WatchCreden" +
-      "tialsResponse0\001Bh\n\020dev.pdsidecar.v1B\020Cre" +
-      "dentialsProtoP\001Z@github.com/pdsidecar/pd" +
-      "sidecar/client/go/pdsidecarv1;pdsidecarv" +
-      "1b\006proto3"
+      "\034\n\030REASON_DEADLINE_EXCEEDED\020\020\022$\n REASON_" +
+      "UPSTREAM_REQUEST_REJECTED\020\021\022\034\n\030REASON_TO" +
+      "O_MANY_WATCHERS\020\022\022\033\n\027REASON_SIDECAR_STOP" +
+      "PING\020\0232\344\003\n\022CredentialsService\022[\n\016GetCred" +
+      "entials\022#.pdsidecar.v1.GetCredentialsReq" +
+      "uest\032$.pdsidecar.v1.GetCredentialsRespon" +
+      "se\022^\n\017ValidateAccount\022$.pdsidecar.v1.Val" +
+      "idateAccountRequest\032%.pdsidecar.v1.Valid" +
+      "ateAccountResponse\022U\n\014RefreshToken\022!.pds" +
+      "idecar.v1.RefreshTokenRequest\032\".pdsideca" +
+      "r.v1.RefreshTokenResponse\022U\n\014ListAccount" +
+      "s\022!.pdsidecar.v1.ListAccountsRequest\032\".p" +
+      "dsidecar.v1.ListAccountsResponse\022c\n\020Watc" +
+      "hCredentials\022%.pdsidecar.v1.WatchCredent" +
+      "ialsRequest\032&.pdsidecar.v1.WatchCredenti" +
+      "alsResponse0\001Bh\n\020dev.pdsidecar.v1B\020Crede" +
+      "ntialsProtoP\001Z@github.com/pdsidecar/pdsi" +
+      "decar/client/go/pdsidecarv1;pdsidecarv1b" +
+      "\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,

@@ -22,7 +22,8 @@ from pdsidecar.api.servicer import CredentialsServicer
 from pdsidecar.api.status import to_grpc_status
 from pdsidecar.clock import Clock
 from pdsidecar.credentials.broker import CredentialsResult
-from pdsidecar.credentials.watch import Watcher, WatchHub
+from pdsidecar.credentials.watch import WatchHub
+from pdsidecar.credentials.watchers import Watcher
 from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 

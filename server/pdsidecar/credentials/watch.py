@@ -1,9 +1,9 @@
 """Watchers of accounts' credentials: one feed per account, one re-read per refresh.
 
 :class:`WatchHub` holds every WatchCredentials stream of the process. Watchers
-of the same account share one :class:`_Feed` (keyed like the account cache),
+of the same account share one :class:`Feed` (keyed like the account cache),
 and watchers asking the same question (source, fields, user) share one
-:class:`_Group` inside it, so an answer is checked and rendered once for all
+:class:`Group` inside it (both in watchers.py), so an answer is checked and rendered once for all
 of them, however many there are.
 
 When a feed's account changes, in whatever way the cache learnt it, every
@@ -37,7 +37,6 @@ import contextvars
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from pdsidecar.clock import Clock
@@ -48,6 +47,7 @@ from pdsidecar.credentials.broker import (
     key_of,
 )
 from pdsidecar.credentials.cache import CacheKey
+from pdsidecar.credentials.watchers import Feed, Group, Watcher, WatchStats
 from pdsidecar.errors import (
     AccountProblem,
     RateLimited,
@@ -72,85 +72,6 @@ MIN_DELAY: Final = 0.2
 Render = Callable[[CredentialsResult], Any]
 
 
-@dataclass(slots=True)
-class WatchStats:
-    watchers: int = 0  # open now
-    started: int = 0
-    refused: int = 0  # over max_watchers
-    rereads: int = 0  # scheduled re-reads begun (each joins or starts one cache fetch)
-    messages: int = 0  # values handed to watchers after their first
-
-
-class Watcher:
-    """One stream's place in its group; :meth:`next` waits for a value it has not sent."""
-
-    __slots__ = ("_group", "_hub", "_sent", "_waiter", "error")
-
-    def __init__(self, hub: WatchHub, group: _Group) -> None:
-        self._hub = hub
-        self._group = group
-        self._sent: object = None
-        self._waiter: asyncio.Future[None] | None = None
-        self.error: SidecarError | None = None
-
-    async def next(self) -> Any:
-        """The next rendered value (the first at once); raises the error that ends the stream."""
-        while True:
-            if self.error is not None:
-                raise self.error
-            payload = self._group.payload
-            if payload is not None and payload is not self._sent:
-                if self._sent is not None:
-                    self._hub.stats.messages += 1
-                self._sent = payload
-                return payload
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class _Group:
-    """Watchers of one feed with the same query: one answer, rendered once."""
-
-    __slots__ = ("payload", "query", "result", "watchers")
-
-    def __init__(self, query: AccountQuery) -> None:
-        self.query = query
-        self.watchers: set[Watcher] = set()
-        self.result: CredentialsResult | None = None
-        self.payload: Any = None
-
-
-class _Feed:
-    """One watched account: its latest copy, its groups and its re-read timer."""
-
-    __slots__ = ("account", "failures", "groups", "key", "task", "timer", "unchanged")
-
-    def __init__(self, key: CacheKey) -> None:
-        self.key = key
-        self.groups: dict[AccountQuery, _Group] = {}
-        self.account: Account | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.unchanged = 0  # re-reads in a row that found the same credentials
-        self.failures = 0  # re-reads in a row that failed upstream
-
-    def cancel(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-
-
 class WatchHub:
     def __init__(
         self,
@@ -166,7 +87,7 @@ class WatchHub:
         self._clock = clock
         self._render = render
         self._rng = rng or random.Random()
-        self._feeds: dict[CacheKey, _Feed] = {}
+        self._feeds: dict[CacheKey, Feed] = {}
         self._stopping: SidecarError | None = None
         self.stats = WatchStats()
         broker.cache.on_store = self._stored
@@ -197,12 +118,12 @@ class WatchHub:
         key = key_of(query)
         feed = self._feeds.get(key)
         if feed is None:
-            feed = self._feeds[key] = _Feed(key)
+            feed = self._feeds[key] = Feed(key)
         group = feed.groups.get(query)
         if group is None:
-            group = feed.groups[query] = _Group(query)
+            group = feed.groups[query] = Group(query)
         # Joined before the first read, so a value stored meanwhile is not missed.
-        watcher = Watcher(self, group)
+        watcher = Watcher(self.stats, group)
         group.watchers.add(watcher)
         self.stats.watchers += 1
         self.stats.started += 1
@@ -221,7 +142,7 @@ class WatchHub:
     def leave(self, watcher: Watcher) -> None:
         """Forget a watcher whose stream ended (once per watcher from :meth:`watch`)."""
         self.stats.watchers -= 1
-        group = watcher._group
+        group = watcher.group
         group.watchers.discard(watcher)
         if group.watchers:
             return
@@ -256,7 +177,7 @@ class WatchHub:
             self._apply(feed, account)
             self._schedule(feed)
 
-    def _apply(self, feed: _Feed, account: Account) -> None:
+    def _apply(self, feed: Feed, account: Account) -> None:
         if account is feed.account:
             return
         feed.account = account
@@ -271,7 +192,7 @@ class WatchHub:
             feed.cancel()
             self._feeds.pop(feed.key, None)
 
-    def _offer(self, group: _Group, result: CredentialsResult) -> None:
+    def _offer(self, group: Group, result: CredentialsResult) -> None:
         """Wakes the group's watchers if the caller-visible credentials changed."""
         last = group.result
         group.result = result
@@ -285,13 +206,13 @@ class WatchHub:
         for watcher in group.watchers:
             watcher.wake()
 
-    def _fail_group(self, feed: _Feed, group: _Group, error: SidecarError) -> None:
+    def _fail_group(self, feed: Feed, group: Group, error: SidecarError) -> None:
         for watcher in group.watchers:
             watcher.error = error
             watcher.wake()
         feed.groups.pop(group.query, None)
 
-    def _fail(self, feed: _Feed, error: SidecarError) -> None:
+    def _fail(self, feed: Feed, error: SidecarError) -> None:
         for group in list(feed.groups.values()):
             self._fail_group(feed, group, error)
         feed.cancel()
@@ -299,7 +220,7 @@ class WatchHub:
 
     # --- the schedule ---
 
-    def _schedule(self, feed: _Feed, delay: float | None = None) -> None:
+    def _schedule(self, feed: Feed, delay: float | None = None) -> None:
         if feed.account is None or self._feeds.get(feed.key) is not feed:
             return
         if feed.timer is not None:
@@ -330,13 +251,13 @@ class WatchHub:
         left = expires - now
         return min(poll, left / 4) if left > 4 * POLL_MIN else poll
 
-    def _due(self, feed: _Feed) -> None:
+    def _due(self, feed: Feed) -> None:
         feed.timer = None
         if self._feeds.get(feed.key) is not feed or feed.task is not None:
             return
         feed.task = asyncio.get_running_loop().create_task(self._reread(feed))
 
-    async def _reread(self, feed: _Feed) -> None:
+    async def _reread(self, feed: Feed) -> None:
         before = feed.account
         assert before is not None
         query = next(iter(feed.groups))

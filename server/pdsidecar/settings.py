@@ -66,13 +66,19 @@ class Policy:
     # connection per this interval; forced calls in between get the current token's
     # status (refreshed=false).
     forced_refresh_interval: float = 10.0
-    # Calls one listener serves at once; past it gRPC answers RESOURCE_EXHAUSTED.
-    # With requests capped at 128 KiB, calls in flight hold at most 128 MiB.
+    # Unary calls one listener serves at once (WatchCredentials streams, up to
+    # max_watchers, come on top); past it gRPC answers RESOURCE_EXHAUSTED. Requests
+    # are capped at 64 KiB, so what calls in flight hold is bounded too.
     max_concurrent_rpcs: int = 1024
-    # Calls (HTTP/2 streams) one client connection may have open at once; gRPC
-    # refuses the streams beyond it (the client sees UNAVAILABLE and may retry), so
-    # one connection cannot take all of max_concurrent_rpcs.
-    max_streams_per_connection: int = 512
+    # Calls and streams (HTTP/2 streams) one client connection may have open at
+    # once; gRPC refuses the streams beyond it (the client sees UNAVAILABLE and may
+    # retry), so one connection cannot take every slot.
+    max_streams_per_connection: int = 2048
+    # WatchCredentials: most streams one process holds (RESOURCE_EXHAUSTED past it),
+    # and the largest random delay (seconds) added to a watched account's scheduled
+    # re-read, so accounts refreshed together by Pipedream are not re-read together.
+    max_watchers: int = 10_000
+    watch_jitter: float = 30.0
 
 
 @dataclass(frozen=True)

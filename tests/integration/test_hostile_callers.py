@@ -214,7 +214,8 @@ async def test_source_restricted_listener_may_not_force_a_refresh(settings: Sett
 
 
 async def test_a_flood_gets_resource_exhausted(emulator: Emulator) -> None:
-    policy = dataclasses.replace(TEST_POLICY, max_concurrent_rpcs=4)
+    # gRPC's limit is max_concurrent_rpcs + max_watchers: no watchers here.
+    policy = dataclasses.replace(TEST_POLICY, max_concurrent_rpcs=4, max_watchers=0)
     ids = emulator.state.add_generated_accounts(16)
     emulator.state.set_latency(0.5, "account")
     async with running(demo_settings(emulator.url, policy), TCP) as sidecar:

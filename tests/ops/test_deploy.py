@@ -89,6 +89,11 @@ def test_kubernetes_memory_limit_fits_the_configured_cache() -> None:
     assert growth, "the benchmark's measured cost per account"
     per_account = float(growth.group(1)) * 1e6 / 10_000
     at_rest = 75e6
-    in_flight = Policy().max_concurrent_rpcs * MAX_REQUEST_BYTES
-    needed = at_rest + entries * per_account + in_flight
+    watchers = int(re.search(r"max_watchers = (\d+)", config).group(1))  # type: ignore[union-attr]
+    watch = (ROOT / "bench/results/watch.md").read_text(encoding="utf-8")
+    per_watcher = re.search(r"memory per idle watcher[^|]*\|\s*([\d.]+) KB", watch)
+    assert per_watcher, "the watch benchmark's measured cost per watcher"
+    in_flight = (Policy().max_concurrent_rpcs + watchers) * MAX_REQUEST_BYTES
+    needed = at_rest + entries * per_account + watchers * float(per_watcher.group(1)) * 1e3
+    needed += in_flight
     assert int(limit.group(1)) * 2**20 >= needed

@@ -109,6 +109,8 @@ class AccountCache:
         self._generations: dict[str, int] = {}
         self.gate = FetchGate(policy.upstream_concurrency, policy.fetch_queue_wait, clock)
         self.stats = CacheStats()
+        # Called with every account stored (a fetch answered); the watchers' hook.
+        self.on_store: Callable[[CacheKey, Account], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -343,6 +345,8 @@ class AccountCache:
         self._recall.found(key)
         self._entries[key] = CacheEntry(account, fetched_at, fresh, usable)
         self._evict()
+        if self.on_store is not None:
+            self.on_store(key, account)
 
     def _evict(self) -> None:
         entries = self._entries

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pdsidecar/v1/credentials.proto.
  */
 export const file_pdsidecar_v1_credentials: GenFile = /*@__PURE__*/
-  fileDesc("Ch5wZHNpZGVjYXIvdjEvY3JlZGVudGlhbHMucHJvdG8SDHBkc2lkZWNhci52MSKSAQoKQWNjb3VudFJlZhISCgpjb25uZWN0aW9uGAEgASgJEhIKCnByb2plY3RfaWQYAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCRIuCgtlbnZpcm9ubWVudBgEIAEoDjIZLnBkc2lkZWNhci52MS5FbnZpcm9ubWVudBIYChBleHRlcm5hbF91c2VyX2lkGAUgASgJIuACCgtBY2NvdW50SW5mbxISCgphY2NvdW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZXh0ZXJuYWxfaWQYAyABKAkSEAoIYXBwX3NsdWcYBCABKAkSEAoIYXBwX25hbWUYBSABKAkSEQoJYXV0aF90eXBlGAYgASgJEg8KB2hlYWx0aHkYByABKAgSDAoEZGVhZBgIIAEoCBINCgVlcnJvchgJIAEoCRIuCgpleHBpcmVzX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3JlZnJlc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPbmV4dF9yZWZyZXNoX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChFjcmVkZW50aWFsX2ZpZWxkcxgNIAMoCSKjAQoVR2V0Q3JlZGVudGlhbHNSZXF1ZXN0EikKB2FjY291bnQYASABKAsyGC5wZHNpZGVjYXIudjEuQWNjb3VudFJlZhIOCgZzb3VyY2UYAiABKAkSFwoPcmVxdWlyZWRfZmllbGRzGAMgAygJEhcKD29wdGlvbmFsX2ZpZWxkcxgEIAMoCRIdChVyZWplY3RlZF9hY2Nlc3NfdG9rZW4YBSABKAki9AEKFkdldENyZWRlbnRpYWxzUmVzcG9uc2USSgoLY3JlZGVudGlhbHMYASADKAsyNS5wZHNpZGVjYXIudjEuR2V0Q3JlZGVudGlhbHNSZXNwb25zZS5DcmVkZW50aWFsc0VudHJ5EioKB2FjY291bnQYAiABKAsyGS5wZHNpZGVjYXIudjEuQWNjb3VudEluZm8SLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaMgoQQ3JlZGVudGlhbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoUBChZWYWxpZGF0ZUFjY291bnRSZXF1ZXN0EikKB2FjY291bnQYASABKAsyGC5wZHNpZGVjYXIudjEuQWNjb3VudFJlZhIOCgZzb3VyY2UYAiABKAkSFwoPcmVxdWlyZWRfZmllbGRzGAMgAygJEhcKD29wdGlvbmFsX2ZpZWxkcxgEIAMoCSJACgdQcm9ibGVtEiQKBnJlYXNvbhgBIAEoDjIULnBkc2lkZWNhci52MS5SZWFzb24SDwoHbWVzc2FnZRgCIAEoCSJ9ChdWYWxpZGF0ZUFjY291bnRSZXNwb25zZRINCgV2YWxpZBgBIAEoCBInCghwcm9ibGVtcxgCIAMoCzIVLnBkc2lkZWNhci52MS5Qcm9ibGVtEioKB2FjY291bnQYAyABKAsyGS5wZHNpZGVjYXIudjEuQWNjb3VudEluZm8iOAoTUmVmcmVzaFRva2VuUmVxdWVzdBISCgpjb25uZWN0aW9uGAEgASgJEg0KBWZvcmNlGAIgASgIIm0KFFJlZnJlc2hUb2tlblJlc3BvbnNlEhIKCmNvbm5lY3Rpb24YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcmVmcmVzaGVkGAMgASgIIr4BChNMaXN0QWNjb3VudHNSZXF1ZXN0EhIKCmNvbm5lY3Rpb24YASABKAkSEgoKcHJvamVjdF9pZBgCIAEoCRIuCgtlbnZpcm9ubWVudBgDIAEoDjIZLnBkc2lkZWNhci52MS5FbnZpcm9ubWVudBIOCgZzb3VyY2UYBCABKAkSGAoQZXh0ZXJuYWxfdXNlcl9pZBgFIAEoCRIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJcChRMaXN0QWNjb3VudHNSZXNwb25zZRIrCghhY2NvdW50cxgBIAMoCzIZLnBkc2lkZWNhci52MS5BY2NvdW50SW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqYwoLRW52aXJvbm1lbnQSGwoXRU5WSVJPTk1FTlRfVU5TUEVDSUZJRUQQABIaChZFTlZJUk9OTUVOVF9QUk9EVUNUSU9OEAESGwoXRU5WSVJPTk1FTlRfREVWRUxPUE1FTlQQAirQBAoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFQVNPTl9JTlZBTElEX1JFUVVFU1QQARIfChtSRUFTT05fQ09OTkVDVElPTl9OT1RfRk9VTkQQAhIcChhSRUFTT05fQUNDT1VOVF9OT1RfRk9VTkQQAxIfChtSRUFTT05fU09VUkNFX05PVF9TVVBQT1JURUQQBBIfChtSRUFTT05fQUNDT1VOVF9BUFBfTUlTTUFUQ0gQBRIkCiBSRUFTT05fQ1JFREVOVElBTFNfTk9UX0FWQUlMQUJMRRAGEiIKHlJFQVNPTl9NSVNTSU5HX1JFUVVJUkVEX0ZJRUxEUxAHEhcKE1JFQVNPTl9BQ0NPVU5UX0RFQUQQCBIfChtSRUFTT05fUFJPVklERVJfQVVUSF9GQUlMRUQQCRIXChNSRUFTT05fUkFURV9MSU1JVEVEEAoSHwobUkVBU09OX1VQU1RSRUFNX1VOQVZBSUxBQkxFEAsSIAocUkVBU09OX0FDQ09VTlRfVVNFUl9NSVNNQVRDSBAMEhwKGFJFQVNPTl9BQ0NPVU5UX1VOSEVBTFRIWRANEhoKFlJFQVNPTl9VTkFVVEhFTlRJQ0FURUQQDhIcChhSRUFTT05fUEVSTUlTU0lPTl9ERU5JRUQQDxIcChhSRUFTT05fREVBRExJTkVfRVhDRUVERUQQEBIkCiBSRUFTT05fVVBTVFJFQU1fUkVRVUVTVF9SRUpFQ1RFRBAREhUKEVJFQVNPTl9PVkVSTE9BREVEEBIy/wIKEkNyZWRlbnRpYWxzU2VydmljZRJbCg5HZXRDcmVkZW50aWFscxIjLnBkc2lkZWNhci52MS5HZXRDcmVkZW50aWFsc1JlcXVlc3QaJC5wZHNpZGVjYXIudjEuR2V0Q3JlZGVudGlhbHNSZXNwb25zZRJeCg9WYWxpZGF0ZUFjY291bnQSJC5wZHNpZGVjYXIudjEuVmFsaWRhdGVBY2NvdW50UmVxdWVzdBolLnBkc2lkZWNhci52MS5WYWxpZGF0ZUFjY291bnRSZXNwb25zZRJVCgxSZWZyZXNoVG9rZW4SIS5wZHNpZGVjYXIudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoiLnBkc2lkZWNhci52MS5SZWZyZXNoVG9rZW5SZXNwb25zZRJVCgxMaXN0QWNjb3VudHMSIS5wZHNpZGVjYXIudjEuTGlzdEFjY291bnRzUmVxdWVzdBoiLnBkc2lkZWNhci52MS5MaXN0QWNjb3VudHNSZXNwb25zZUJoChBkZXYucGRzaWRlY2FyLnYxQhBDcmVkZW50aWFsc1Byb3RvUAFaQGdpdGh1Yi5jb20vcGRzaWRlY2FyL3Bkc2lkZWNhci9jbGllbnQvZ28vcGRzaWRlY2FydjE7cGRzaWRlY2FydjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5wZHNpZGVjYXIvdjEvY3JlZGVudGlhbHMucHJvdG8SDHBkc2lkZWNhci52MSKSAQoKQWNjb3VudFJlZhISCgpjb25uZWN0aW9uGAEgASgJEhIKCnByb2plY3RfaWQYAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCRIuCgtlbnZpcm9ubWVudBgEIAEoDjIZLnBkc2lkZWNhci52MS5FbnZpcm9ubWVudBIYChBleHRlcm5hbF91c2VyX2lkGAUgASgJIuACCgtBY2NvdW50SW5mbxISCgphY2NvdW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZXh0ZXJuYWxfaWQYAyABKAkSEAoIYXBwX3NsdWcYBCABKAkSEAoIYXBwX25hbWUYBSABKAkSEQoJYXV0aF90eXBlGAYgASgJEg8KB2hlYWx0aHkYByABKAgSDAoEZGVhZBgIIAEoCBINCgVlcnJvchgJIAEoCRIuCgpleHBpcmVzX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3JlZnJlc2hlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPbmV4dF9yZWZyZXNoX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChFjcmVkZW50aWFsX2ZpZWxkcxgNIAMoCSKjAQoVR2V0Q3JlZGVudGlhbHNSZXF1ZXN0EikKB2FjY291bnQYASABKAsyGC5wZHNpZGVjYXIudjEuQWNjb3VudFJlZhIOCgZzb3VyY2UYAiABKAkSFwoPcmVxdWlyZWRfZmllbGRzGAMgAygJEhcKD29wdGlvbmFsX2ZpZWxkcxgEIAMoCRIdChVyZWplY3RlZF9hY2Nlc3NfdG9rZW4YBSABKAki9AEKFkdldENyZWRlbnRpYWxzUmVzcG9uc2USSgoLY3JlZGVudGlhbHMYASADKAsyNS5wZHNpZGVjYXIudjEuR2V0Q3JlZGVudGlhbHNSZXNwb25zZS5DcmVkZW50aWFsc0VudHJ5EioKB2FjY291bnQYAiABKAsyGS5wZHNpZGVjYXIudjEuQWNjb3VudEluZm8SLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaMgoQQ3JlZGVudGlhbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoUBChZWYWxpZGF0ZUFjY291bnRSZXF1ZXN0EikKB2FjY291bnQYASABKAsyGC5wZHNpZGVjYXIudjEuQWNjb3VudFJlZhIOCgZzb3VyY2UYAiABKAkSFwoPcmVxdWlyZWRfZmllbGRzGAMgAygJEhcKD29wdGlvbmFsX2ZpZWxkcxgEIAMoCSJACgdQcm9ibGVtEiQKBnJlYXNvbhgBIAEoDjIULnBkc2lkZWNhci52MS5SZWFzb24SDwoHbWVzc2FnZRgCIAEoCSJ9ChdWYWxpZGF0ZUFjY291bnRSZXNwb25zZRINCgV2YWxpZBgBIAEoCBInCghwcm9ibGVtcxgCIAMoCzIVLnBkc2lkZWNhci52MS5Qcm9ibGVtEioKB2FjY291bnQYAyABKAsyGS5wZHNpZGVjYXIudjEuQWNjb3VudEluZm8iOAoTUmVmcmVzaFRva2VuUmVxdWVzdBISCgpjb25uZWN0aW9uGAEgASgJEg0KBWZvcmNlGAIgASgIIm0KFFJlZnJlc2hUb2tlblJlc3BvbnNlEhIKCmNvbm5lY3Rpb24YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcmVmcmVzaGVkGAMgASgIIr4BChNMaXN0QWNjb3VudHNSZXF1ZXN0EhIKCmNvbm5lY3Rpb24YASABKAkSEgoKcHJvamVjdF9pZBgCIAEoCRIuCgtlbnZpcm9ubWVudBgDIAEoDjIZLnBkc2lkZWNhci52MS5FbnZpcm9ubWVudBIOCgZzb3VyY2UYBCABKAkSGAoQZXh0ZXJuYWxfdXNlcl9pZBgFIAEoCRIRCglwYWdlX3NpemUYBiABKAUSEgoKcGFnZV90b2tlbhgHIAEoCSJcChRMaXN0QWNjb3VudHNSZXNwb25zZRIrCghhY2NvdW50cxgBIAMoCzIZLnBkc2lkZWNhci52MS5BY2NvdW50SW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihgEKF1dhdGNoQ3JlZGVudGlhbHNSZXF1ZXN0EikKB2FjY291bnQYASABKAsyGC5wZHNpZGVjYXIudjEuQWNjb3VudFJlZhIOCgZzb3VyY2UYAiABKAkSFwoPcmVxdWlyZWRfZmllbGRzGAMgAygJEhcKD29wdGlvbmFsX2ZpZWxkcxgEIAMoCSL4AQoYV2F0Y2hDcmVkZW50aWFsc1Jlc3BvbnNlEkwKC2NyZWRlbnRpYWxzGAEgAygLMjcucGRzaWRlY2FyLnYxLldhdGNoQ3JlZGVudGlhbHNSZXNwb25zZS5DcmVkZW50aWFsc0VudHJ5EioKB2FjY291bnQYAiABKAsyGS5wZHNpZGVjYXIudjEuQWNjb3VudEluZm8SLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaMgoQQ3JlZGVudGlhbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKmMKC0Vudmlyb25tZW50EhsKF0VOVklST05NRU5UX1VOU1BFQ0lGSUVEEAASGgoWRU5WSVJPTk1FTlRfUFJPRFVDVElPThABEhsKF0VOVklST05NRU5UX0RFVkVMT1BNRU5UEAIqiwUKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIaChZSRUFTT05fSU5WQUxJRF9SRVFVRVNUEAESHwobUkVBU09OX0NPTk5FQ1RJT05fTk9UX0ZPVU5EEAISHAoYUkVBU09OX0FDQ09VTlRfTk9UX0ZPVU5EEAMSHwobUkVBU09OX1NPVVJDRV9OT1RfU1VQUE9SVEVEEAQSHwobUkVBU09OX0FDQ09VTlRfQVBQX01JU01BVENIEAUSJAogUkVBU09OX0NSRURFTlRJQUxTX05PVF9BVkFJTEFCTEUQBhIiCh5SRUFTT05fTUlTU0lOR19SRVFVSVJFRF9GSUVMRFMQBxIXChNSRUFTT05fQUNDT1VOVF9ERUFEEAgSHwobUkVBU09OX1BST1ZJREVSX0FVVEhfRkFJTEVEEAkSFwoTUkVBU09OX1JBVEVfTElNSVRFRBAKEh8KG1JFQVNPTl9VUFNUUkVBTV9VTkFWQUlMQUJMRRALEiAKHFJFQVNPTl9BQ0NPVU5UX1VTRVJfTUlTTUFUQ0gQDBIcChhSRUFTT05fQUNDT1VOVF9VTkhFQUxUSFkQDRIaChZSRUFTT05fVU5BVVRIRU5USUNBVEVEEA4SHAoYUkVBU09OX1BFUk1JU1NJT05fREVOSUVEEA8SHAoYUkVBU09OX0RFQURMSU5FX0VYQ0VFREVEEBASJAogUkVBU09OX1VQU1RSRUFNX1JFUVVFU1RfUkVKRUNURUQQERIcChhSRUFTT05fVE9PX01BTllfV0FUQ0hFUlMQEhIbChdSRUFTT05fU0lERUNBUl9TVE9QUElORxATEhUKEVJFQVNPTl9PVkVSTE9BREVEEBQy5AMKEkNyZWRlbnRpYWxzU2VydmljZRJbCg5HZXRDcmVkZW50aWFscxIjLnBkc2lkZWNhci52MS5HZXRDcmVkZW50aWFsc1JlcXVlc3QaJC5wZHNpZGVjYXIudjEuR2V0Q3JlZGVudGlhbHNSZXNwb25zZRJeCg9WYWxpZGF0ZUFjY291bnQSJC5wZHNpZGVjYXIudjEuVmFsaWRhdGVBY2NvdW50UmVxdWVzdBolLnBkc2lkZWNhci52MS5WYWxpZGF0ZUFjY291bnRSZXNwb25zZRJVCgxSZWZyZXNoVG9rZW4SIS5wZHNpZGVjYXIudjEuUmVmcmVzaFRva2VuUmVxdWVzdBoiLnBkc2lkZWNhci52MS5SZWZyZXNoVG9rZW5SZXNwb25zZRJVCgxMaXN0QWNjb3VudHMSIS5wZHNpZGVjYXIudjEuTGlzdEFjY291bnRzUmVxdWVzdBoiLnBkc2lkZWNhci52MS5MaXN0QWNjb3VudHNSZXNwb25zZRJjChBXYXRjaENyZWRlbnRpYWxzEiUucGRzaWRlY2FyLnYxLldhdGNoQ3JlZGVudGlhbHNSZXF1ZXN0GiYucGRzaWRlY2FyLnYxLldhdGNoQ3JlZGVudGlhbHNSZXNwb25zZTABQmgKEGRldi5wZHNpZGVjYXIudjFCEENyZWRlbnRpYWxzUHJvdG9QAVpAZ2l0aHViLmNvbS9wZHNpZGVjYXIvcGRzaWRlY2FyL2NsaWVudC9nby9wZHNpZGVjYXJ2MTtwZHNpZGVjYXJ2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * AccountRef names one Pipedream Connect account.
@@ -459,6 +459,75 @@ export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@_
   messageDesc(file_pdsidecar_v1_credentials, 10);
 
 /**
+ * The fields of a GetCredentialsRequest, without rejected_access_token (call
+ * GetCredentials with it; the watchers of the account get the new value).
+ *
+ * @generated from message pdsidecar.v1.WatchCredentialsRequest
+ */
+export type WatchCredentialsRequest = Message<"pdsidecar.v1.WatchCredentialsRequest"> & {
+  /**
+   * @generated from field: pdsidecar.v1.AccountRef account = 1;
+   */
+  account?: AccountRef | undefined;
+
+  /**
+   * @generated from field: string source = 2;
+   */
+  source: string;
+
+  /**
+   * @generated from field: repeated string required_fields = 3;
+   */
+  requiredFields: string[];
+
+  /**
+   * @generated from field: repeated string optional_fields = 4;
+   */
+  optionalFields: string[];
+};
+
+/**
+ * Describes the message pdsidecar.v1.WatchCredentialsRequest.
+ * Use `create(WatchCredentialsRequestSchema)` to create a new message.
+ */
+export const WatchCredentialsRequestSchema: GenMessage<WatchCredentialsRequest> = /*@__PURE__*/
+  messageDesc(file_pdsidecar_v1_credentials, 11);
+
+/**
+ * One value of the watched credentials; the fields (and their numbers) are
+ * GetCredentialsResponse's.
+ *
+ * @generated from message pdsidecar.v1.WatchCredentialsResponse
+ */
+export type WatchCredentialsResponse = Message<"pdsidecar.v1.WatchCredentialsResponse"> & {
+  /**
+   * Credential values under Airweave field names.
+   *
+   * @generated from field: map<string, string> credentials = 1;
+   */
+  credentials: { [key: string]: string };
+
+  /**
+   * @generated from field: pdsidecar.v1.AccountInfo account = 2;
+   */
+  account?: AccountInfo | undefined;
+
+  /**
+   * When the source token expires, if Pipedream reports it.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message pdsidecar.v1.WatchCredentialsResponse.
+ * Use `create(WatchCredentialsResponseSchema)` to create a new message.
+ */
+export const WatchCredentialsResponseSchema: GenMessage<WatchCredentialsResponse> = /*@__PURE__*/
+  messageDesc(file_pdsidecar_v1_credentials, 12);
+
+/**
  * Environment is sent to Pipedream as the x-pd-environment header.
  *
  * @generated from enum pdsidecar.v1.Environment
@@ -621,11 +690,25 @@ export enum Reason {
   UPSTREAM_REQUEST_REJECTED = 17,
 
   /**
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   *
+   * @generated from enum value: REASON_TOO_MANY_WATCHERS = 18;
+   */
+  TOO_MANY_WATCHERS = 18,
+
+  /**
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   *
+   * @generated from enum value: REASON_SIDECAR_STOPPING = 19;
+   */
+  SIDECAR_STOPPING = 19,
+
+  /**
    * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
    *
-   * @generated from enum value: REASON_OVERLOADED = 18;
+   * @generated from enum value: REASON_OVERLOADED = 20;
    */
-  OVERLOADED = 18,
+  OVERLOADED = 20,
 }
 
 /**
@@ -681,6 +764,22 @@ export const CredentialsService: GenService<{
     methodKind: "unary";
     input: typeof ListAccountsRequestSchema;
     output: typeof ListAccountsResponseSchema;
+  },
+  /**
+   * WatchCredentials streams an account's credentials: the first message at
+   * once (what GetCredentials would answer), then one each time the
+   * credentials change (Pipedream refreshed the source token, or a
+   * rejected_access_token refetch found a new one). Account problems end the
+   * stream with GetCredentials' status; Pipedream outages do not (the last
+   * good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+   * reconnect.
+   *
+   * @generated from rpc pdsidecar.v1.CredentialsService.WatchCredentials
+   */
+  watchCredentials: {
+    methodKind: "server_streaming";
+    input: typeof WatchCredentialsRequestSchema;
+    output: typeof WatchCredentialsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pdsidecar_v1_credentials, 0);

@@ -159,12 +159,28 @@ public enum Reason
   REASON_UPSTREAM_REQUEST_REJECTED(17),
   /**
    * <pre>
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   * </pre>
+   *
+   * <code>REASON_TOO_MANY_WATCHERS = 18;</code>
+   */
+  REASON_TOO_MANY_WATCHERS(18),
+  /**
+   * <pre>
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   * </pre>
+   *
+   * <code>REASON_SIDECAR_STOPPING = 19;</code>
+   */
+  REASON_SIDECAR_STOPPING(19),
+  /**
+   * <pre>
    * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
    * </pre>
    *
-   * <code>REASON_OVERLOADED = 18;</code>
+   * <code>REASON_OVERLOADED = 20;</code>
    */
-  REASON_OVERLOADED(18),
+  REASON_OVERLOADED(20),
   UNRECOGNIZED(-1),
   ;
 
@@ -320,12 +336,28 @@ public enum Reason
   public static final int REASON_UPSTREAM_REQUEST_REJECTED_VALUE = 17;
   /**
    * <pre>
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   * </pre>
+   *
+   * <code>REASON_TOO_MANY_WATCHERS = 18;</code>
+   */
+  public static final int REASON_TOO_MANY_WATCHERS_VALUE = 18;
+  /**
+   * <pre>
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   * </pre>
+   *
+   * <code>REASON_SIDECAR_STOPPING = 19;</code>
+   */
+  public static final int REASON_SIDECAR_STOPPING_VALUE = 19;
+  /**
+   * <pre>
    * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
    * </pre>
    *
-   * <code>REASON_OVERLOADED = 18;</code>
+   * <code>REASON_OVERLOADED = 20;</code>
    */
-  public static final int REASON_OVERLOADED_VALUE = 18;
+  public static final int REASON_OVERLOADED_VALUE = 20;
 
 
   public final int getNumber() {
@@ -370,7 +402,9 @@ public enum Reason
       case 15: return REASON_PERMISSION_DENIED;
       case 16: return REASON_DEADLINE_EXCEEDED;
       case 17: return REASON_UPSTREAM_REQUEST_REJECTED;
-      case 18: return REASON_OVERLOADED;
+      case 18: return REASON_TOO_MANY_WATCHERS;
+      case 19: return REASON_SIDECAR_STOPPING;
+      case 20: return REASON_OVERLOADED;
       default: return null;
     }
   }

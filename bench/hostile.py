@@ -5,7 +5,7 @@ counters can be read directly) and ``pdsidecar serve`` as a child process on
 loopback, then plays four attacks, each counted where it lands:
 
 1. **memo**: ``--memo`` (1,000) GetCredentials requests for one cached account,
-   each carrying ``--size`` (100,000) bytes of unknown fields that differ per
+   each carrying ``--size`` (60,000) bytes of unknown fields that differ per
    request. Reported: the sidecar's RSS before, after, and its peak (VmHWM).
 2. **cancelled**: ``--cancelled`` (1,000) calls at once, each for a distinct
    unknown account id with a 100 ms deadline, against a slow Pipedream
@@ -282,7 +282,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--memo", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--size", type=int, default=60_000)
     parser.add_argument("--cancelled", type=int, default=1000)
     parser.add_argument("--rejected", type=int, default=100)
     parser.add_argument("--forced", type=int, default=100)

@@ -154,3 +154,22 @@ async def test_dead_account_error_text_is_redacted(
     assert leaked not in dead.message and "sekr3t" not in dead.message
     raw = await _raw_error(stub.GetCredentials(get_request(DEMO_DEAD_ACCOUNT_ID, "notion")))
     assert leaked not in (raw.details() or "") and "sekr3t" not in (raw.details() or "")
+
+
+async def test_a_source_restricted_listener_watch_reveals_nothing_of_other_apps(
+    settings: Settings,
+) -> None:
+    notion_only = ListenerConfig(parse_listen("127.0.0.1:0"), allow_sources=frozenset({"notion"}))
+    async with (
+        running(settings, notion_only) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        request = pb.WatchCredentialsRequest(
+            account=pb.AccountRef(project_id=DEMO_PROJECT_ID, account_id=DEMO_SLACK_ACCOUNT_ID),
+            source="notion",
+        )
+        raw = await _raw_error(stub.WatchCredentials(request).read())
+        assert raw.code() == grpc.StatusCode.FAILED_PRECONDITION
+        told = (raw.details() or "") + str(raw.trailing_metadata())
+        assert "slack_v2" not in told and "user-alice" not in told

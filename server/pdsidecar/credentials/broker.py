@@ -116,6 +116,10 @@ class CredentialBroker:
             rejected=_holds(rejected_access_token) if rejected_access_token else None,
             started_at=started_at,
         )
+        return self.result_for(query, account)
+
+    def result_for(self, query: AccountQuery, account: Account) -> CredentialsResult:
+        """What ``query`` gets from ``account`` (raises its blocking AccountProblem)."""
         check = self._check(account, query)
         problem = check.blocking
         if problem is not None:
@@ -125,7 +129,21 @@ class CredentialBroker:
             raise AccountProblem(problem.message, reason=problem.reason, metadata=metadata)
         assert check.credentials is not None  # a check without a blocking problem has them
         return CredentialsResult(
-            check.credentials, account, account.expires_at, self._currency(key, account)
+            check.credentials, account, account.expires_at, self._currency(_key(query), account)
+        )
+
+    async def reread(self, query: AccountQuery, replaces: Account) -> Account:
+        """The account anew from Pipedream, unless the cache already holds a newer copy
+        than ``replaces``; through the cache's single flight (for watchers, see watch.py)."""
+        upstream = self._connection(query.connection)
+        return await self.cache.get(
+            _key(query),
+            lambda: upstream.get_account(
+                query.project_id, query.environment, query.account_id, deadline=None
+            ),
+            deadline=None,
+            rejected=lambda cached: cached is replaces,
+            started_at=self._clock.monotonic(),
         )
 
     def _currency(self, key: CacheKey, account: Account) -> Callable[[], bool]:
@@ -246,6 +264,11 @@ class CredentialBroker:
             optional_fields=query.optional_fields,
             external_user_id=query.external_user_id,
         )
+
+
+def key_of(query: AccountQuery) -> CacheKey:
+    """The cache key of the account ``query`` names."""
+    return _key(query)
 
 
 def _key(query: AccountQuery) -> CacheKey:

@@ -85,6 +85,8 @@ class AccountCache:
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
         self.stats = CacheStats()
+        # Called with every account stored (a fetch answered); the watchers' hook.
+        self.on_store: Callable[[CacheKey, Account], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -255,6 +257,8 @@ class AccountCache:
         self._entries.pop(key, None)  # re-insert at the young end
         self._entries[key] = CacheEntry(account, fetched_at, fresh, usable)
         self._evict()
+        if self.on_store is not None:
+            self.on_store(key, account)
 
     def _evict(self) -> None:
         entries = self._entries

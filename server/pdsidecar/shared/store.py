@@ -1,0 +1,360 @@
+"""The shared tier's Redis side: sealed values, locks with owners, fleet-wide events.
+
+:class:`SharedStore` is all the sidecar says to Redis. The adapters above it
+(:mod:`pdsidecar.pipedream.shared_tokens`, :mod:`pdsidecar.credentials.shared_accounts`)
+decide what to share; this module decides how, and keeps Redis trouble away from
+callers:
+
+- Every command runs within ``timeout``. Any failure (unreachable, slow, out of
+  memory, an ACL refusal) raises :class:`SharedUnavailable`, which the adapters
+  answer by doing what one process does alone. The store then stays out of the
+  way for ``RETRY_AFTER`` seconds, so a dead Redis costs no call a timeout, and
+  tries again by itself. Each change of state (down, back) is logged once and
+  counted; each failure is counted.
+- A value that does not open (tampered, moved under another key, another key
+  set) is a miss: counted, logged without its content, never returned.
+- Locks are ``SET NX PX`` with a random owner value; renewal and release are
+  compare-and-set Lua scripts, so a holder whose lock expired never releases the
+  next holder's lock.
+- Events (a value was written or invalidated) go to one channel; every sidecar
+  subscribes, wakes its waiters for that account and tells its listeners (the
+  account cache drops what the fleet knows is dead). The subscription
+  reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from pdsidecar.clock import Clock
+from pdsidecar.settings import SharedCacheConfig
+from pdsidecar.shared.sealing import Keyring, Unreadable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# After a failure, Redis is left alone this long before the next try.
+RETRY_AFTER: Final = 1.0
+_SUBSCRIBE_BACKOFF_MAX: Final = 2.0
+
+_DELETE_IF: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_RENEW_IF: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+Listener = Callable[[str, str, float], None]
+
+
+class SharedUnavailable(Exception):
+    """Redis did not answer in time or refused; go on without it (already logged, counted)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One account's or token's place in Redis: a hash tag per key of the keyring."""
+
+    namespace: str
+    tags: tuple[str, ...]
+
+    @property
+    def tag(self) -> str:
+        return self.tags[0]
+
+    def name(self, suffix: str, index: int = 0) -> bytes:
+        return f"{self.namespace}:{{{self.tags[index]}}}:{suffix}".encode()
+
+
+@dataclass(frozen=True)
+class Read:
+    """A value read and opened: its plaintext, and the stored bytes under ``name``."""
+
+    data: bytes
+    blob: bytes
+    name: bytes
+
+
+@dataclass
+class SharedStats:
+    reads: int = 0
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    unreadable: int = 0  # values that did not open: tampered, moved, unknown key
+    errors: int = 0  # Redis commands that failed or timed out
+    skipped: int = 0  # commands not sent while Redis was marked down
+    outages: int = 0  # changes of state to "down"
+    events: int = 0  # fleet events received
+    up: bool = True
+
+
+class SharedStore:
+    def __init__(
+        self,
+        config: SharedCacheConfig,
+        clock: Clock,
+        *,
+        client: Any = None,
+        subscriber: Any = None,
+    ) -> None:
+        self.config = config
+        self.keyring = Keyring(config.keys)
+        self._clock = clock
+        self._redis: Any = client if client is not None else _client(config)
+        self._sub_client: Any = subscriber if subscriber is not None else _pubsub_client(config)
+        self._channel = f"{config.namespace}:events"
+        self._down_until = float("-inf")
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._listeners: list[Listener] = []
+        self._subscriber: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.stats = SharedStats()
+
+    def slot(self, *parts: str) -> Slot:
+        return Slot(self.config.namespace, self.keyring.tags(*parts))
+
+    @property
+    def available(self) -> bool:
+        return self._clock.monotonic() >= self._down_until
+
+    # --- values -------------------------------------------------------------------------
+    async def get(self, slot: Slot, suffix: str) -> Read | None:
+        """The opened value, looked up under each key's name; None if absent or unreadable."""
+        self.stats.reads += 1
+        for index in range(len(slot.tags)):
+            name = slot.name(suffix, index)
+            blob = await self._run(lambda name=name: self._redis.get(name))  # type: ignore[misc]
+            if blob is None:
+                continue
+            try:
+                data = self.keyring.open(name, bytes(blob))
+            except Unreadable:
+                self.stats.unreadable += 1
+                log.warning(
+                    "shared cache: a value under %s does not decrypt (tampered, moved, or "
+                    "sealed with a key this sidecar lacks); treated as a miss",
+                    name.decode(),
+                )
+                continue
+            self.stats.hits += 1
+            return Read(data, bytes(blob), name)
+        self.stats.misses += 1
+        return None
+
+    async def put(self, slot: Slot, suffix: str, data: bytes, ttl: float) -> Read:
+        """Seal and store ``data`` under the writing key's name for ``ttl`` seconds."""
+        name = slot.name(suffix)
+        blob = self.keyring.seal(name, data)
+        millis = max(int(ttl * 1000), 1)
+        await self._run(lambda: self._redis.set(name, blob, px=millis))
+        self.stats.writes += 1
+        return Read(data, blob, name)
+
+    async def delete_if(self, read: Read) -> bool:
+        """Delete the value ``read`` came from, only if it still holds those bytes."""
+        deleted = await self._run(lambda: self._redis.eval(_DELETE_IF, 1, read.name, read.blob))
+        return bool(deleted)
+
+    async def delete(self, slot: Slot, suffix: str) -> None:
+        names = [slot.name(suffix, i) for i in range(len(slot.tags))]
+        for name in names:
+            await self._run(lambda name=name: self._redis.delete(name))  # type: ignore[misc]
+
+    # --- locks --------------------------------------------------------------------------
+    async def lock(self, slot: Slot, ttl: float | None = None) -> str | None:
+        """An owner value if this call took the slot's lock, else None (someone holds it)."""
+        owner = secrets.token_hex(12)
+        millis = int((ttl or self.config.lock_ttl) * 1000)
+        name = slot.name("l")
+        taken = await self._run(lambda: self._redis.set(name, owner, nx=True, px=millis))
+        return owner if taken else None
+
+    async def renew(self, slot: Slot, owner: str, ttl: float | None = None) -> bool:
+        millis = int((ttl or self.config.lock_ttl) * 1000)
+        name = slot.name("l")
+        renewed = await self._run(lambda: self._redis.eval(_RENEW_IF, 1, name, owner, millis))
+        return bool(renewed)
+
+    async def unlock(self, slot: Slot, owner: str) -> None:
+        """Release the lock if this owner still holds it; Redis trouble is not raised."""
+        name = slot.name("l")
+        with contextlib.suppress(SharedUnavailable):
+            await self._run(lambda: self._redis.eval(_DELETE_IF, 1, name, owner))
+
+    @contextlib.asynccontextmanager
+    async def holding(self, slot: Slot, owner: str) -> Any:
+        """Keep ``owner``'s lock alive while the body runs (a fetch may outlast the TTL)."""
+        ttl = self.config.lock_ttl
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                with contextlib.suppress(SharedUnavailable):
+                    if not await self.renew(slot, owner):
+                        return
+
+        task = asyncio.get_running_loop().create_task(keep())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.unlock(slot, owner)
+
+    # --- events -------------------------------------------------------------------------
+    async def publish(self, kind: str, slot: Slot, stamp: float) -> None:
+        """Tell the fleet (``kind`` w: written, i: invalidated; ``stamp``: wall seconds)."""
+        message = f"{kind}:{slot.tag}:{stamp:.6f}"
+        with contextlib.suppress(SharedUnavailable):
+            await self._run(lambda: self._redis.publish(self._channel, message))
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def wait(self, slot: Slot, timeout: float) -> None:
+        """Until an event about ``slot`` arrives, or ``timeout`` passes."""
+        event = asyncio.Event()
+        waiters = self._waiters.setdefault(slot.tag, set())
+        waiters.add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), max(timeout, 0.0))
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(slot.tag, None)
+
+    def start(self) -> None:
+        if self._subscriber is None:
+            self._subscriber = asyncio.get_running_loop().create_task(self._subscribe())
+
+    async def subscribed(self, timeout: float) -> bool:
+        """Whether the event subscription is up (waits up to ``timeout``; for tests)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout)
+        return self._subscribed.is_set()
+
+    async def aclose(self) -> None:
+        task, self._subscriber = self._subscriber, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in (self._redis, self._sub_client):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _subscribe(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._sub_client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                self._subscribed.set()
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                    if message is not None and message.get("type") == "message":
+                        self._deliver(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                self._subscribed.clear()
+                log.debug("shared cache: event subscription lost (%s)", type(error).__name__)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _SUBSCRIBE_BACKOFF_MAX)
+
+    def _deliver(self, data: bytes | str) -> None:
+        text = data.decode() if isinstance(data, bytes) else data
+        kind, _, rest = text.partition(":")
+        tag, _, stamp_text = rest.partition(":")
+        try:
+            stamp = float(stamp_text)
+        except ValueError:
+            return
+        self.stats.events += 1
+        for event in self._waiters.get(tag, ()):
+            event.set()
+        for listener in self._listeners:
+            try:
+                listener(kind, tag, stamp)
+            except Exception:  # a listener's bug must not end the subscription
+                log.exception("shared cache: event listener failed")
+
+    # --- every command goes through here -----------------------------------------------
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
+        if not self.available:
+            self.stats.skipped += 1
+            raise SharedUnavailable
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                result = await command()
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(error)
+            raise SharedUnavailable from None
+        if not self.stats.up:
+            self.stats.up = True
+            log.warning("shared cache: Redis answers again; sharing resumes")
+        return result
+
+    def _failed(self, error: BaseException) -> None:
+        self.stats.errors += 1
+        self._down_until = self._clock.monotonic() + RETRY_AFTER
+        if self.stats.up:
+            self.stats.up = False
+            self.stats.outages += 1
+            log.warning(
+                "shared cache: Redis failed (%s); each sidecar goes on alone (own token, own "
+                "cache) and tries Redis again every %.0f s",
+                _describe(error),
+                RETRY_AFTER,
+            )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    # Redis error texts name the command's problem (OOM, NOPERM, connection refused), not
+    # the values sent; still, only the first line and never more than that.
+    text = str(error).splitlines()[0][:120] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _options(config: SharedCacheConfig) -> dict[str, Any]:
+    return {
+        "username": config.username,
+        "password": config.password.reveal() if config.password is not None else None,
+        "socket_timeout": config.timeout,
+        "socket_connect_timeout": config.timeout,
+    }
+
+
+def _client(config: SharedCacheConfig) -> Any:
+    if config.cluster:
+        return RedisCluster.from_url(config.url, **_options(config))
+    return aioredis.Redis.from_url(config.url, **_options(config))
+
+
+def _pubsub_client(config: SharedCacheConfig) -> Any:
+    # A plain connection even in cluster mode: PUBLISH reaches every node of a cluster.
+    # No read timeout: the subscription waits for events as long as it takes.
+    options = {**_options(config), "socket_timeout": None, "socket_connect_timeout": 2.0}
+    return aioredis.Redis.from_url(config.url, **options)

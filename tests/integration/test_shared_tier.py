@@ -1,0 +1,200 @@
+"""The shared tier in-process: several sidecars in one event loop, one real Redis, one emulator.
+
+Counts come from the emulator (Pipedream requests) and the sidecars' own counters;
+the processes' view (5 real sidecars) is in tests/ops/test_fleet.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from pdsidecar_emulator import (
+    DEMO_CLIENT_ID,
+    DEMO_GDRIVE_ACCOUNT_ID,
+    DEMO_NOTION_ACCOUNT_ID,
+    DEMO_PROJECT_ID,
+    Emulator,
+)
+
+from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.secret import Secret
+from pdsidecar.settings import Settings, SharedCacheConfig
+from pdsidecar.shared.sealing import Keyring
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support.redis import PASSWORD, USER, RedisServer
+from tests.support.requests import get_request
+from tests.support.sidecars import running
+
+pytestmark = pytest.mark.anyio
+
+
+def new_key() -> Secret:
+    return Secret(base64.b64encode(os.urandom(32)).decode())
+
+
+def shared(server: RedisServer, *keys: Secret, **changes: object) -> SharedCacheConfig:
+    config = SharedCacheConfig(
+        url=server.url,
+        keys=keys or (new_key(),),
+        username=USER,
+        password=Secret(PASSWORD),
+        namespace="t",
+        timeout=0.2,
+        lock_ttl=1.0,
+    )
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    settings: Settings, config: SharedCacheConfig, count: int
+) -> AsyncIterator[list[tuple[Sidecar, pb_grpc.CredentialsServiceStub]]]:
+    shared_settings = dataclasses.replace(settings, shared_cache=config)
+    async with contextlib.AsyncExitStack() as stack:
+        out = []
+        for _ in range(count):
+            sidecar = await stack.enter_async_context(
+                running(shared_settings, parse_listen("127.0.0.1:0"))
+            )
+            assert sidecar.fleet is not None
+            assert await sidecar.fleet.store.subscribed(5.0)
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(sidecar.bound[0]))
+            out.append((sidecar, pb_grpc.CredentialsServiceStub(channel)))
+        yield out
+
+
+async def test_sidecars_share_one_token_and_one_read_per_account(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    async with fleet(settings, shared(redis_server), 3) as sidecars:
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        answers = await asyncio.gather(
+            *(stub.GetCredentials(request) for _, stub in sidecars for _ in range(20))
+        )
+        assert len({a.credentials["access_token"] for a in answers}) == 1
+        assert emulator.state.requests["account"] == 1
+        assert emulator.state.tokens_issued == 1
+        fleets = [s.fleet for s, _ in sidecars]
+        assert sum(f.accounts.stats.fetched for f in fleets if f and f.accounts) == 1
+
+
+async def test_a_value_tampered_with_or_moved_is_not_served(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    config = shared(redis_server)
+    client = redis_server.client()
+    async with fleet(settings, config, 1) as [(_, stub)]:
+        await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+        await stub.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
+    keyring = Keyring(config.keys)
+    url, ids = settings.pipedream_url, (DEMO_CLIENT_ID, DEMO_PROJECT_ID, "production")
+    notion_key, gdrive_key = (
+        "t:{%s}:v" % keyring.tags("account", url, *ids, account)[0]  # noqa: UP031
+        for account in (DEMO_NOTION_ACCOUNT_ID, DEMO_GDRIVE_ACCOUNT_ID)
+    )
+    assert client.exists(notion_key) and client.exists(gdrive_key)
+    gdrive_blob = client.get(gdrive_key)
+    assert gdrive_blob is not None
+    # Moved: Drive's sealed value under Notion's key. Tampered: one bit flipped.
+    client.set(notion_key, gdrive_blob, px=60_000)
+    tampered = bytearray(gdrive_blob)
+    tampered[-1] ^= 1
+    client.set(gdrive_key, bytes(tampered), px=60_000)
+    before = emulator.state.requests["account"]
+    async with fleet(settings, config, 1) as [(second, stub)]:
+        notion = await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+        gdrive = await stub.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
+        assert second.fleet is not None
+        assert second.fleet.store.stats.unreadable >= 2
+    assert emulator.state.requests["account"] - before == 2, "both read again from Pipedream"
+    assert notion.account.account_id == DEMO_NOTION_ACCOUNT_ID
+    assert gdrive.account.account_id == DEMO_GDRIVE_ACCOUNT_ID
+
+
+async def test_rotated_keys_read_what_the_old_key_wrote(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    old, new = new_key(), new_key()
+    request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    async with fleet(settings, shared(redis_server, old), 1) as [(_, stub)]:
+        first = await stub.GetCredentials(request)
+    async with fleet(settings, shared(redis_server, new, old), 1) as [(sidecar, stub)]:
+        second = await stub.GetCredentials(request)
+        assert sidecar.fleet is not None and sidecar.fleet.accounts is not None
+        assert sidecar.fleet.accounts.stats.shared_hits == 1
+    assert second.credentials == first.credentials
+    assert emulator.state.requests["account"] == 1
+    assert emulator.state.tokens_issued == 1, "the token written under the old key too"
+    # A fleet with only the new key cannot read the old values: a miss, not an error.
+    async with fleet(settings, shared(redis_server, new), 1) as [(_, stub)]:
+        await stub.GetCredentials(request)
+    assert emulator.state.requests["account"] == 2
+
+
+async def test_redis_gone_costs_no_call_and_sharing_resumes(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    emulator.state.add_generated_accounts(6)
+    ids = [a.id for a in emulator.state.iter_accounts() if a.id.startswith("apn_gen")]
+    async with fleet(settings, shared(redis_server), 2) as sidecars:
+        (one, stub_one), (two, stub_two) = sidecars
+        await stub_one.GetCredentials(get_request(ids[0], "notion"))
+        redis_server.kill()
+        # Both sidecars answer on their own while Redis is gone.
+        for account_id in ids[1:3]:
+            await stub_one.GetCredentials(get_request(account_id, "notion"))
+            await stub_two.GetCredentials(get_request(account_id, "notion"))
+        assert one.fleet is not None and two.fleet is not None
+        assert not one.fleet.store.stats.up and one.fleet.store.stats.outages == 1
+        redis_server.start()  # empty
+        await asyncio.sleep(1.1)  # the store's retry pause (store.RETRY_AFTER)
+        assert await one.fleet.store.subscribed(5.0) and await two.fleet.store.subscribed(5.0)
+        before = emulator.state.requests["account"]
+        for account_id in ids[3:6]:
+            await stub_one.GetCredentials(get_request(account_id, "notion"))
+            await stub_two.GetCredentials(get_request(account_id, "notion"))
+        assert emulator.state.requests["account"] - before == 3, "shared again"
+        assert one.fleet.store.stats.up and two.fleet.store.stats.up
+
+
+async def test_a_429_stops_the_whole_fleet_until_retry_after(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    async with fleet(settings, shared(redis_server), 2) as [(_, one), (_, two)]:
+        await one.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))  # the token
+        emulator.state.set_status_fault("account", 429, retry_after="30")
+        before = emulator.state.requests["account"]
+        with pytest.raises(grpc.aio.AioRpcError) as first:
+            await one.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
+        made = emulator.state.requests["account"] - before
+        assert made >= 1
+        with pytest.raises(grpc.aio.AioRpcError) as second:
+            await two.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
+        assert emulator.state.requests["account"] - before == made, "the second sidecar waits"
+        for error in (first.value, second.value):
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The cached account is still served from the shared entry by the other sidecar.
+        served = await two.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+        assert served.account.account_id == DEMO_NOTION_ACCOUNT_ID
+
+
+def test_nothing_in_redis_names_an_account(tmp_path: Path) -> None:
+    from pdsidecar.shared.sealing import Keyring, Unreadable
+
+    keyring = Keyring([new_key()])
+    tags = keyring.tags("account", "https://api.pipedream.com", "client", "proj_x", "apn_1")
+    assert "apn_1" not in tags[0] and "proj_x" not in tags[0]
+    sealed = keyring.seal(b"ns:{a}:v", b"the value")
+    assert b"the value" not in sealed
+    assert keyring.open(b"ns:{a}:v", sealed) == b"the value"
+    with pytest.raises(Unreadable):
+        keyring.open(b"ns:{b}:v", sealed)

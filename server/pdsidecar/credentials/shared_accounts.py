@@ -39,7 +39,7 @@ from pdsidecar.errors import AccountNotFound, RateLimited
 from pdsidecar.pipedream.models import Account
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Policy
-from pdsidecar.shared.store import SharedStore, SharedUnavailable, Slot
+from pdsidecar.shared.store import Lease, Read, SharedStore, SharedUnavailable, Slot
 
 POLL_FIRST: Final = 0.05
 POLL_MAX: Final = 0.5
@@ -120,17 +120,26 @@ class SharedAccounts:
         pause = POLL_FIRST
         waited = False
         while True:
-            entry = await self._read(slot)
+            entry = self._decode(await self._store.get(slot, "v"))
             if entry is not None and self._serves(entry, rejected, started_wall, fresh=True):
                 self.stats.shared_hits += 1
                 return self._local(entry)
-            limit = await self._limit(client_id, key[1])
+            limit = self._known_limit(client_id, key[1])
             if limit is not None:
                 return self._limited_answer(entry, limit, rejected, started_wall, key)
-            owner = await self._store.lock(slot)
-            if owner is not None:
-                async with self._store.holding(slot, owner):
-                    return await self._fetch(slot, key, client_id, upstream, rejected, started_wall)
+            # The lock, and the value as it is now (stored since the read above?), at once.
+            lease, read = await self._store.lock_get(slot, "v")
+            entry = self._decode(read) or entry
+            if entry is not None and self._serves(entry, rejected, started_wall, fresh=True):
+                if lease is not None:
+                    await self._store.unlock(slot, lease.owner)
+                self.stats.shared_hits += 1
+                return self._local(entry)
+            if lease is not None:
+                async with self._store.holding(lease):
+                    return await self._fetch(
+                        lease, entry, key, client_id, upstream, rejected, started_wall
+                    )
             if not waited:
                 waited = True
                 self.stats.waited += 1
@@ -143,18 +152,19 @@ class SharedAccounts:
 
     async def _fetch(
         self,
-        slot: Slot,
+        lease: Lease,
+        entry: _Entry | None,
         key: CacheKey,
         client_id: str,
         upstream: Callable[[], Awaitable[Account]],
         rejected: Callable[[Account], bool] | None,
         started_wall: float | None,
     ) -> Account | Fetched:
-        """As the lock holder: the entry stored meanwhile, or one Pipedream read for the fleet."""
-        entry = await self._read(slot)
-        if entry is not None and self._serves(entry, rejected, started_wall, fresh=True):
-            self.stats.shared_hits += 1
-            return self._local(entry)
+        """As the lock holder: one Pipedream read for the fleet, unless a 429 is recorded."""
+        slot = lease.slot
+        limit = await self._limit(client_id, key[1])
+        if limit is not None:
+            return self._limited_answer(entry, limit, rejected, started_wall, key)
         replacing = entry is not None and rejected is not None and rejected(entry.account)
         started = self._clock.monotonic()
         try:
@@ -180,11 +190,16 @@ class SharedAccounts:
         }
         ttl = local.usable_until - self._clock.monotonic()
         # From here on Redis trouble must not cost a second read: this answer stands.
+        # A rejected token replaced ("i"): every sidecar drops its older copy.
         with contextlib.suppress(SharedUnavailable):
-            if ttl > 0:
-                await self._store.put(slot, "v", json.dumps(record).encode(), ttl)
-            # A rejected token replaced: every sidecar drops its older copy.
-            await self._store.publish("i" if replacing else "w", slot, fetched_wall)
+            await self._store.store_release(
+                lease,
+                "v",
+                json.dumps(record).encode(),
+                ttl,
+                "i" if replacing else "w",
+                fetched_wall,
+            )
         return Fetched(local.account, local.fetched_at, local.fresh_until, local.usable_until)
 
     def _serves(
@@ -229,14 +244,21 @@ class SharedAccounts:
             retry_after=round(left, 3),
         )
 
-    async def _limit(self, client_id: str, project: str) -> float | None:
-        """Until when (monotonic) the fleet must not read this project, if a 429 says so."""
-        now = self._clock.monotonic()
+    def _known_limit(self, client_id: str, project: str) -> float | None:
+        """A 429 this sidecar knows of, still running (monotonic end)."""
         memo = self._limited.get((client_id, project))
         if memo is not None:
-            if now < memo:
+            if self._clock.monotonic() < memo:
                 return memo
             del self._limited[(client_id, project)]
+        return None
+
+    async def _limit(self, client_id: str, project: str) -> float | None:
+        """Until when (monotonic) the fleet must not read this project, if a 429 says so."""
+        known = self._known_limit(client_id, project)
+        if known is not None:
+            return known
+        now = self._clock.monotonic()
         read = await self._store.get(self._rate_slot(client_id, project), "v")
         if read is None:
             return None
@@ -262,8 +284,8 @@ class SharedAccounts:
     def _rate_slot(self, client_id: str, project: str) -> Slot:
         return self._store.slot("rate", self._url, client_id, project)
 
-    async def _read(self, slot: Slot) -> _Entry | None:
-        read = await self._store.get(slot, "v")
+    @staticmethod
+    def _decode(read: Read | None) -> _Entry | None:
         if read is None:
             return None
         try:

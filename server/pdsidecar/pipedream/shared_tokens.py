@@ -33,7 +33,7 @@ from pdsidecar.pipedream.client import PipedreamToken
 from pdsidecar.pipedream.tokens import TokenProvider
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig
-from pdsidecar.shared.store import Read, SharedStore, SharedUnavailable
+from pdsidecar.shared.store import Lease, Read, SharedStore, SharedUnavailable
 
 # Between looks at the fleet's token while another sidecar refreshes it.
 POLL: Final = 0.05
@@ -83,18 +83,18 @@ class SharedTokens:
         while True:
             found = await self._read()
             if found is not None:
-                read, token, lifetime = found
+                stored, token, lifetime = found
                 if first:
-                    seen = read.blob
+                    seen = stored.blob
                 # A forced refresh takes only a token stored after it began.
-                if (not force or read.blob != seen) and provider.is_fresh(token):
+                if (not force or stored.blob != seen) and provider.is_fresh(token):
                     self.adopted += 1
                     return token, lifetime
             first = False
-            owner = await self._store.lock(self._slot)
-            if owner is not None:
-                async with self._store.holding(self._slot, owner):
-                    return await self._refresh(provider, fetch, force, seen)
+            lease, latest = await self._store.lock_get(self._slot, "v")
+            if lease is not None:
+                async with self._store.holding(lease):
+                    return await self._refresh(lease, latest, provider, fetch, force, seen)
             current = provider.current
             if current is not None and provider.is_usable(current) and not force:
                 return current, 0.0  # advisory window: another sidecar is on it
@@ -113,15 +113,17 @@ class SharedTokens:
 
     async def _refresh(
         self,
+        lease: Lease,
+        read: Read | None,
         provider: TokenProvider,
         fetch: Callable[[], Awaitable[PipedreamToken]],
         force: bool,
         seen: bytes | None,
     ) -> tuple[PipedreamToken, float | None]:
-        found = await self._read()  # stored while this sidecar waited for the lock?
+        found = await self._opened(read)  # stored while this sidecar waited for the lock?
         if found is not None:
-            read, token, lifetime = found
-            if (not force or read.blob != seen) and provider.is_fresh(token):
+            stored, token, lifetime = found
+            if (not force or stored.blob != seen) and provider.is_fresh(token):
                 self.adopted += 1
                 return token, lifetime
         self.fetched += 1
@@ -131,14 +133,15 @@ class SharedTokens:
         record = {"t": token.value.reveal(), "e": token.expires_at_wall, "l": lifetime}
         # On Redis trouble this sidecar has its token; the others fetch their own.
         with contextlib.suppress(SharedUnavailable):
-            await self._store.put(
-                self._slot, "v", json.dumps(record).encode(), token.expires_at_wall - now_wall
-            )
-            await self._store.publish("w", self._slot, now_wall)
+            data = json.dumps(record).encode()
+            ttl = token.expires_at_wall - now_wall
+            await self._store.store_release(lease, "v", data, ttl, "w", now_wall)
         return token, None
 
     async def _read(self) -> tuple[Read, PipedreamToken, float] | None:
-        read = await self._store.get(self._slot, "v")
+        return await self._opened(await self._store.get(self._slot, "v"))
+
+    async def _opened(self, read: Read | None) -> tuple[Read, PipedreamToken, float] | None:
         if read is None:
             return None
         try:

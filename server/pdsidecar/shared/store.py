@@ -52,6 +52,18 @@ _DELETE_IF: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+# Take the lock and read the value in one round trip (same hash tag: same slot in a cluster).
+_LOCK_GET: Final = """
+local taken = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {taken and 1 or 0, redis.call('get', KEYS[2])}
+"""
+# Store the value, tell the fleet, release the lock if still ours: one round trip.
+_STORE_RELEASE: Final = """
+if ARGV[1] ~= '' then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+redis.call('publish', ARGV[3], ARGV[4])
+if redis.call('get', KEYS[2]) == ARGV[5] then redis.call('del', KEYS[2]) end
+return 1
+"""
 _RENEW_IF: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
@@ -86,6 +98,15 @@ class Read:
     data: bytes
     blob: bytes
     name: bytes
+
+
+@dataclass
+class Lease:
+    """A held lock; ``released`` once a store-and-release let it go."""
+
+    slot: Slot
+    owner: str
+    released: bool = False
 
 
 @dataclass
@@ -138,22 +159,27 @@ class SharedStore:
         for index in range(len(slot.tags)):
             name = slot.name(suffix, index)
             blob = await self._run(lambda name=name: self._redis.get(name))  # type: ignore[misc]
-            if blob is None:
-                continue
-            try:
-                data = self.keyring.open(name, bytes(blob))
-            except Unreadable:
-                self.stats.unreadable += 1
-                log.warning(
-                    "shared cache: a value under %s does not decrypt (tampered, moved, or "
-                    "sealed with a key this sidecar lacks); treated as a miss",
-                    name.decode(),
-                )
-                continue
-            self.stats.hits += 1
-            return Read(data, bytes(blob), name)
+            read = self._open(name, blob)
+            if read is not None:
+                self.stats.hits += 1
+                return read
         self.stats.misses += 1
         return None
+
+    def _open(self, name: bytes, blob: Any) -> Read | None:
+        if blob is None:
+            return None
+        try:
+            data = self.keyring.open(name, bytes(blob))
+        except Unreadable:
+            self.stats.unreadable += 1
+            log.warning(
+                "shared cache: a value under %s does not decrypt (tampered, moved, or "
+                "sealed with a key this sidecar lacks); treated as a miss",
+                name.decode(),
+            )
+            return None
+        return Read(data, bytes(blob), name)
 
     async def put(self, slot: Slot, suffix: str, data: bytes, ttl: float) -> Read:
         """Seal and store ``data`` under the writing key's name for ``ttl`` seconds."""
@@ -175,13 +201,40 @@ class SharedStore:
             await self._run(lambda name=name: self._redis.delete(name))  # type: ignore[misc]
 
     # --- locks --------------------------------------------------------------------------
-    async def lock(self, slot: Slot, ttl: float | None = None) -> str | None:
-        """An owner value if this call took the slot's lock, else None (someone holds it)."""
+    async def lock_get(self, slot: Slot, suffix: str) -> tuple[Lease | None, Read | None]:
+        """Take the slot's lock if free, and read the value (writing key's name), at once."""
         owner = secrets.token_hex(12)
-        millis = int((ttl or self.config.lock_ttl) * 1000)
-        name = slot.name("l")
-        taken = await self._run(lambda: self._redis.set(name, owner, nx=True, px=millis))
-        return owner if taken else None
+        millis = int(self.config.lock_ttl * 1000)
+        lock, name = slot.name("l"), slot.name(suffix)
+        taken, blob = await self._run(
+            lambda: self._redis.eval(_LOCK_GET, 2, lock, name, owner, millis)
+        )
+        self.stats.reads += 1
+        read = self._open(name, blob)
+        if read is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return (Lease(slot, owner) if taken else None), read
+
+    async def store_release(
+        self, lease: Lease, suffix: str, data: bytes | None, ttl: float, kind: str, stamp: float
+    ) -> None:
+        """Store ``data`` (None: nothing) for ``ttl`` s, publish the event, release the lock."""
+        slot = lease.slot
+        name = slot.name(suffix)
+        blob = self.keyring.seal(name, data) if data is not None and ttl > 0 else b""
+        message = f"{kind}:{slot.tag}:{stamp:.6f}"
+        millis = max(int(ttl * 1000), 1)
+        lock = slot.name("l")
+        await self._run(
+            lambda: self._redis.eval(
+                _STORE_RELEASE, 2, name, lock, blob, millis, self._channel, message, lease.owner
+            )
+        )
+        if blob:
+            self.stats.writes += 1
+        lease.released = True
 
     async def renew(self, slot: Slot, owner: str, ttl: float | None = None) -> bool:
         millis = int((ttl or self.config.lock_ttl) * 1000)
@@ -196,9 +249,10 @@ class SharedStore:
             await self._run(lambda: self._redis.eval(_DELETE_IF, 1, name, owner))
 
     @contextlib.asynccontextmanager
-    async def holding(self, slot: Slot, owner: str) -> Any:
-        """Keep ``owner``'s lock alive while the body runs (a fetch may outlast the TTL)."""
+    async def holding(self, lease: Lease) -> Any:
+        """Keep the lock alive while the body runs (a fetch may outlast the TTL), then free it."""
         ttl = self.config.lock_ttl
+        slot, owner = lease.slot, lease.owner
 
         async def keep() -> None:
             while True:
@@ -214,7 +268,8 @@ class SharedStore:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await self.unlock(slot, owner)
+            if not lease.released:
+                await self.unlock(slot, owner)
 
     # --- events -------------------------------------------------------------------------
     async def publish(self, kind: str, slot: Slot, stamp: float) -> None:
@@ -310,7 +365,8 @@ class SharedStore:
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error)
             raise SharedUnavailable from None
-        if not self.stats.up:
+        # Back only on a command sent after the pause (not one already in flight at the failure).
+        if not self.stats.up and self.available:
             self.stats.up = True
             log.warning("shared cache: Redis answers again; sharing resumes")
         return result

@@ -47,7 +47,9 @@ async def stubs_for(processes: list[ServeProcess]) -> AsyncIterator[list[Stub]]:
         yield stubs
 
 
-async def start_fleet(serve: Callable[..., ServeProcess], config: Path, n: int) -> list[ServeProcess]:
+async def start_fleet(
+    serve: Callable[..., ServeProcess], config: Path, n: int
+) -> list[ServeProcess]:
     processes = [
         serve("--config", str(config), "--listen", "127.0.0.1:0", "--log-level", "debug")
         for _ in range(n)
@@ -170,9 +172,7 @@ async def test_redis_killed_and_restarted_mid_run_fails_no_call(
             *(stub.GetCredentials(get_request(fresh, "notion"), timeout=10) for stub in stubs)
         )
         assert state.requests["account"] - before == 1
-    outages = [
-        r for p in processes for r in p.records() if "Redis failed" in r.get("message", "")
-    ]
+    outages = [r for p in processes for r in p.records() if "Redis failed" in r.get("message", "")]
     assert len(outages) == 5, "each sidecar logged the outage once"
 
 

@@ -198,3 +198,59 @@ def test_nothing_in_redis_names_an_account(tmp_path: Path) -> None:
     assert keyring.open(b"ns:{a}:v", sealed) == b"the value"
     with pytest.raises(Unreadable):
         keyring.open(b"ns:{b}:v", sealed)
+
+
+async def test_a_revoked_token_is_replaced_once_for_the_fleet(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    async with fleet(settings, shared(redis_server), 3) as sidecars:
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        for _, stub in sidecars:
+            await stub.GetCredentials(request)
+        assert emulator.state.tokens_issued == 1
+        emulator.state.revoke_tokens()
+        # Every sidecar gets a 401 on its next read; the fleet fetches one new token.
+        await asyncio.gather(
+            *(
+                stub.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
+                for _, stub in sidecars
+            )
+        )
+        assert emulator.state.tokens_issued == 2
+        assert emulator.state.statuses["account"][401] >= 1
+
+
+async def test_reload_replaces_the_tier_or_turns_it_off(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    old, new = new_key(), new_key()
+    first = dataclasses.replace(settings, shared_cache=shared(redis_server, old))
+    pending = [
+        dataclasses.replace(settings, shared_cache=None),
+        dataclasses.replace(settings, shared_cache=shared(redis_server, new, old)),
+    ]
+    async with (
+        running(first, parse_listen("127.0.0.1:0"), loader=pending.pop) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+        before = sidecar.fleet
+        assert await sidecar.reload()
+        assert sidecar.fleet is not None and sidecar.fleet is not before
+        assert sidecar.fleet.config.keys == (new, old)
+        assert sidecar.connections["default"].tokens.shared is sidecar.fleet.tokens["default"]
+        await stub.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
+        written = Keyring([new]).tags(
+            "account",
+            settings.pipedream_url,
+            DEMO_CLIENT_ID,
+            DEMO_PROJECT_ID,
+            "production",
+            DEMO_GDRIVE_ACCOUNT_ID,
+        )[0]
+        assert redis_server.client().exists(f"t:{{{written}}}:v"), "written with the new key"
+        assert await sidecar.reload()
+        assert sidecar.fleet is None and sidecar.service.shared is None
+        assert sidecar.connections["default"].tokens.shared is None
+        await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))

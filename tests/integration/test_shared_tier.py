@@ -85,6 +85,12 @@ async def test_sidecars_share_one_token_and_one_read_per_account(
         assert emulator.state.tokens_issued == 1
         fleets = [s.fleet for s, _ in sidecars]
         assert sum(f.accounts.stats.fetched for f in fleets if f and f.accounts) == 1
+        # The hot path (a fresh local entry, a fresh token) sends Redis nothing.
+        reads = [f.store.stats.reads for f in fleets if f]
+        for _, stub in sidecars:
+            for _ in range(10):
+                await stub.GetCredentials(request)
+        assert [f.store.stats.reads for f in fleets if f] == reads
 
 
 async def test_a_value_tampered_with_or_moved_is_not_served(

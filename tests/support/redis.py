@@ -32,6 +32,13 @@ from tests.support.logsink import LogSink
 
 USER = "pdsidecar"
 PASSWORD = "redis-test-password-7f3a"
+# The sidecar's user may run only what the README's ACL allows (any key, any channel here:
+# tests use several namespaces); the tests look around as "admin".
+SIDECAR_COMMANDS = (
+    "-@all +@connection +get +set +del +eval +evalsha +pexpire +publish +subscribe "
+    "+unsubscribe +ping +cluster|slots +cluster|shards +command"
+)
+ADMIN, ADMIN_PASSWORD = "admin", "redis-admin-password-2b9c"
 
 
 def redis_binary() -> str:
@@ -93,15 +100,16 @@ class RedisServer:
             'save ""',
             "appendonly no",
             "user default off",
-            f"user {USER} on >{PASSWORD} ~* &* +@all",
+            f"user {USER} on >{PASSWORD} ~* &* {SIDECAR_COMMANDS}",
+            f"user {ADMIN} on >{ADMIN_PASSWORD} ~* &* +@all",
         ]
         if self.cluster:
             lines += [
                 "cluster-enabled yes",
                 f"cluster-config-file {self.folder / 'nodes.conf'}",
                 "cluster-node-timeout 2000",
-                f"masteruser {USER}",
-                f"masterauth {PASSWORD}",
+                f"masteruser {ADMIN}",
+                f"masterauth {ADMIN_PASSWORD}",
             ]
         conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
         with contextlib.suppress(FileNotFoundError):
@@ -120,8 +128,12 @@ class RedisServer:
         raise RuntimeError("redis-server did not answer within 10 s")
 
     def client(self) -> redis.Redis:
+        """A client for the test's own looks (the admin user)."""
         return redis.Redis(
-            unix_socket_path=str(self.socket), username=USER, password=PASSWORD, socket_timeout=2
+            unix_socket_path=str(self.socket),
+            username=ADMIN,
+            password=ADMIN_PASSWORD,
+            socket_timeout=2,
         )
 
     def kill(self) -> None:

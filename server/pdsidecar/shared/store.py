@@ -34,7 +34,9 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pdsidecar.clock import Clock
 from pdsidecar.settings import SharedCacheConfig
@@ -46,6 +48,11 @@ T = TypeVar("T")
 
 # After a failure, Redis is left alone this long before the next try.
 RETRY_AFTER: Final = 1.0
+# Timeouts in a row that mark Redis down (one slow answer under load is not an outage);
+# any other failure (refused, reset, OOM, ACL) marks it down at once.
+TIMEOUTS_DOWN: Final = 3
+# Connections per sidecar (per node in a cluster); callers beyond wait within the timeout.
+MAX_CONNECTIONS: Final = 32
 _SUBSCRIBE_BACKOFF_MAX: Final = 2.0
 
 _DELETE_IF: Final = """
@@ -139,6 +146,7 @@ class SharedStore:
         self._sub_client: Any = subscriber if subscriber is not None else _pubsub_client(config)
         self._channel = f"{config.namespace}:events"
         self._down_until = float("-inf")
+        self._timeouts = 0
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._listeners: list[Listener] = []
         self._subscriber: asyncio.Task[None] | None = None
@@ -365,6 +373,7 @@ class SharedStore:
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error)
             raise SharedUnavailable from None
+        self._timeouts = 0
         # Back only on a command sent after the pause (not one already in flight at the failure).
         if not self.stats.up and self.available:
             self.stats.up = True
@@ -373,6 +382,10 @@ class SharedStore:
 
     def _failed(self, error: BaseException) -> None:
         self.stats.errors += 1
+        if _slow(error):
+            self._timeouts += 1
+            if self._timeouts < TIMEOUTS_DOWN:
+                return
         self._down_until = self._clock.monotonic() + RETRY_AFTER
         if self.stats.up:
             self.stats.up = False
@@ -385,8 +398,15 @@ class SharedStore:
             )
 
 
+def _slow(error: BaseException) -> bool:
+    """Too slow rather than broken: a timeout, or no pooled connection free in time."""
+    if isinstance(error, (TimeoutError, RedisTimeoutError)):
+        return True
+    return isinstance(error, RedisConnectionError) and "No connection available" in str(error)
+
+
 def _describe(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
+    if _slow(error):
         return "timeout"
     # Redis error texts name the command's problem (OOM, NOPERM, connection refused), not
     # the values sent; still, only the first line and never more than that.
@@ -405,8 +425,15 @@ def _options(config: SharedCacheConfig) -> dict[str, Any]:
 
 def _client(config: SharedCacheConfig) -> Any:
     if config.cluster:
-        return RedisCluster.from_url(config.url, **_options(config))
-    return aioredis.Redis.from_url(config.url, **_options(config))
+        return RedisCluster.from_url(
+            config.url, max_connections=MAX_CONNECTIONS, **_options(config)
+        )
+    # A bounded pool: a burst of misses must not open a connection each (Redis has a
+    # client limit, and a fleet shares it).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.url, max_connections=MAX_CONNECTIONS, timeout=config.timeout, **_options(config)
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _pubsub_client(config: SharedCacheConfig) -> Any:

@@ -155,10 +155,47 @@ class RedisServer:
         return out
 
 
+def _cluster_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def create_cluster(servers: list[RedisServer]) -> None:
+    """Join the nodes into one cluster (all slots, no replicas) and wait until it is ok."""
+    cli = shutil.which("redis-cli") or "redis-cli"
+    nodes = [f"127.0.0.1:{s.port}" for s in servers]
+    auth = ["--user", ADMIN, "--pass", ADMIN_PASSWORD, "--no-auth-warning"]
+    subprocess.run(
+        [cli, *auth, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = [s.client().execute_command("CLUSTER", "INFO") for s in servers]
+        if all(b"cluster_state:ok" in bytes(state) for state in states):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the cluster did not reach cluster_state:ok")
+
+
 @contextlib.contextmanager
 def redis_servers(count: int, sink: LogSink, cluster: bool = False) -> Iterator[list[RedisServer]]:
-    from tests.support.waiting import free_port
-
     redis_binary()
     folder = Path(tempfile.mkdtemp(prefix="pd-redis-", dir="/tmp"))
     servers = []
@@ -166,7 +203,7 @@ def redis_servers(count: int, sink: LogSink, cluster: bool = False) -> Iterator[
         for index in range(count):
             sub = folder / str(index)
             sub.mkdir()
-            server = RedisServer(sub, port=free_port() if cluster else 0, cluster=cluster)
+            server = RedisServer(sub, port=_cluster_port() if cluster else 0, cluster=cluster)
             servers.append(server)
             server.start()
         yield servers

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
+from grpc_health.v1 import health_pb2
 from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_GDRIVE_ACCOUNT_ID,
@@ -25,7 +27,7 @@ from pdsidecar_emulator import (
 )
 
 from pdsidecar.config.listen import parse_listen
-from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings, SharedCacheConfig
 from pdsidecar.shared.sealing import Keyring
@@ -161,6 +163,9 @@ async def test_redis_gone_costs_no_call_and_sharing_resumes(
             await stub_two.GetCredentials(get_request(account_id, "notion"))
         assert one.fleet is not None and two.fleet is not None
         assert not one.fleet.store.stats.up and one.fleet.store.stats.outages == 1
+        # Readiness follows Pipedream, not Redis.
+        health = await one.health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), None)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
         redis_server.start()  # empty
         await asyncio.sleep(1.1)  # the store's retry pause (store.RETRY_AFTER)
         assert await one.fleet.store.subscribed(5.0) and await two.fleet.store.subscribed(5.0)
@@ -260,3 +265,22 @@ async def test_reload_replaces_the_tier_or_turns_it_off(
         assert sidecar.fleet is None and sidecar.service.shared is None
         assert sidecar.connections["default"].tokens.shared is None
         await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+
+
+async def test_metrics_show_the_tier(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    with_tier = dataclasses.replace(settings, shared_cache=shared(redis_server))
+    metrics = parse_listen("127.0.0.1:0")
+    async with (
+        running(with_tier, parse_listen("127.0.0.1:0"), metrics_listen=metrics) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+        assert sidecar.metrics is not None
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{sidecar.metrics.port}/metrics")).text
+    assert "pdsidecar_shared_cache_up 1.0" in text
+    assert "pdsidecar_shared_accounts_fetched_total 1.0" in text
+    assert 'pdsidecar_shared_tokens_total{connection="default",source="fetched"} 1.0' in text

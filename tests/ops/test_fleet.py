@@ -22,7 +22,7 @@ from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.redis import RedisServer, make_key_file
 from tests.support.requests import get_request
 from tests.support.sidecars import ServeProcess, write_config
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -215,3 +215,26 @@ async def test_a_bad_key_file_stops_the_sidecar_with_exit_2(
     process = serve("--config", str(config), "--listen", "127.0.0.1:0")
     assert await process.wait() == 2
     assert any("AES-256 needs 32" in line for line in process.lines())
+
+
+async def test_workers_share_through_the_tier(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    port = free_port()
+    serve("--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "3")
+    state = emulator.state
+    await eventually(lambda: len(redis_server.client().keys("fleet:*:v")) >= 1, 20)
+    request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    # Separate connections (no shared subchannel), so the kernel spreads them over workers.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    for _ in range(30):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            stub = pb_grpc.CredentialsServiceStub(channel)
+            await stub.GetCredentials(request, wait_for_ready=True, timeout=10)
+    # Without the tier this costs 3 tokens and up to 3 reads (see test_process.py).
+    assert state.tokens_issued == 1
+    assert state.requests["account"] == 1

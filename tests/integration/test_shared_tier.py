@@ -26,7 +26,9 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
+from pdsidecar.pipedream.tokens import SHARED_RECHECK
 from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings, SharedCacheConfig
@@ -35,6 +37,7 @@ from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.redis import PASSWORD, USER, RedisServer
 from tests.support.requests import get_request
 from tests.support.sidecars import running
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -284,3 +287,36 @@ async def test_metrics_show_the_tier(
     assert "pdsidecar_shared_cache_up 1.0" in text
     assert "pdsidecar_shared_accounts_fetched_total 1.0" in text
     assert 'pdsidecar_shared_tokens_total{connection="default",source="fetched"} 1.0' in text
+
+
+async def test_the_fleet_refreshes_its_token_once_per_window(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer, clock: ManualClock
+) -> None:
+    with_tier = dataclasses.replace(settings, shared_cache=shared(redis_server))
+    ids = emulator.state.add_generated_accounts(8)
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = []
+        for _ in range(3):
+            sidecar = await stack.enter_async_context(
+                running(with_tier, parse_listen("127.0.0.1:0"), clock=clock)
+            )
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(sidecar.bound[0]))
+            stubs.append(pb_grpc.CredentialsServiceStub(channel))
+        await asyncio.gather(*(s.GetCredentials(get_request(ids[0], "notion")) for s in stubs))
+        assert emulator.state.tokens_issued == 1
+        # Into the advisory window (5 min before the hour is up): one sidecar refreshes.
+        clock.advance(3600 - 200)
+        await asyncio.gather(
+            *(s.GetCredentials(get_request(ids[1 + i], "notion")) for i, s in enumerate(stubs))
+        )
+        await eventually(lambda: emulator.state.tokens_issued == 2, timeout=5)
+        clock.advance(SHARED_RECHECK + 1)
+        await asyncio.gather(
+            *(s.GetCredentials(get_request(ids[4 + i], "notion")) for i, s in enumerate(stubs))
+        )
+        assert emulator.state.tokens_issued == 2, "the others took the new one"
+        # Past the mandatory margin of a token nobody refreshed: the fleet waits for one.
+        emulator.state.revoke_tokens()
+        clock.advance(3600)
+        await asyncio.gather(*(s.GetCredentials(get_request(ids[7], "notion")) for s in stubs))
+        assert emulator.state.tokens_issued == 3

@@ -82,8 +82,11 @@ class SharedTokens:
         first = True
         while True:
             found = await self._read()
+            usable: tuple[PipedreamToken, float] | None = None
             if found is not None:
                 stored, token, lifetime = found
+                if provider.is_usable(token):
+                    usable = token, lifetime
                 if first:
                     seen = stored.blob
                 # A forced refresh takes only a token stored after it began.
@@ -95,9 +98,14 @@ class SharedTokens:
             if lease is not None:
                 async with self._store.holding(lease):
                     return await self._refresh(lease, latest, provider, fetch, force, seen)
+            # Another sidecar is refreshing. In the advisory window, go on with the current
+            # token, or the fleet's one while it is still usable (a sidecar just started).
             current = provider.current
-            if current is not None and provider.is_usable(current) and not force:
-                return current, 0.0  # advisory window: another sidecar is on it
+            if not force and current is not None and provider.is_usable(current):
+                return current, 0.0
+            if not force and usable is not None:
+                self.adopted += 1
+                return usable
             now = self._clock.monotonic()
             if deadline is not None and now >= deadline:
                 raise DeadlineExceeded(

@@ -229,14 +229,16 @@ class TokenProvider:
         """A token another sidecar fetched (or the current one, while another refreshes)."""
         now = self._clock.monotonic()
         current = self._token
-        if current is not None and current.value == token.value:
+        if current is None or current.value != token.value:
+            if self.on_token is not None:
+                self.on_token(token.value)
+            logger.debug("connection %s: using the fleet's Pipedream token", self._name)
+            self._keep(token, now, lifetime)
+            current = token
+        if self._window(current) is not _Window.FRESH:
+            # Another sidecar is refreshing it: ask the fleet again in a moment, not per call.
             self._retry_not_before = now + SHARED_RECHECK
-            return current
-        if self.on_token is not None:
-            self.on_token(token.value)
-        logger.debug("connection %s: using the fleet's Pipedream token", self._name)
-        self._keep(token, now, lifetime)
-        return token
+        return current
 
     def _note_failure(self, error: SidecarError) -> None:
         policy = self._policy

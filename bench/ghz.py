@@ -6,9 +6,11 @@ built that way prints ``dev`` for ``--version``; ``go version -m`` tells the mod
 and that is what is checked.
 
 Traps met on the way:
-- ghz looks methods up by reflection as ``pkg.Service.Method``; Python's reflection servicer
-  answers only for services and files, so ghz reports "Symbol not found". The benchmark
-  gives ghz a protoset built from the very descriptors the server runs with instead.
+- ghz looks methods up by reflection as ``pkg.Service.Method``; grpcio-reflection alone
+  answers only for services and files ("Symbol not found"). The sidecar's reflection
+  (pdsidecar.api.reflection) answers for methods, and tests/peers runs ghz that way; the
+  benchmark still gives ghz a protoset built from the very descriptors the server runs
+  with, so no run depends on reflection.
 - ghz leaves failed calls out of the latency figures unless ``--count-errors`` is set; it is.
 - ``--skipFirst`` leaves calls out of the count but not out of the elapsed time, so the RPS
   it reports is too low; warm-ups here are separate ghz runs instead.

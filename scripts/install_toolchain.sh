@@ -4,8 +4,8 @@
 # need, and fetches the client libraries' dependencies:
 #
 #   .tools/py/       a venv with buf, grpcio-tools and mypy-protobuf (Python codegen)
-#   .tools/bin/      buf (link), protoc-gen-go, protoc-gen-go-grpc, and Maven
-#                    Central's protoc and protoc-gen-grpc-java executables
+#   .tools/bin/      buf (link), protoc-gen-go, protoc-gen-go-grpc, grpc_health_probe, and
+#                    Maven Central's protoc and protoc-gen-grpc-java executables
 #   .tools/env.sh    `. .tools/env.sh` puts .tools/bin on PATH
 #   client/ts/node_modules   `npm ci` from package-lock.json (protoc-gen-es, Connect, tsc)
 #   the Go module cache and the Maven repository: client/go's and client/java's deps
@@ -26,6 +26,7 @@ GRPCIO_TOOLS_VERSION=1.85.0     # the server's grpcio-tools (constraints.txt)
 MYPY_PROTOBUF_VERSION=5.1.0
 PROTOC_GEN_GO_VERSION=v1.36.12  # = google.golang.org/protobuf in client/go/go.mod
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+GRPC_HEALTH_PROBE_VERSION=v0.4.63  # tests/peers drive the sidecar with it
 PROTOC_VERSION=4.36.2           # Maven's protoc; = protobuf-java in client/java/pom.xml
 GRPC_JAVA_VERSION=1.83.1        # = grpc-java in client/java/pom.xml; 1.84+ publish no
                                 # protoc-gen-grpc-java executables on Maven Central
@@ -92,6 +93,16 @@ install_go() {
     GOBIN="$bin" quiet go install "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
     GOBIN="$bin" quiet go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
     rm -f "$stamps"/go-*
+    stamp "$want"
+    log "  done in $(elapsed "$t")"
+  fi
+  want="go-grpc-health-probe$GRPC_HEALTH_PROBE_VERSION"
+  if ! stamped "$want" || [[ ! -x "$bin/grpc_health_probe" ]]; then
+    t=$(date +%s)
+    log "go install grpc-health-probe@$GRPC_HEALTH_PROBE_VERSION"
+    GOBIN="$bin" quiet go install "github.com/grpc-ecosystem/grpc-health-probe@$GRPC_HEALTH_PROBE_VERSION"
+    mv -f "$bin/grpc-health-probe" "$bin/grpc_health_probe"  # the name its docs use
+    rm -f "$stamps"/go-grpc-health-probe*
     stamp "$want"
     log "  done in $(elapsed "$t")"
   fi

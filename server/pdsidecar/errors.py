@@ -13,6 +13,7 @@ Exceptions form one tree, so callers can catch at any depth::
     +-- AccountProblem            something about the account itself;
     |                             ValidateAccount reports these as data
     +-- UpstreamError             Pipedream refused or failed
+        +-- UpstreamRequestRejected  UPSTREAM_REQUEST_REJECTED (HTTP 400/422; not retryable)
         +-- RateLimited           RATE_LIMITED (retry_after from Retry-After)
         +-- UpstreamUnavailable   UPSTREAM_UNAVAILABLE (retry_after)
             +-- DeadlineExceeded  DEADLINE_EXCEEDED: the caller's deadline ran out first
@@ -83,6 +84,12 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
         grpc.StatusCode.FAILED_PRECONDITION,
         False,
         "Pipedream refused the connection's client credentials.",
+    ),
+    "UPSTREAM_REQUEST_REJECTED": ErrorKind(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        False,
+        "Pipedream refused the request as invalid (HTTP 400/422), e.g. an unknown project or "
+        "environment; the message carries Pipedream's (sanitised) text.",
     ),
     "RATE_LIMITED": ErrorKind(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -169,6 +176,12 @@ class AccountNotFound(AccountProblem):
 
 class UpstreamError(SidecarError):
     """Pipedream refused or failed."""
+
+
+class UpstreamRequestRejected(UpstreamError):
+    """Pipedream answered 400 or 422: asking again will not help."""
+
+    reason = "UPSTREAM_REQUEST_REJECTED"
 
 
 class RateLimited(UpstreamError):

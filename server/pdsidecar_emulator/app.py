@@ -61,7 +61,8 @@ def _instrument(route: Route, handler: Handler) -> Callable[[web.Request], Await
             if plan.delay > 0:
                 await asyncio.sleep(plan.delay)
             if plan.status is not None:
-                response = _error(plan.status, _reason(plan.status), plan.retry_after)
+                text = plan.message or _reason(plan.status)
+                response = _error(plan.status, text, plan.retry_after)
             else:
                 response = await handler(request, state)
         except Exception:  # not CancelledError: a request whose client left is not counted
@@ -146,6 +147,7 @@ async def _list(request: web.Request, state: EmulatorState) -> web.Response:
             gate,
             app=q.get("app"),
             external_user_id=q.get("external_user_id"),
+            oauth_app_id=q.get("oauth_app_id"),
             limit=int(q.get("limit", DEFAULT_PAGE_SIZE)),
             after=q.get("after"),
             before=q.get("before"),

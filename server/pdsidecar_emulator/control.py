@@ -5,7 +5,8 @@ TypeError answer 400, KeyError 404, always as ``{"error": "..."}``.
 
 - ``GET /_emulator/stats``, ``POST /_emulator/stats/reset``: counters and the in-flight gauge.
 - ``GET|POST|DELETE /_emulator/faults``: POST {route, status, count, probability, retry_after,
-  latency, stall, stall_probability, seed}, each group optional; DELETE takes a ``route`` query.
+  message, latency, stall, stall_probability, seed}, each group optional; DELETE takes a
+  ``route`` query.
 - ``POST /_emulator/tokens/revoke``; ``POST /_emulator/tokens/lifetime`` {expires_in}.
 - ``POST /_emulator/budget`` {reads (null: off), window}: Pipedream's account-read budget.
 - ``POST /_emulator/clients`` {client_id, client_secret}; ``DELETE /_emulator/clients/{id}``.
@@ -60,7 +61,7 @@ def _target(request: web.Request) -> tuple[str, str, str]:
 
 def _set_faults(_: web.Request, state: EmulatorState, body: JSON) -> JSON:
     """Each group present in the body is applied: status (with count, probability,
-    retry_after), latency, stall (with stall_probability), seed."""
+    retry_after, message), latency, stall (with stall_probability), seed."""
     route = body.get("route", "all")
     if route != "all" and route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES} or 'all'")
@@ -72,6 +73,7 @@ def _set_faults(_: web.Request, state: EmulatorState, body: JSON) -> JSON:
             count=None if body.get("count") is None else int(body["count"]),
             probability=float(body.get("probability", 1.0)),
             retry_after=None if retry_after is None else str(retry_after),
+            message=None if body.get("message") is None else str(body["message"]),
         )
     if "latency" in body:
         state.set_latency(float(body["latency"]), route)
@@ -87,7 +89,17 @@ def _clear_faults(request: web.Request, state: EmulatorState, _: JSON) -> JSON:
     return state.faults_json()
 
 
-_ACCOUNT_FIELDS = {"name", "external_id", "healthy", "dead", "error", "credentials"}
+# served_as: a JSON body the account routes answer instead of the account (odd answers).
+_ACCOUNT_FIELDS = {
+    "name",
+    "external_id",
+    "healthy",
+    "dead",
+    "error",
+    "credentials",
+    "oauth_app_id",
+    "served_as",
+}
 _CREATE_ONLY = {"app", "id", "project_id", "environment"}
 
 
@@ -105,7 +117,8 @@ def _changes(state: EmulatorState, body: JSON, allowed: set[str]) -> dict[str, A
 
 def _add_account(_: web.Request, state: EmulatorState, body: JSON) -> JSON:
     """Body: app (slug), optional id, project_id, environment, external_id, name, healthy,
-    dead, error, expires_in and credentials (absent: fresh fake ones; null: default OAuth)."""
+    dead, error, expires_in, oauth_app_id, served_as and credentials (absent: fresh fake ones;
+    null: default OAuth)."""
     if not isinstance(body.get("app"), str):
         raise ValueError("app (a slug) is required")
     changes = _changes(state, body, _ACCOUNT_FIELDS | _CREATE_ONLY)

@@ -27,27 +27,82 @@ def iso(ts: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class App:
+    """An app as Pipedream's API describes it (the fields its official SDK requires included:
+    ``img_src``, ``categories``, ``featured_weight``, ``scope_profiles``)."""
+
     id: str
     name_slug: str
     name: str
     auth_type: str  # "oauth" | "keys" | "none"
     description: str = ""
+    categories: tuple[str, ...] = ()
+    featured_weight: float = 0.0
+    # OAuth scopes; an OAuth app offers them as one "read_write" scope profile.
+    scopes: tuple[str, ...] = ()
+
+    @property
+    def oauth_app_id(self) -> str | None:
+        """Pipedream's official OAuth client of the app (None unless it uses OAuth)."""
+        return "oa_pd" + self.id.removeprefix("app_") if self.auth_type == "oauth" else None
 
     def to_json(self) -> JSON:
+        profiles = [{"name": "read_write", "scopes": list(self.scopes)}] if self.scopes else []
         return {
             "id": self.id,
             "name_slug": self.name_slug,
             "name": self.name,
             "auth_type": self.auth_type,
             "description": self.description,
+            "img_src": f"https://assets.pipedream.net/s.v0/{self.id}/logo/orig",
+            "custom_fields_json": "[]",
+            "categories": list(self.categories),
+            "featured_weight": self.featured_weight,
+            "scope_profiles": profiles,
+            "oauth_app_id": self.oauth_app_id,
         }
 
 
+def _app(
+    id: str, slug: str, name: str, auth: str, text: str, category: str, weight: float, *scopes: str
+) -> App:
+    return App(id, slug, name, auth, text, (category,), weight, scopes)
+
+
 APPS: dict[str, App] = {
-    "notion": App("app_demoNotion", "notion", "Notion", "oauth", "Notes, docs and wikis."),
-    "slack_v2": App("app_demoSlack", "slack_v2", "Slack", "oauth", "Team messaging."),
-    "coda": App("app_demoCoda", "coda", "Coda", "keys", "Docs that work like apps."),
-    "google_drive": App("app_demoGdrive", "google_drive", "Google Drive", "oauth", "Files."),
+    "notion": _app(
+        "app_demoNotion",
+        "notion",
+        "Notion",
+        "oauth",
+        "Notes, docs and wikis.",
+        "Productivity",
+        9000,
+        "read_content",
+    ),
+    "slack_v2": _app(
+        "app_demoSlack",
+        "slack_v2",
+        "Slack",
+        "oauth",
+        "Team messaging.",
+        "Communication",
+        9500,
+        "channels:read",
+        "chat:write",
+    ),
+    "coda": _app(
+        "app_demoCoda", "coda", "Coda", "keys", "Docs that work like apps.", "Productivity", 500
+    ),
+    "google_drive": _app(
+        "app_demoGdrive",
+        "google_drive",
+        "Google Drive",
+        "oauth",
+        "Files.",
+        "File Storage",
+        9200,
+        "https://www.googleapis.com/auth/drive",
+    ),
 }
 
 
@@ -56,7 +111,8 @@ def app_for(slug: str) -> App:
     known = APPS.get(slug)
     if known is not None:
         return known
-    return App("app_" + "".join(c for c in slug if c.isalnum()), slug, slug.title(), "oauth")
+    app_id = "app_" + "".join(c for c in slug if c.isalnum())
+    return App(app_id, slug, slug.title(), "oauth", categories=("Developer Tools",))
 
 
 def fake_token(app: App, kind: str = "") -> str:
@@ -96,8 +152,23 @@ class Account:
     expires_at: float | None = None
     last_refreshed_at: float | None = None
     next_refresh_at: float | None = None
+    # The OAuth client the account was connected with; None: derived (see oauth_client).
+    oauth_app_id: str | None = None
+    # When set, the account routes answer this body instead (tests of odd answers).
+    served_as: JSON | None = None
+
+    def oauth_client(self) -> str | None:
+        """The OAuth client id the ``oauth_app_id`` list filter matches: the explicit one, else
+        the customer's own client (custom OAuth) or Pipedream's official one (default OAuth)."""
+        if self.oauth_app_id is not None or self.app.auth_type != "oauth":
+            return self.oauth_app_id
+        if self.credentials is None:
+            return self.app.oauth_app_id
+        return "oa_custom" + self.app.id.removeprefix("app_")
 
     def to_json(self, include_credentials: bool) -> JSON:
+        if self.served_as is not None:
+            return dict(self.served_as)
         body: JSON = {
             "id": self.id,
             "name": self.name,
@@ -106,6 +177,7 @@ class Account:
             "dead": self.dead,
             "error": self.error,
             "app": self.app.to_json(),
+            "authorized_scopes": list(self.app.scopes),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "expires_at": iso(self.expires_at),
@@ -143,18 +215,20 @@ class Plan:
     delay: float = 0.0
     status: int | None = None
     retry_after: str | None = None
+    message: str | None = None  # the error body's text; None: the status's phrase
 
 
 @dataclass
 class Fault:
     """Faults of one route. A status fault fires with ``probability`` while ``count`` lasts
-    (None: until cleared); ``latency`` delays every request; a stall adds ``stall`` seconds
-    with ``stall_probability``."""
+    (None: until cleared), its body saying ``message``; ``latency`` delays every request; a
+    stall adds ``stall`` seconds with ``stall_probability``."""
 
     status: int | None = None
     count: int | None = None
     probability: float = 1.0
     retry_after: str | None = None
+    message: str | None = None
     latency: float = 0.0
     stall: float = 0.0
     stall_probability: float = 0.0
@@ -167,11 +241,12 @@ class Fault:
             delay += self.stall
         if self.status is None or (self.probability < 1.0 and rng.random() >= self.probability):
             return Plan(delay)
-        plan = Plan(delay, self.status, self.retry_after)
+        plan = Plan(delay, self.status, self.retry_after, self.message)
         if self.count is not None:
             self.count -= 1
             if self.count == 0:  # used up: back to normal, keeping latency and stalls
                 self.status, self.count, self.probability, self.retry_after = None, None, 1.0, None
+                self.message = None
         return plan
 
 

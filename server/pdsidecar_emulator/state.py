@@ -247,12 +247,14 @@ class EmulatorState:
         *,
         app: str | None = None,
         external_user_id: str | None = None,
+        oauth_app_id: str | None = None,
         limit: int = DEFAULT_PAGE_SIZE,
         after: str | None = None,
         before: str | None = None,
     ) -> tuple[list[Account], JSON]:
         """One page and its page_info (see the module docstring). ValueError on a bad cursor or
-        a limit below 1; limits above MAX_PAGE_SIZE are clamped. Filters apply before paging."""
+        a limit below 1; limits above MAX_PAGE_SIZE are clamped. Filters apply before paging:
+        ``app`` matches the app's slug or id, ``oauth_app_id`` the account's OAuth client."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         limit = min(limit, MAX_PAGE_SIZE)
@@ -264,8 +266,9 @@ class EmulatorState:
         matches = [
             a
             for a in map(bucket.__getitem__, ids)
-            if (app is None or a.app.name_slug == app)
+            if (app is None or app in (a.app.name_slug, a.app.id))
             and (external_user_id is None or a.external_id == external_user_id)
+            and (oauth_app_id is None or a.oauth_client() == oauth_app_id)
         ]
         lo, hi = 0, len(matches)
         if after is not None:
@@ -312,9 +315,11 @@ class EmulatorState:
         count: int | None = None,
         probability: float = 1.0,
         retry_after: str | None = None,
+        message: str | None = None,
     ) -> None:
         """Answer ``status`` for the next ``count`` requests (None: until cleared), each with
-        ``probability``; ``retry_after`` becomes the Retry-After header."""
+        ``probability``; ``retry_after`` becomes the Retry-After header, ``message`` the
+        body's ``error`` text."""
         if not 100 <= status <= 599 or (count is not None and count < 1):
             raise ValueError("status must be 100-599 and count at least 1")
         _check_probability(probability)
@@ -322,6 +327,7 @@ class EmulatorState:
             fault = self.faults[r]
             fault.status, fault.count = status, count
             fault.probability, fault.retry_after = probability, retry_after
+            fault.message = message
 
     def set_latency(self, seconds: float, route: RouteSpec = "all") -> None:
         """Delay every request on the route by ``seconds`` (concurrently, never serialized)."""

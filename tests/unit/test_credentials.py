@@ -264,7 +264,7 @@ async def test_validate_valid_and_unhealthy(world: World) -> None:
         ({"app": "slack_v2"}, ["ACCOUNT_APP_MISMATCH"]),
         ({"dead": True}, ["ACCOUNT_DEAD"]),
         ({"credentials": None}, ["CREDENTIALS_NOT_AVAILABLE"]),
-        ({"credentials": {}}, ["MISSING_REQUIRED_FIELDS"]),
+        ({"credentials": {}}, ["CREDENTIALS_NOT_AVAILABLE"]),  # an empty object: none
         (
             {"app": "slack_v2", "credentials": None},
             ["ACCOUNT_APP_MISMATCH", "CREDENTIALS_NOT_AVAILABLE"],

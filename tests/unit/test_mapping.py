@@ -136,11 +136,10 @@ def test_missing_required_fields_names_both_sides_never_values() -> None:
     assert check.credentials is None
 
 
-def test_empty_credentials_report_no_available_fields() -> None:
+def test_empty_credentials_are_no_credentials() -> None:
     check = mapping.check_account(make_account(credentials={}), source="notion")
     [problem] = check.problems
-    assert problem.reason == "MISSING_REQUIRED_FIELDS"
-    assert problem.message.endswith("available Pipedream fields: none")
+    assert problem.reason == "CREDENTIALS_NOT_AVAILABLE"
 
 
 def test_dead_includes_pipedream_error_text() -> None:

@@ -254,7 +254,8 @@ async def test_401_on_an_account_is_token_rejected_without_the_token(
 
 async def test_ids_cannot_address_another_endpoint(fake: FakePipedream, clock: ManualClock) -> None:
     client, _ = make_client(fake, clock)
-    await client.get_account(TOKEN, PROJECT, "production", "../../oauth/token", deadline=None)
+    with pytest.raises(UpstreamUnavailable, match="another account"):  # the fake's own account
+        await client.get_account(TOKEN, PROJECT, "production", "../../oauth/token", deadline=None)
     assert fake.requests[0].url.raw_path.startswith(
         f"/v1/connect/{PROJECT}/accounts/..%2F..%2Foauth%2Ftoken".encode()
     )

@@ -120,6 +120,9 @@ const (
 	Reason_REASON_PERMISSION_DENIED Reason = 15
 	// The call's deadline passed before Pipedream answered.
 	Reason_REASON_DEADLINE_EXCEEDED Reason = 16
+	// Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+	// unknown project or environment; retrying will not help.
+	Reason_REASON_UPSTREAM_REQUEST_REJECTED Reason = 17
 )
 
 // Enum value maps for Reason.
@@ -142,6 +145,7 @@ var (
 		14: "REASON_UNAUTHENTICATED",
 		15: "REASON_PERMISSION_DENIED",
 		16: "REASON_DEADLINE_EXCEEDED",
+		17: "REASON_UPSTREAM_REQUEST_REJECTED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":               0,
@@ -161,6 +165,7 @@ var (
 		"REASON_UNAUTHENTICATED":           14,
 		"REASON_PERMISSION_DENIED":         15,
 		"REASON_DEADLINE_EXCEEDED":         16,
+		"REASON_UPSTREAM_REQUEST_REJECTED": 17,
 	}
 )
 
@@ -281,7 +286,9 @@ type AccountInfo struct {
 	AppSlug    string                 `protobuf:"bytes,4,opt,name=app_slug,json=appSlug,proto3" json:"app_slug,omitempty"`
 	AppName    string                 `protobuf:"bytes,5,opt,name=app_name,json=appName,proto3" json:"app_name,omitempty"`
 	// "oauth", "keys" or "none".
-	AuthType        string                 `protobuf:"bytes,6,opt,name=auth_type,json=authType,proto3" json:"auth_type,omitempty"`
+	AuthType string `protobuf:"bytes,6,opt,name=auth_type,json=authType,proto3" json:"auth_type,omitempty"`
+	// False only when Pipedream reports the account unhealthy; true when it says
+	// healthy or does not say (null).
 	Healthy         bool                   `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
 	Dead            bool                   `protobuf:"varint,8,opt,name=dead,proto3" json:"dead,omitempty"`
 	Error           string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
@@ -1097,7 +1104,7 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\vEnvironment\x12\x1b\n" +
 	"\x17ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENVIRONMENT_PRODUCTION\x10\x01\x12\x1b\n" +
-	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\x93\x04\n" +
+	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xb9\x04\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x01\x12\x1f\n" +
@@ -1116,7 +1123,8 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\x18REASON_ACCOUNT_UNHEALTHY\x10\r\x12\x1a\n" +
 	"\x16REASON_UNAUTHENTICATED\x10\x0e\x12\x1c\n" +
 	"\x18REASON_PERMISSION_DENIED\x10\x0f\x12\x1c\n" +
-	"\x18REASON_DEADLINE_EXCEEDED\x10\x102\xff\x02\n" +
+	"\x18REASON_DEADLINE_EXCEEDED\x10\x10\x12$\n" +
+	" REASON_UPSTREAM_REQUEST_REJECTED\x10\x112\xff\x02\n" +
 	"\x12CredentialsService\x12[\n" +
 	"\x0eGetCredentials\x12#.pdsidecar.v1.GetCredentialsRequest\x1a$.pdsidecar.v1.GetCredentialsResponse\x12^\n" +
 	"\x0fValidateAccount\x12$.pdsidecar.v1.ValidateAccountRequest\x1a%.pdsidecar.v1.ValidateAccountResponse\x12U\n" +

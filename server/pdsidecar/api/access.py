@@ -1,7 +1,7 @@
 """Who may call: the shared API token and a listener's allow-lists.
 
 :class:`AccessControl` guards ``pdsidecar.v1.CredentialsService`` on one
-listener's server; the observing wrapper (:mod:`pdsidecar.metrics`) asks it
+listener's server; the observing wrapper (:mod:`pdsidecar.api.calls`) asks it
 about every call before the servicer sees it:
 
 - With an API token set, every call must carry ``authorization: Bearer

@@ -27,7 +27,7 @@ def account_info(account: Account) -> pb.AccountInfo:
         app_slug=account.app_slug,
         app_name=account.app_name,
         auth_type=account.auth_type,
-        healthy=account.healthy,
+        healthy=account.healthy is not False,  # unknown (None) is not unhealthy
         dead=account.dead,
         error=account.error,
         expires_at=timestamp(account.expires_at),

@@ -1,8 +1,8 @@
 """The credential service: between the servicer and the connections.
 
 It resolves a connection, checks the request against the connection's rules,
-reads accounts through the :class:`~pdsidecar.account_cache.AccountCache`
-and applies Airweave's mapping (:mod:`pdsidecar.mapping`). Requests arrive
+reads accounts through the :class:`~pdsidecar.credentials.cache.AccountCache`
+and applies Airweave's mapping (:mod:`pdsidecar.credentials.mapping`). Requests arrive
 validated in format; every failure leaves as a :class:`SidecarError`. Data
 flows one way: this layer calls the connections, nothing here is called back.
 """

@@ -1,6 +1,6 @@
 """The account cache: fresh hits without I/O, one shared fetch per key.
 
-Policy (values from :class:`~pdsidecar.config.Policy`):
+Policy (values from :class:`~pdsidecar.settings.Policy`):
 
 - An entry is *fresh* until ``min(fetched + credentials_max_age, expires_at -
   credentials_expiry_margin)``, but at least ``MIN_FRESH`` seconds: an account

@@ -146,7 +146,7 @@ def check_account(
         )
     credentials: dict[str, str] | None = None
     missing: tuple[str, ...] = ()
-    if account.credentials is None:
+    if not account.credentials:  # absent, or nothing in it
         problems.append(
             Problem(
                 NO_CREDENTIALS,
@@ -174,7 +174,7 @@ def check_account(
                 secret = held.get(pipedream_field(source, name))
                 if secret is not None:  # a missing optional field is skipped
                     credentials[name] = secret.reveal()
-    if not account.healthy:
+    if account.healthy is False:  # None: Pipedream did not say
         text = account.error[:_MAX_ERROR_TEXT]
         detail = f": {text}" if text else ""
         problems.append(

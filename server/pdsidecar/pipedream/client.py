@@ -3,11 +3,14 @@
 One :class:`PipedreamClient` serves every connection over one shared
 ``httpx.AsyncClient`` and maps Pipedream's answers to the error table.
 Retries, deadlines and the process-wide concurrency cap live in
-:mod:`pdsidecar.retrying_http`; every call here is safe to repeat (GETs, and a
+:mod:`pdsidecar.pipedream.retrying`; every call here is safe to repeat (GETs, and a
 token POST that only mints a token), so all of them go through it.
 
 No exception raised here carries a secret: messages name endpoints, ids and
-status codes; Pipedream's error bodies are not quoted.
+status codes; Pipedream's error text is quoted only sanitised (valid Unicode,
+token-shaped strings masked, bounded; :func:`~pdsidecar.pipedream.text.caller_text`).
+Answers that do not have the documented shape are refused as upstream errors
+(:class:`~pdsidecar.pipedream.models.UnexpectedAnswer`), never read as something else.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from pdsidecar.errors import (
     InvalidRequest,
     ProviderAuthFailed,
     RateLimited,
+    UpstreamRequestRejected,
     UpstreamUnavailable,
 )
-from pdsidecar.pipedream.models import Account, AccountPage
+from pdsidecar.pipedream.models import Account, AccountPage, UnexpectedAnswer
 from pdsidecar.pipedream.retrying import RetryingHttp, Sleep
+from pdsidecar.pipedream.text import caller_text
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy
 
@@ -85,10 +90,16 @@ class PipedreamClient:
             "POST", self._base + "/v1/oauth/token", what, context, deadline=deadline, json=body
         )
         status = response.status_code
-        if status in (400, 401, 403):
+        if status == 400:  # a malformed token request: the grant, the scope
+            raise ProviderAuthFailed(
+                f"Pipedream refused the token request of connection {connection.name} as "
+                f"invalid (HTTP 400{_said(response)}); check its scope and client_id",
+                metadata=context,
+            )
+        if status in (401, 403):
             raise ProviderAuthFailed(
                 f"Pipedream refused the client credentials of connection {connection.name} "
-                f"(HTTP {status})",
+                f"(HTTP {status}{_said(response)}); check its client_id and client secret",
                 metadata=context,
             )
         self._raise_for_common(response, what, context)
@@ -129,7 +140,11 @@ class PipedreamClient:
                 metadata=context,
             )
         self._raise_for_common(response, what, context)
-        return Account.from_json(_json_object(response, what, context))
+        data = _json_object(response, what, context)
+        try:
+            return Account.from_json(data, expected_id=account_id)
+        except UnexpectedAnswer as error:
+            raise UpstreamUnavailable(f"{what}: {error}", metadata=context) from None
 
     async def list_accounts(
         self,
@@ -163,11 +178,12 @@ class PipedreamClient:
         self._raise_for_common(response, what, context)
         data = _json_object(response, what, context)
         rows = data.get("data")
-        accounts = tuple(
-            Account.from_json(row)
-            for row in (rows if isinstance(rows, list) else [])
-            if isinstance(row, Mapping)
-        )
+        if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+            raise UpstreamUnavailable(f"{what}: 'data' is not a list of accounts", metadata=context)
+        try:
+            accounts = tuple(Account.from_json(row) for row in rows)
+        except UnexpectedAnswer as error:
+            raise UpstreamUnavailable(f"{what}: {error}", metadata=context) from None
         page_info = data.get("page_info")
         page_info = page_info if isinstance(page_info, Mapping) else {}
         cursor = page_info.get("end_cursor")
@@ -183,6 +199,11 @@ class PipedreamClient:
         status = response.status_code
         if status == 401:
             raise TokenRejected(f"{what}: Pipedream rejected the token (HTTP 401)")
+        if status in (400, 422):
+            raise UpstreamRequestRejected(
+                f"{what}: Pipedream refused the request (HTTP {status}{_said(response)})",
+                metadata=context,
+            )
         if status == 403:
             raise ProviderAuthFailed(
                 f"{what}: Pipedream denied access (HTTP 403)", metadata=context
@@ -208,6 +229,18 @@ def _segment(field: str, value: str) -> str:
     if value in ("", ".", ".."):
         raise InvalidRequest([FieldViolation(field, "must be a Pipedream id")])
     return quote(value, safe="")
+
+
+def _said(response: httpx.Response) -> str:
+    """``: <Pipedream's error text>``, sanitised, or "" when there is none."""
+    try:
+        body = response.json()
+    except ValueError:  # not JSON (UnicodeDecodeError included)
+        body = None
+    text = ""
+    if isinstance(body, dict):
+        text = caller_text(body.get("error") or body.get("message"))
+    return f": {text}" if text else ""
 
 
 def _positive_number(value: Any, default: float) -> float:

@@ -2,6 +2,12 @@
 
 Credential values are held as :class:`~pdsidecar.secret.Secret`, so an
 ``Account`` can be logged or put in an exception without leaking them.
+
+The reading is strict where a wrong guess would mislead a caller: an account
+must carry the id that was asked for (:class:`UnexpectedAnswer` otherwise), an
+empty or all-null ``credentials`` object means no credentials, and a null
+``healthy`` means unknown. Every string is valid Unicode afterwards, and free
+text (name, error) is sanitised (:mod:`pdsidecar.pipedream.text`).
 """
 
 from __future__ import annotations
@@ -12,7 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pdsidecar.pipedream.text import caller_text, json_text, unicode_text
 from pdsidecar.secret import Secret
+
+
+class UnexpectedAnswer(ValueError):
+    """Pipedream's answer does not have the documented shape; the message says how (no values)."""
 
 
 def parse_timestamp(value: Any) -> float | None:
@@ -37,7 +48,8 @@ class Account:
     app_slug: str
     app_name: str
     auth_type: str
-    healthy: bool
+    # None when Pipedream does not say (null or absent): unknown, not unhealthy.
+    healthy: bool | None
     dead: bool
     error: str
     # Unix seconds (wall clock), as Pipedream reports them; None when absent.
@@ -52,32 +64,58 @@ class Account:
         return tuple(sorted(self.credentials)) if self.credentials else ()
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Account:
-        app = data.get("app") or {}
-        raw_credentials = data.get("credentials")
-        credentials: dict[str, Secret] | None = None
-        if isinstance(raw_credentials, Mapping):
-            # Field and app names repeat across thousands of cached accounts: intern them.
-            credentials = {
-                sys.intern(str(key)): Secret(str(value))
-                for key, value in raw_credentials.items()
-                if value is not None and value != ""
-            }
+    def from_json(cls, data: Mapping[str, Any], expected_id: str | None = None) -> Account:
+        """The account in ``data``; :class:`UnexpectedAnswer` when it has no id, or another id
+        than ``expected_id``, or is wrapped in ``{"data": {...}}`` (an older documented shape,
+        which the current API and SDKs do not send: refused rather than guessed at)."""
+        account_id = data.get("id")
+        if not isinstance(account_id, str) or not account_id:
+            if "id" not in data and isinstance(data.get("data"), Mapping):
+                raise UnexpectedAnswer(
+                    'the account is wrapped in {"data": ...}, a shape the current API does not '
+                    "send; refusing to guess"
+                )
+            raise UnexpectedAnswer("an account has no id")
+        account_id = unicode_text(account_id)
+        if expected_id is not None and account_id != expected_id:
+            raise UnexpectedAnswer(f"asked for account {expected_id}, got another account")
+        app = data.get("app")
+        app = app if isinstance(app, Mapping) else {}
+        healthy = data.get("healthy")
         return cls(
-            id=str(data.get("id") or ""),
-            name=str(data.get("name") or ""),
-            external_id=str(data.get("external_id") or ""),
-            app_slug=sys.intern(str(app.get("name_slug") or "")),
-            app_name=sys.intern(str(app.get("name") or "")),
-            auth_type=sys.intern(str(app.get("auth_type") or "")),
-            healthy=bool(data.get("healthy", True)),
-            dead=bool(data.get("dead", False)),
-            error=str(data.get("error") or ""),
+            id=account_id,
+            name=caller_text(data.get("name")),
+            external_id=_plain(data.get("external_id")),
+            app_slug=sys.intern(_plain(app.get("name_slug"))),
+            app_name=sys.intern(caller_text(app.get("name"))),
+            auth_type=sys.intern(_plain(app.get("auth_type"))),
+            healthy=healthy if isinstance(healthy, bool) else None,
+            dead=data.get("dead") is True,
+            error=caller_text(data.get("error")),
             expires_at=parse_timestamp(data.get("expires_at")),
             last_refreshed_at=parse_timestamp(data.get("last_refreshed_at")),
             next_refresh_at=parse_timestamp(data.get("next_refresh_at")),
-            credentials=credentials,
+            credentials=_credentials(data.get("credentials")),
         )
+
+
+def _plain(value: Any) -> str:
+    """An identifier-like string as is (valid Unicode); anything else as ""."""
+    return unicode_text(value) if isinstance(value, str) else ""
+
+
+def _credentials(raw: Any) -> dict[str, Secret] | None:
+    """None when Pipedream returned no credentials: the key absent (default OAuth), or an
+    object with no value in it (``{}``, all null or empty)."""
+    if not isinstance(raw, Mapping):
+        return None
+    # Field names repeat across thousands of cached accounts: intern them.
+    credentials = {
+        sys.intern(unicode_text(str(key))): Secret(json_text(value))
+        for key, value in raw.items()
+        if value is not None and value != ""
+    }
+    return credentials or None
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from pdsidecar.api.access import AccessControl, TokenHolder
 from pdsidecar.api.calls import CallWrapper
+from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
@@ -200,8 +200,8 @@ class Sidecar:
             registrar: Any = WrappingRegistrar(server, wrapper.wrap)
             add_to_server(self._servicer, registrar)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
-            names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(names, registrar)
+            # v1 and v1alpha, answering for methods too (ghz, grpcurl describe).
+            enable_reflection((SERVICE_NAME, health.SERVICE_NAME), registrar)
             self.servers.append((listener, server))
         for address in self._health_listeners:
             server = _grpc_server([], self._reuse_port)

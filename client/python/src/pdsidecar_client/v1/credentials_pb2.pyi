@@ -87,6 +87,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The listener's allow-list does not include this connection or source."""
     REASON_DEADLINE_EXCEEDED: _Reason.ValueType  # 16
     """The call's deadline passed before Pipedream answered."""
+    REASON_UPSTREAM_REQUEST_REJECTED: _Reason.ValueType  # 17
+    """Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+    unknown project or environment; retrying will not help.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason names every failure and every account problem. The ErrorInfo reason
@@ -126,6 +130,10 @@ REASON_PERMISSION_DENIED: Reason.ValueType  # 15
 """The listener's allow-list does not include this connection or source."""
 REASON_DEADLINE_EXCEEDED: Reason.ValueType  # 16
 """The call's deadline passed before Pipedream answered."""
+REASON_UPSTREAM_REQUEST_REJECTED: Reason.ValueType  # 17
+"""Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+unknown project or environment; retrying will not help.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final
@@ -192,6 +200,9 @@ class AccountInfo(_message.Message):
     auth_type: _builtins.str
     """"oauth", "keys" or "none"."""
     healthy: _builtins.bool
+    """False only when Pipedream reports the account unhealthy; true when it says
+    healthy or does not say (null).
+    """
     dead: _builtins.bool
     error: _builtins.str
     @_builtins.property

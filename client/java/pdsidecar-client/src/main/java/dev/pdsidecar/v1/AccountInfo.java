@@ -307,6 +307,11 @@ private static final long serialVersionUID = 0L;
   public static final int HEALTHY_FIELD_NUMBER = 7;
   private boolean healthy_ = false;
   /**
+   * <pre>
+   * False only when Pipedream reports the account unhealthy; true when it says
+   * healthy or does not say (null).
+   * </pre>
+   *
    * <code>bool healthy = 7 [json_name = "healthy"];</code>
    * @return The healthy.
    */
@@ -1601,6 +1606,11 @@ private static final long serialVersionUID = 0L;
 
     private boolean healthy_ ;
     /**
+     * <pre>
+     * False only when Pipedream reports the account unhealthy; true when it says
+     * healthy or does not say (null).
+     * </pre>
+     *
      * <code>bool healthy = 7 [json_name = "healthy"];</code>
      * @return The healthy.
      */
@@ -1609,6 +1619,11 @@ private static final long serialVersionUID = 0L;
       return healthy_;
     }
     /**
+     * <pre>
+     * False only when Pipedream reports the account unhealthy; true when it says
+     * healthy or does not say (null).
+     * </pre>
+     *
      * <code>bool healthy = 7 [json_name = "healthy"];</code>
      * @param value The healthy to set.
      * @return This builder for chaining.
@@ -1621,6 +1636,11 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * False only when Pipedream reports the account unhealthy; true when it says
+     * healthy or does not say (null).
+     * </pre>
+     *
      * <code>bool healthy = 7 [json_name = "healthy"];</code>
      * @return This builder for chaining.
      */

@@ -91,6 +91,11 @@ public interface AccountInfoOrBuilder extends
       getAuthTypeBytes();
 
   /**
+   * <pre>
+   * False only when Pipedream reports the account unhealthy; true when it says
+   * healthy or does not say (null).
+   * </pre>
+   *
    * <code>bool healthy = 7 [json_name = "healthy"];</code>
    * @return The healthy.
    */

@@ -156,7 +156,7 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "_page_token\030\002 \001(\tR\rnextPageToken*c\n\013Envi" +
       "ronment\022\033\n\027ENVIRONMENT_UNSPECIFIED\020\000\022\032\n\026" +
       "ENVIRONMENT_PRODUCTION\020\001\022\033\n\027ENVIRONMENT_" +
-      "DEVELOPMENT\020\002*\223\004\n\006Reason\022\026\n\022REASON_UNSPE" +
+      "DEVELOPMENT\020\002*\271\004\n\006Reason\022\026\n\022REASON_UNSPE" +
       "CIFIED\020\000\022\032\n\026REASON_INVALID_REQUEST\020\001\022\037\n\033" +
       "REASON_CONNECTION_NOT_FOUND\020\002\022\034\n\030REASON_" +
       "ACCOUNT_NOT_FOUND\020\003\022\037\n\033REASON_SOURCE_NOT" +
@@ -169,20 +169,21 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "EASON_ACCOUNT_USER_MISMATCH\020\014\022\034\n\030REASON_" +
       "ACCOUNT_UNHEALTHY\020\r\022\032\n\026REASON_UNAUTHENTI" +
       "CATED\020\016\022\034\n\030REASON_PERMISSION_DENIED\020\017\022\034\n" +
-      "\030REASON_DEADLINE_EXCEEDED\020\0202\377\002\n\022Credenti" +
-      "alsService\022[\n\016GetCredentials\022#.pdsidecar" +
-      ".v1.GetCredentialsRequest\032$.pdsidecar.v1" +
-      ".GetCredentialsResponse\022^\n\017ValidateAccou" +
-      "nt\022$.pdsidecar.v1.ValidateAccountRequest" +
-      "\032%.pdsidecar.v1.ValidateAccountResponse\022" +
-      "U\n\014RefreshToken\022!.pdsidecar.v1.RefreshTo" +
-      "kenRequest\032\".pdsidecar.v1.RefreshTokenRe" +
-      "sponse\022U\n\014ListAccounts\022!.pdsidecar.v1.Li" +
-      "stAccountsRequest\032\".pdsidecar.v1.ListAcc" +
-      "ountsResponseBh\n\020dev.pdsidecar.v1B\020Crede" +
-      "ntialsProtoP\001Z@github.com/pdsidecar/pdsi" +
-      "decar/client/go/pdsidecarv1;pdsidecarv1b" +
-      "\006proto3"
+      "\030REASON_DEADLINE_EXCEEDED\020\020\022$\n REASON_UP" +
+      "STREAM_REQUEST_REJECTED\020\0212\377\002\n\022Credential" +
+      "sService\022[\n\016GetCredentials\022#.pdsidecar.v" +
+      "1.GetCredentialsRequest\032$.pdsidecar.v1.G" +
+      "etCredentialsResponse\022^\n\017ValidateAccount" +
+      "\022$.pdsidecar.v1.ValidateAccountRequest\032%" +
+      ".pdsidecar.v1.ValidateAccountResponse\022U\n" +
+      "\014RefreshToken\022!.pdsidecar.v1.RefreshToke" +
+      "nRequest\032\".pdsidecar.v1.RefreshTokenResp" +
+      "onse\022U\n\014ListAccounts\022!.pdsidecar.v1.List" +
+      "AccountsRequest\032\".pdsidecar.v1.ListAccou" +
+      "ntsResponseBh\n\020dev.pdsidecar.v1B\020Credent" +
+      "ialsProtoP\001Z@github.com/pdsidecar/pdside" +
+      "car/client/go/pdsidecarv1;pdsidecarv1b\006p" +
+      "roto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,

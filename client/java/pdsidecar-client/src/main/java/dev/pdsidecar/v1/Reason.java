@@ -148,6 +148,15 @@ public enum Reason
    * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
    */
   REASON_DEADLINE_EXCEEDED(16),
+  /**
+   * <pre>
+   * Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+   * unknown project or environment; retrying will not help.
+   * </pre>
+   *
+   * <code>REASON_UPSTREAM_REQUEST_REJECTED = 17;</code>
+   */
+  REASON_UPSTREAM_REQUEST_REJECTED(17),
   UNRECOGNIZED(-1),
   ;
 
@@ -292,6 +301,15 @@ public enum Reason
    * <code>REASON_DEADLINE_EXCEEDED = 16;</code>
    */
   public static final int REASON_DEADLINE_EXCEEDED_VALUE = 16;
+  /**
+   * <pre>
+   * Pipedream refused the request as invalid (HTTP 400 or 422), for example an
+   * unknown project or environment; retrying will not help.
+   * </pre>
+   *
+   * <code>REASON_UPSTREAM_REQUEST_REJECTED = 17;</code>
+   */
+  public static final int REASON_UPSTREAM_REQUEST_REJECTED_VALUE = 17;
 
 
   public final int getNumber() {
@@ -335,6 +353,7 @@ public enum Reason
       case 14: return REASON_UNAUTHENTICATED;
       case 15: return REASON_PERMISSION_DENIED;
       case 16: return REASON_DEADLINE_EXCEEDED;
+      case 17: return REASON_UPSTREAM_REQUEST_REJECTED;
       default: return null;
     }
   }

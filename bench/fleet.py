@@ -263,8 +263,8 @@ def markdown(results: dict[str, Any]) -> str:
         "loop (Redis timeout 500 ms, so that the shared loop's lag is not taken for Redis "
         "trouble).",
         "",
-        "| sidecars | shared tier | account reads per 5 min | token requests | 429s from "
-        "Pipedream | callers answered RATE_LIMITED | other errors |",
+        "| sidecars | shared tier | Pipedream account requests per 5 min (429s included) | "
+        "token requests | 429s from Pipedream | callers answered RATE_LIMITED | other errors |",
         "|---:|---|---|---:|---:|---:|---:|",
     ]
     for run in results["runs"]:
@@ -273,17 +273,26 @@ def markdown(results: dict[str, Any]) -> str:
             f"{', '.join(str(w) for w in run['reads_per_5min'])} | {run['token_requests']} | "
             f"{run['account_429']} | {run['rate_limited_callers']} | {run['other_errors']} |"
         )
-    lines += ["", "Latency Redis adds (real time, one sidecar, cold accounts one at a time):", ""]
+    load = ", ".join(f"{x:.1f}" for x in results.get("load", ()))
+    lines += [
+        "",
+        "Latency Redis adds (real time, one sidecar, cold accounts one at a time; load average "
+        f"of the shared machine when measured: {load}):",
+        "",
+    ]
     lines += ["| shared tier | miss overhead p50 | p90 | miss answered from Redis p50 | p90 |"]
     lines += ["|---|---:|---:|---:|---:|"]
     for m in results["latency"]:
         lines.append(
             f"| {'yes' if m['shared'] else 'no'} | {m['miss_overhead_p50_ms']:.2f} ms | "
             f"{m['miss_overhead_p90_ms']:.2f} ms | "
-            f"{m.get('shared_hit_p50_ms', float('nan')):.2f} ms | "
-            f"{m.get('shared_hit_p90_ms', float('nan')):.2f} ms |"
+            f"{_ms(m.get('shared_hit_p50_ms'))} | {_ms(m.get('shared_hit_p90_ms'))} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
@@ -319,12 +328,16 @@ async def main(args: argparse.Namespace) -> None:
         "emulator_latency": args.latency,
         "runs": [],
     }
+    if args.latency_only:
+        results = json.loads((RESULTS / "fleet.json").read_text())
     with redis_server() as (url, _):
-        for count in sizes:
-            for shared in (False, True):
-                run = await run_one(count, shared, args, url)
-                print(json.dumps(run), flush=True)
-                results["runs"].append(run)
+        if not args.latency_only:
+            for count in sizes:
+                for shared in (False, True):
+                    run = await run_one(count, shared, args, url)
+                    print(json.dumps(run), flush=True)
+                    results["runs"].append(run)
+        results["load"] = os.getloadavg()
         results["latency"] = [await miss_latency(s, args, url) for s in (False, True)]
         print(json.dumps(results["latency"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
@@ -344,6 +357,9 @@ def cli() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--latency-only", action="store_true", help="measure the latency again, keep the runs"
+    )
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.samples = 5.0, 100

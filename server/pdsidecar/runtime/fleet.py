@@ -14,6 +14,7 @@ own token and cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 
@@ -104,17 +105,28 @@ def refit(
     if old is not None:
         # Calls in flight on the old store finish (or fall back) before it closes.
         task = asyncio.get_running_loop().create_task(_close_later(old))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        _retired[task] = old
+        task.add_done_callback(lambda done: _retired.pop(done, None))
     return fleet
 
 
-_closing: set[asyncio.Task[None]] = set()
+_retired: dict[asyncio.Task[None], Fleet] = {}
 
 
 async def _close_later(fleet: Fleet) -> None:
     await asyncio.sleep(2 * fleet.config.lock_ttl)
     await fleet.aclose()
+
+
+async def close_retired() -> None:
+    """Close, now, the fleets that reloads replaced and that still wait to close (shutdown)."""
+    retired = list(_retired.items())
+    _retired.clear()
+    for task, fleet in retired:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await fleet.aclose()
 
 
 def _where(url: str) -> str:

@@ -284,6 +284,7 @@ class Sidecar:
         await self.service.aclose()
         if self.fleet is not None:
             await self.fleet.aclose()
+        await fleets.close_retired()
         await self._http.aclose()
 
     def _learn_secrets(self) -> None:

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import dataclasses
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings, SharedCacheConfig
 from pdsidecar.shared.sealing import Keyring
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.support.redis import PASSWORD, USER, RedisServer
+from tests.support.certs import Certs
+from tests.support.logsink import LogSink
+from tests.support.redis import PASSWORD, USER, RedisServer, redis_servers
 from tests.support.requests import get_request
 from tests.support.sidecars import running
 from tests.support.waiting import eventually
@@ -320,3 +323,47 @@ async def test_the_fleet_refreshes_its_token_once_per_window(
         clock.advance(3600)
         await asyncio.gather(*(s.GetCredentials(get_request(ids[7], "notion")) for s in stubs))
         assert emulator.state.tokens_issued == 3
+
+
+async def test_redis_out_of_memory_or_stalled_costs_no_call(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    ids = emulator.state.add_generated_accounts(4)
+    admin = redis_server.client()
+    async with fleet(settings, shared(redis_server, timeout=0.1), 1) as [(sidecar, stub)]:
+        assert sidecar.fleet is not None
+        stats = sidecar.fleet.store.stats
+        await stub.GetCredentials(get_request(ids[0], "notion"))
+        # Out of memory: every write (and the lock) is refused with an OOM error.
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")
+        answer = await stub.GetCredentials(get_request(ids[1], "notion"))
+        assert answer.account.account_id == ids[1]
+        assert stats.errors >= 1 and not stats.up
+        admin.config_set("maxmemory", "0")
+        await asyncio.sleep(1.1)  # the store's retry pause
+        # Stalled (SIGSTOP): commands time out; three in a row mark Redis down.
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            for account_id in ids[2:]:
+                answer = await stub.GetCredentials(get_request(account_id, "notion"))
+                assert answer.account.account_id == account_id
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        assert stats.errors >= 2
+    assert emulator.state.requests["account"] == 4
+
+
+async def test_the_tier_over_tls(
+    settings: Settings, emulator: Emulator, certs: Certs, log_sink: LogSink
+) -> None:
+    with redis_servers(1, log_sink, tls=certs) as [server]:
+        assert server.url.startswith("rediss://")
+        async with fleet(settings, shared(server), 2) as sidecars:
+            request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+            await asyncio.gather(*(stub.GetCredentials(request) for _, stub in sidecars))
+            assert emulator.state.requests["account"] == 1
+            assert emulator.state.tokens_issued == 1
+            assert all(s.fleet and s.fleet.store.stats.errors == 0 for s, _ in sidecars)
+        assert server.client().dbsize() == 2

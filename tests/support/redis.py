@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.certs import Certs
 from tests.support.logsink import LogSink
 
 USER = "pdsidecar"
@@ -62,10 +63,14 @@ def redis_binary() -> str:
 class RedisServer:
     """One redis-server process; ``kill`` and ``start`` again give an empty one."""
 
-    def __init__(self, folder: Path, port: int = 0, cluster: bool = False) -> None:
+    def __init__(
+        self, folder: Path, port: int = 0, cluster: bool = False, tls: Certs | None = None
+    ) -> None:
         self.folder = folder
         self.port = port
         self.cluster = cluster
+        # With certificates: TLS only on the TCP port (the Unix socket stays for the tests).
+        self.tls = tls
         self.socket = folder / "redis.sock"
         self.password_file = folder / "redis-password"
         self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
@@ -73,6 +78,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://localhost:{self.port}/0?ssl_ca_certs={self.tls.ca}"
         return f"unix://{self.socket}" if not self.port else f"redis://127.0.0.1:{self.port}"
 
     def config_toml(self, key_files: list[Path], **extra: Any) -> str:
@@ -91,8 +98,18 @@ class RedisServer:
 
     def start(self) -> None:
         conf = self.folder / "redis.conf"
+        tls = []
+        if self.tls is not None:
+            tls = [
+                f"tls-port {self.port}",
+                f"tls-cert-file {self.tls.server_cert}",
+                f"tls-key-file {self.tls.server_key}",
+                f"tls-ca-cert-file {self.tls.ca}",
+                "tls-auth-clients no",
+            ]
         lines = [
-            f"port {self.port}",
+            *tls,
+            f"port {0 if self.tls is not None else self.port}",
             "bind 127.0.0.1",
             f"unixsocket {self.socket}",
             "unixsocketperm 700",
@@ -195,7 +212,9 @@ def create_cluster(servers: list[RedisServer]) -> None:
 
 
 @contextlib.contextmanager
-def redis_servers(count: int, sink: LogSink, cluster: bool = False) -> Iterator[list[RedisServer]]:
+def redis_servers(
+    count: int, sink: LogSink, cluster: bool = False, tls: Certs | None = None
+) -> Iterator[list[RedisServer]]:
     redis_binary()
     folder = Path(tempfile.mkdtemp(prefix="pd-redis-", dir="/tmp"))
     servers = []
@@ -203,7 +222,8 @@ def redis_servers(count: int, sink: LogSink, cluster: bool = False) -> Iterator[
         for index in range(count):
             sub = folder / str(index)
             sub.mkdir()
-            server = RedisServer(sub, port=_cluster_port() if cluster else 0, cluster=cluster)
+            port = _cluster_port() if cluster or tls is not None else 0
+            server = RedisServer(sub, port=port, cluster=cluster, tls=tls)
             servers.append(server)
             server.start()
         yield servers

@@ -172,8 +172,12 @@ async def test_redis_killed_and_restarted_mid_run_fails_no_call(
             *(stub.GetCredentials(get_request(fresh, "notion"), timeout=10) for stub in stubs)
         )
         assert state.requests["account"] - before == 1
-    outages = [r for p in processes for r in p.records() if "Redis failed" in r.get("message", "")]
-    assert len(outages) == 5, "each sidecar logged the outage once"
+    # Logged once per change of state: down, then back; never once per failed call.
+    for process in processes:
+        messages = [r.get("message", "") for r in process.records()]
+        down = sum("shared cache: Redis failed" in m for m in messages)
+        back = sum("shared cache: Redis answers again" in m for m in messages)
+        assert down >= 1 and down - back in (0, 1), (down, back)
 
 
 async def test_a_fetch_lock_holder_killed_mid_fetch_costs_at_most_the_lock_ttl(

@@ -102,6 +102,25 @@ async def test_thousand_cold_callers_cause_one_token_and_one_account_request(
     assert emulator.state.requests["account"] == 1
 
 
+async def test_cold_callers_for_many_accounts_share_one_token_request(
+    stub: pb_grpc.CredentialsServiceStub, emulator: Emulator
+) -> None:
+    """Distinct accounts: the account cache coalesces nothing here, so only the token
+    lock keeps 100 cold callers to one token request."""
+    accounts = emulator.state.add_generated_accounts(100)
+    emulator.state.set_latency(0.2, route="token")  # out while the other callers arrive
+    emulator.state.set_latency(0.02, route="account")
+    responses = await asyncio.gather(
+        *(stub.GetCredentials(get_request(account, "notion")) for account in accounts)
+    )
+    assert all(r.credentials["access_token"] for r in responses)
+    assert emulator.state.requests["token"] == 1
+    assert emulator.state.requests["account"] == len(accounts)
+    # The callers overlapped: having waited for the one token together, their account
+    # requests went out together (the emulator's gauge counts them in flight).
+    assert emulator.state.max_in_flight > 1
+
+
 async def test_revoked_pipedream_token_means_one_refresh_and_one_retry(
     stub: pb_grpc.CredentialsServiceStub, emulator: Emulator
 ) -> None:

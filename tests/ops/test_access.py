@@ -16,6 +16,7 @@ from pdsidecar.settings import ConfigError, ListenerConfig, Settings
 from pdsidecar_client import AsyncCredentialsClient, CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support import exercised
 from tests.support.requests import error_of, get_request
 from tests.support.sidecars import API_TOKEN, running
 
@@ -82,7 +83,8 @@ def test_api_token_from_file_env_and_length_rule(tmp_path: Path) -> None:
     env = {"S": "secret-value"}
     token_file = tmp_path / "token"
     token_file.write_text(API_TOKEN + "\n")
-    from_file = settings_from_mapping({**base, "api_token_file": str(token_file)}, env)
+    with_file = exercised.config({**base, "api_token_file": str(token_file)})
+    from_file = settings_from_mapping(with_file, env)
     assert from_file.api_token == Secret(API_TOKEN)
     from_env = settings_from_mapping(base, {**env, "PDSIDECAR_API_TOKEN": API_TOKEN})
     assert from_env.api_token == Secret(API_TOKEN)
@@ -153,7 +155,7 @@ async def test_listener_tables_from_the_config(settings: Settings, sockdir: Path
     }
     from pdsidecar_emulator import DEMO_CLIENT_SECRET
 
-    loaded = settings_from_mapping(data, {"S": DEMO_CLIENT_SECRET})
+    loaded = settings_from_mapping(exercised.config(data), {"S": DEMO_CLIENT_SECRET})
     (listener,) = loaded.listeners
     assert listener.socket_mode == 0o660 and listener.allow_sources == {"notion"}
     async with (

@@ -13,7 +13,7 @@ from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, Emulator
 from pdsidecar.cli import main
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
-from pdsidecar.settings import Settings
+from pdsidecar.settings import ConfigError, Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import error_of, get_request
@@ -100,11 +100,21 @@ async def test_health_listener_serves_only_health(settings: Settings, sockdir: P
 
 
 async def test_health_listener_may_bind_any_address(settings: Settings) -> None:
+    """Plaintext on 0.0.0.0 is refused for the API without --allow-insecure-bind, but fine
+    for a health-only listener: it carries no credentials."""
+    with pytest.raises(ConfigError, match=r"0\.0\.0\.0"):
+        Sidecar(settings, [parse_listen("0.0.0.0:0")])
     sidecar = Sidecar(
         settings, [parse_listen("127.0.0.1:0")], health_listeners=[parse_listen("0.0.0.0:0")]
     )
     await sidecar.start()
-    await sidecar.stop(grace=0)
+    try:
+        (probe,) = sidecar.health_bound
+        host, _, port = probe.rpartition(":")
+        assert host == "0.0.0.0"
+        assert await status(f"127.0.0.1:{port}", "") == SERVING
+    finally:
+        await sidecar.stop(grace=0)
 
 
 def test_health_command_reports_no_answer(capsys: pytest.CaptureFixture[str]) -> None:

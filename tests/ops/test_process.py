@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import signal
+import socket
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,24 +129,90 @@ async def test_sighup_reload_adds_and_removes_connections(
     assert 'pdsidecar_config_reloads_total{result="failed"} 1.0' in text
 
 
-async def test_two_workers_answer_on_one_port(
+def two_free_ports() -> int:
+    """A loopback port that is free, and so is the next one (per-worker metrics ports)."""
+    for _ in range(20):
+        port = free_port()
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", port + 1))
+            return port
+    raise AssertionError("no two free ports in a row")
+
+
+async def handled_ok(metrics_port: int, method: str) -> float:
+    """A worker's count of ``method`` calls answered OK, from its /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)).text
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in text.splitlines()
+        if line.startswith("pdsidecar_grpc_server_handled_total{")
+        and f'grpc_method="{method}"' in line
+        and 'grpc_code="OK"' in line
+    )
+
+
+async def reloads_ok(metrics_port: int) -> bool:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)).text
+    return 'pdsidecar_config_reloads_total{result="ok"} 1.0' in text
+
+
+async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_killed(
     emulator: Emulator, serve: Any, tmp_path: Path
 ) -> None:
+    emulator.state.add_client("second-client", DEMO_CLIENT_SECRET)
     config = write_config(tmp_path / "pd.toml", emulator.url, {"default": DEMO_CLIENT_ID})
-    port = free_port()
-    process = serve("--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "2")
+    port, metrics = free_port(), two_free_ports()
+    process = serve(
+        "--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "2",
+        "--metrics-listen", f"127.0.0.1:{metrics}",
+    )  # fmt: skip
     await eventually(lambda: emulator.state.requests["token"] >= 2, 20)  # each worker primes
-    request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    target = f"127.0.0.1:{port}"
     # Separate connections (no shared subchannel), so the kernel spreads them.
     options = [("grpc.use_local_subchannel_pool", 1)]
-    for _ in range(40):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
-            stub = pb_grpc.CredentialsServiceStub(channel)
-            await stub.GetCredentials(request, wait_for_ready=True, timeout=5)
-        if emulator.state.requests["account"] == 2:
-            break
+
+    async def call_until(done: Callable[[], Awaitable[bool]], request: Any) -> None:
+        """Calls on new connections until ``done``; every one must succeed."""
+        for _ in range(60):
+            async with grpc.aio.insecure_channel(target, options=options) as channel:
+                stub = pb_grpc.CredentialsServiceStub(channel)
+                method = getattr(stub, type(request).__name__.removesuffix("Request"))
+                await method(request, wait_for_ready=True, timeout=5)
+            if await done():
+                return
+        raise AssertionError("60 calls on new connections and still not done")
+
     # Each worker has its own cache: two account fetches mean two workers answered.
-    assert emulator.state.requests["account"] == 2
+    notion = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    await call_until(lambda: asyncio.sleep(0, emulator.state.requests["account"] == 2), notion)
+
+    # SIGHUP to the parent: every worker reloads, and answers for the added connection.
+    write_config(config, emulator.url, {"default": DEMO_CLIENT_ID, "second": "second-client"})
+    process.signal(signal.SIGHUP)
+    for worker_metrics in (metrics, metrics + 1):
+        await eventually(functools.partial(reloads_ok, worker_metrics), 15, every=0.1)
+    second = pb.RefreshTokenRequest(connection="second")
+
+    async def both_answered() -> bool:
+        counts = [await handled_ok(m, "RefreshToken") for m in (metrics, metrics + 1)]
+        return all(counts)
+
+    await call_until(both_answered, second)
+
+    # SIGKILL a worker: the parent starts a new one (same index), which serves on the port.
+    killed = process.workers()[1]
+    os.kill(killed, signal.SIGKILL)
+    await eventually(lambda: process.workers().get(1) not in (None, killed), 15, every=0.1)
+    await eventually(lambda: emulator.state.requests["token"] >= 5, 15)  # it primed too
+
+    async def replacement_answered() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return await handled_ok(metrics + 1, "RefreshToken") > 0
+        return False
+
+    await call_until(replacement_answered, second)
     process.signal(signal.SIGTERM)
     assert await process.wait() == 0
 

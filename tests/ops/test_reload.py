@@ -7,7 +7,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_NOTION_ACCOUNT_ID, Emulator
+from pdsidecar_emulator import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_CODA_ACCOUNT_ID,
+    DEMO_NOTION_ACCOUNT_ID,
+    Emulator,
+)
 
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.workers import check_shareable
@@ -37,12 +43,14 @@ async def test_reload_keeps_unchanged_connections_and_swaps_the_rest(
         stub = pb_grpc.CredentialsServiceStub(channel)
         request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
         await stub.GetCredentials(request)
+        coda = get_request(DEMO_CODA_ACCOUNT_ID, "coda", required_fields=["api_key"])
+        assert (await error_of(stub.GetCredentials(coda))).reason == "PERMISSION_DENIED"
         kept = sidecar.connections["default"]
         assert len(sidecar.service.cache) == 1
 
         # Same connection, a new one, a wider allow-list, an API token; the URL is ignored.
         other = ConnectionConfig("other", "other-client", Secret(DEMO_CLIENT_SECRET))
-        wider = dataclasses.replace(listener, allow_sources=frozenset({"notion", "slack"}))
+        wider = dataclasses.replace(listener, allow_sources=frozenset({"notion", "coda"}))
         pending.append(
             dataclasses.replace(
                 current,
@@ -61,9 +69,8 @@ async def test_reload_keeps_unchanged_connections_and_swaps_the_rest(
         assert (await error_of(stub.GetCredentials(request))).reason == "UNAUTHENTICATED"
         answer = await stub.RefreshToken(pb.RefreshTokenRequest(connection="other"), metadata=auth)
         assert answer.connection == "other"
-        slack = get_request(DEMO_NOTION_ACCOUNT_ID, "slack")
-        error = await error_of(stub.GetCredentials(slack, metadata=auth))
-        assert error.reason != "PERMISSION_DENIED", "the wider allow-list is in force"
+        answer = await stub.GetCredentials(coda, metadata=auth)  # the wider allow-list
+        assert answer.account.account_id == DEMO_CODA_ACCOUNT_ID and answer.credentials["api_key"]
 
         # A changed secret means a new upstream, and the connection's cache is dropped.
         rotated = ConnectionConfig("default", DEMO_CLIENT_ID, Secret("rotated-secret"))

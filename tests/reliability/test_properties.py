@@ -3,7 +3,8 @@
 Requests are generated (valid and malformed fields, unknown enum values, huge lists, raw
 bytes that are not a message at all) and sent to a real ``pdsidecar serve --emulator``
 process. No answer may be UNKNOWN or INTERNAL, and the process must still be serving at
-the end.
+the end. Every error carries the rich status the error table promises (ErrorInfo,
+RetryInfo when retryable, BadRequest for bad input).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdsidecar_emulator import (
@@ -31,7 +35,7 @@ from pdsidecar_emulator import (
     DEMO_USER_BOB,
 )
 
-from pdsidecar.errors import ERROR_TABLE
+from pdsidecar.errors import DOMAIN, ERROR_TABLE
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.waiting import free_port
@@ -39,6 +43,7 @@ from tests.support.waiting import free_port
 ALLOWED = {grpc.StatusCode.OK} | {kind.code for kind in ERROR_TABLE.values()}
 SERVICE = "/pdsidecar.v1.CredentialsService/"
 EXAMPLES = settings(max_examples=200, deadline=None)
+T = TypeVar("T", bound=Message)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,12 @@ def served() -> Iterator[tuple[subprocess.Popen[bytes], grpc.Channel]]:
             process.wait()
 
 
-def call(channel: grpc.Channel, method: str, request: Any) -> grpc.StatusCode:
-    """The status of one call; the raw form sends ``request`` bytes as they are."""
+Outcome = tuple[grpc.StatusCode, status_pb2.Status | None]
+
+
+def call(channel: grpc.Channel, method: str, request: Any) -> Outcome:
+    """The status of one call, with its rich details; the raw form sends ``request`` bytes
+    as they are."""
     raw = isinstance(request, bytes)
     stub = channel.unary_unary(
         SERVICE + method,
@@ -78,8 +87,8 @@ def call(channel: grpc.Channel, method: str, request: Any) -> grpc.StatusCode:
         stub(request, timeout=20)
     except grpc.RpcError as error:
         code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-        return code
-    return grpc.StatusCode.OK
+        return code, rpc_status.from_call(error)  # type: ignore[arg-type]
+    return grpc.StatusCode.OK, None
 
 
 def anything(max_size: int) -> st.SearchStrategy[str]:
@@ -163,8 +172,38 @@ list_requests = st.builds(
 )
 
 
-def assert_allowed(code: grpc.StatusCode, request: Any) -> None:
-    assert code in ALLOWED, f"{code.name} for {request!r}"
+def details(status: status_pb2.Status, kind: type[T]) -> list[T]:
+    found = []
+    for packed in status.details:
+        if packed.Is(kind.DESCRIPTOR):  # type: ignore[attr-defined]
+            message = kind()
+            packed.Unpack(message)  # type: ignore[arg-type]
+            found.append(message)
+    return found
+
+
+def assert_allowed(outcome: Outcome, request: Any) -> None:
+    """OK, or an error exactly as the error table describes it: one ErrorInfo in the
+    pdsidecar domain whose reason is a row sent with this code, RetryInfo exactly when
+    the row says retry, and the field violations of a bad request."""
+    code, status = outcome
+    if code is grpc.StatusCode.OK:
+        return
+    where = f"{code.name} for {request!r}"
+    assert code in ALLOWED, where
+    assert status is not None, f"{where}: no google.rpc.Status details"
+    assert status.code == code.value[0] and status.message, where
+    (info,) = details(status, error_details_pb2.ErrorInfo)
+    assert info.domain == DOMAIN, where
+    kind = ERROR_TABLE.get(info.reason)
+    assert kind is not None, f"{where}: reason {info.reason!r} is not in the error table"
+    assert kind.code == code, f"{where}: {info.reason} belongs with {kind.code.name}"
+    retry = details(status, error_details_pb2.RetryInfo)
+    assert len(retry) == (1 if kind.retryable else 0), where
+    if info.reason == "INVALID_REQUEST":
+        (bad,) = details(status, error_details_pb2.BadRequest)
+        assert bad.field_violations, where
+        assert all(v.field and v.description for v in bad.field_violations), where
 
 
 @EXAMPLES

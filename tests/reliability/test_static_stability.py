@@ -6,6 +6,8 @@ so the tokens it issued stay valid while the sidecar's clock moves hours ahead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 
@@ -14,7 +16,6 @@ from pdsidecar.errors import ERROR_TABLE
 from pdsidecar.settings import Policy
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.support.logsink import LogSink
 from tests.support.requests import error_of, get_request
 
 pytestmark = pytest.mark.anyio
@@ -53,7 +54,7 @@ async def test_stale_credentials_are_served_while_pipedream_fails(
     stub: pb_grpc.CredentialsServiceStub,
     emulator: Emulator,
     clock: ManualClock,
-    log_sink: LogSink,
+    log_lines: Callable[[], list[str]],
     status: int,
     retry_after: str | None,
 ) -> None:
@@ -67,7 +68,7 @@ async def test_stale_credentials_are_served_while_pipedream_fails(
     assert stale.credentials["access_token"] == first.credentials["access_token"]
     assert stale.credentials["access_token"] == held_token(emulator)
     assert emulator.state.statuses["account"][status] >= 1  # it did ask Pipedream first
-    assert any("past its max age" in line for line in log_sink.lines)
+    assert any("past its max age" in line for line in log_lines())
     # Served stale, the entry backs off: the next call does not hammer Pipedream again.
     asked = emulator.state.requests["account"]
     await stub.GetCredentials(request)
@@ -106,17 +107,17 @@ async def test_fresh_data_replaces_the_stale_copy_once_pipedream_recovers(
     assert fresh.credentials["access_token"] == rotated
 
 
-async def test_advisory_window_uses_the_current_api_token_while_the_refresh_fails(
+async def test_advisory_window_uses_the_current_pipedream_token_while_the_refresh_fails(
     stub: pb_grpc.CredentialsServiceStub,
     emulator: Emulator,
     clock: ManualClock,
     policy: Policy,
-    log_sink: LogSink,
+    log_lines: Callable[[], list[str]],
 ) -> None:
-    await stub.RefreshToken(pb.RefreshTokenRequest())  # API token, valid 3600 s
+    await stub.RefreshToken(pb.RefreshTokenRequest())  # Pipedream token, valid 3600 s
     assert emulator.state.requests["token"] == 1
     emulator.state.set_status_fault("token", 500)
-    # 200 s before the API token expires: inside the advisory window (300 s), outside the
+    # 200 s before the Pipedream token expires: inside the advisory window (300 s), outside the
     # mandatory one (60 s). The account's cache entry is stale too, so a call needs upstream.
     clock.advance(3600 - 200)
     request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
@@ -125,7 +126,7 @@ async def test_advisory_window_uses_the_current_api_token_while_the_refresh_fail
 
     assert served.credentials["access_token"] == held_token(emulator)
     assert emulator.state.statuses["token"][500] == policy.max_attempts  # the refresh was tried
-    assert any("advisory window" in line for line in log_sink.lines)
+    assert any("advisory window" in line for line in log_lines())
     # The next caller does not retry the refresh at once: it backs off.
     tried = emulator.state.requests["token"]
     await stub.ValidateAccount(pb.ValidateAccountRequest(account=request.account, source="notion"))
@@ -138,7 +139,7 @@ async def test_mandatory_window_blocks_callers_until_a_token_is_had(
     await stub.RefreshToken(pb.RefreshTokenRequest())
     emulator.state.set_status_fault("token", 503)
     clock.advance(3600 - 30)  # 30 s left: inside the mandatory window (60 s)
-    request = get_request("apn_neverSeen1", "notion")  # not cached: needs the API token
+    request = get_request("apn_neverSeen1", "notion")  # not cached: needs the Pipedream token
 
     error = await error_of(stub.GetCredentials(request))
 

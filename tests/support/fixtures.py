@@ -7,7 +7,10 @@ override the ``policy`` fixture in their module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import argparse
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,60 @@ from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.settings import Policy, Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support import exercised
 from tests.support.certs import Certs, make_certs
 from tests.support.logsink import SECRETS, LogSink
 from tests.support.redis import RedisServer, redis_servers
 from tests.support.sidecars import TEST_POLICY, ServeProcess, demo_settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_recorder() -> Iterator[None]:
+    """Records the argv (and changed environment) of every in-process ``pdsidecar.cli.main``
+    run into :mod:`tests.support.exercised`; main looks ``_parser`` up at each call."""
+    import pdsidecar.cli as cli
+
+    original, baseline = cli._parser, dict(os.environ)
+
+    def recording_parser() -> argparse.ArgumentParser:
+        parser = original()
+        parse = parser.parse_args
+
+        def parse_args(args: Any = None, namespace: Any = None) -> Any:
+            exercised.argv(sys.argv[1:] if args is None else args)
+            exercised.env({k: v for k, v in os.environ.items() if baseline.get(k) != v})
+            return parse(args, namespace)
+
+        parser.parse_args = parse_args  # type: ignore[method-assign]
+        return parser
+
+    cli._parser = recording_parser
+    yield
+    cli._parser = original
+
+
+@pytest.fixture
+def log_lines(log_sink: LogSink) -> Callable[[], list[str]]:
+    """The log lines captured since this test began: the sink holds the whole session's,
+    so an assertion on it alone could pass on another test's lines."""
+    start = len(log_sink.lines)
+    return lambda: log_sink.lines[start:]
+
+
+# Tests deselected in this session (-k, -m): a check of what the others did must know.
+DESELECTED: list[pytest.Item] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "last: runs after every other test (reads what they did)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    DESELECTED.extend(items)
 
 
 @pytest.fixture

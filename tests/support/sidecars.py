@@ -22,8 +22,10 @@ from typing import Any
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.runtime.workers import WORKER_ENV
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, ListenAddress, ListenerConfig, Policy, Settings
+from tests.support import exercised
 from tests.support.logsink import LogSink
 from tests.support.waiting import eventually
 
@@ -63,10 +65,18 @@ async def running(
         await sidecar.stop(grace=0)
 
 
-def write_config(path: Path, url: str, connections: dict[str, str], extra: str = "") -> Path:
-    """A TOML config; ``connections`` maps names to client ids, all with the demo secret."""
+def write_config(
+    path: Path,
+    url: str,
+    connections: dict[str, str],
+    extra: str = "",
+    *,
+    client_secret: str = DEMO_CLIENT_SECRET,
+) -> Path:
+    """A TOML config; ``connections`` maps names to client ids, all with one client secret
+    (the demo one unless given)."""
     secret = path.parent / "client-secret"
-    secret.write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+    secret.write_text(client_secret + "\n", encoding="utf-8")
     lines = [f'pipedream_url = "{url}"', "", "[policy]", "backoff_initial = 0.01"]
     lines += ["backoff_max = 0.05", ""]
     for name, client_id in connections.items():
@@ -80,6 +90,8 @@ class ServeProcess:
     """``pdsidecar serve`` in a child process, its stderr in a file."""
 
     def __init__(self, args: list[str], log_file: Path, env: dict[str, str] | None = None) -> None:
+        exercised.argv(args)
+        exercised.env(env or {})
         self.log_file = log_file
         self._log = log_file.open("wb")
         self.proc = subprocess.Popen(
@@ -116,6 +128,26 @@ class ServeProcess:
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
+
+    def workers(self) -> dict[int, int]:
+        """``--workers`` children alive now: worker index -> pid (read from /proc)."""
+        found: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                # The parent pid is the second field after the parenthesised command name.
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                if ppid != self.proc.pid:
+                    continue
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile, or not ours to read
+            for item in environ:
+                name, _, value = item.partition(b"=")
+                if name == WORKER_ENV.encode() and value.isdigit():
+                    found[int(value)] = int(entry.name)
+        return found
 
     async def wait(self, timeout: float = 20.0) -> int:
         await eventually(lambda: self.proc.poll() is not None, timeout)

@@ -1,6 +1,8 @@
 """A scripted Pipedream behind ``httpx.MockTransport``, for the client, token and upstream tests.
 
-It counts requests per endpoint and the largest number in flight at once. By default it
+It counts requests per endpoint and the largest number in flight at once. Every answer
+yields to the event loop first, and ``gate`` holds answers until the test opens it, so
+concurrent callers really overlap. By default it
 issues a new token per token request, and answers account requests for valid tokens (401
 otherwise); ``script`` queues answers (a status code or a Response) that are used first.
 """
@@ -82,6 +84,9 @@ class FakePipedream:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            # Real HTTP yields to the event loop while a request is out; so does the fake,
+            # or no two callers would ever be in flight at once.
+            await asyncio.sleep(0)
             if self.gate is not None:
                 await self.gate.wait()
             if self.delay:

@@ -12,6 +12,7 @@ from pdsidecar.errors import DeadlineExceeded, ProviderAuthFailed, RateLimited, 
 from pdsidecar.pipedream.tokens import TokenProvider
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Policy
+from tests.support.waiting import eventually
 from tests.unit.pipedream_fakes import (
     FAST_POLICY,
     FakePipedream,
@@ -48,7 +49,14 @@ async def test_a_thousand_concurrent_callers_cause_one_token_request(
     fake: FakePipedream, clock: ManualClock
 ) -> None:
     tokens = provider(fake, clock)
-    values = await asyncio.gather(*(tokens.token() for _ in range(1000)))
+    fake.gate = asyncio.Event()  # Pipedream holds its answer while the callers pile up
+    callers = [asyncio.create_task(tokens.token()) for _ in range(1000)]
+    await eventually(lambda: fake.in_flight > 0)
+    await asyncio.sleep(0.02)  # every caller has run up to where it waits
+    assert not any(caller.done() for caller in callers), "all 1000 overlap the request"
+    assert fake.in_flight == 1 and fake.counts["token"] == 1
+    fake.gate.set()
+    values = await asyncio.gather(*callers)
     assert fake.counts["token"] == 1
     assert len(set(values)) == 1
     assert tokens.last_success_mono == clock.monotonic()

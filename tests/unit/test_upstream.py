@@ -11,6 +11,7 @@ from pdsidecar.clock import ManualClock
 from pdsidecar.errors import AccountProblem, ProviderAuthFailed
 from pdsidecar.pipedream.connection import PipedreamConnection, build_connections, make_http_client
 from pdsidecar.settings import Policy, Settings
+from tests.support.waiting import eventually
 from tests.unit.pipedream_fakes import (
     ACCOUNT,
     BASE_URL,
@@ -46,9 +47,17 @@ async def test_a_thousand_concurrent_lookups_after_a_cold_start_fetch_one_token(
     fake: FakePipedream, clock: ManualClock
 ) -> None:
     up = upstream(fake, clock)
-    accounts = await asyncio.gather(
-        *(up.get_account(PROJECT, "production", ACCOUNT, deadline=None) for _ in range(1000))
-    )
+    fake.gate = asyncio.Event()  # the token request is held while the lookups pile up
+    lookups = [
+        asyncio.create_task(up.get_account(PROJECT, "production", ACCOUNT, deadline=None))
+        for _ in range(1000)
+    ]
+    await eventually(lambda: fake.in_flight > 0)
+    await asyncio.sleep(0.02)  # every lookup has run up to where it waits
+    assert not any(lookup.done() for lookup in lookups), "all 1000 overlap the token request"
+    assert fake.in_flight == 1 and fake.counts == {"token": 1}
+    fake.gate.set()
+    accounts = await asyncio.gather(*lookups)
     assert {a.id for a in accounts} == {ACCOUNT}
     assert fake.counts == {"token": 1, "account": 1000}
 

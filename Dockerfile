@@ -2,7 +2,10 @@
 #
 #   docker build -t pdsidecar .
 #   docker run --rm -v pdsidecar-socket:/run/pdsidecar \
-#     -v "$PWD/pdsidecar.toml:/etc/pdsidecar/pdsidecar.toml:ro" pdsidecar
+#     -v "$PWD/pdsidecar.toml:/etc/pdsidecar/pdsidecar.toml:ro" \
+#     -v "$PWD/pipedream-secret:/run/secrets/pipedream:ro" pdsidecar
+#
+# (pdsidecar.toml names client_secret_file = "/run/secrets/pipedream"; README "Docker".)
 #
 # The build stage installs pdsidecar into /opt/pdsidecar with deploy/docker/install.sh;
 # scripts/check_deploy.sh runs that same script in a fresh venv in CI (and lints this
@@ -30,7 +33,7 @@ COPY --from=build /opt/pdsidecar /opt/pdsidecar
 ENV PATH=/opt/pdsidecar/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PDSIDECAR_HEALTH_ADDRESS=unix:/run/pdsidecar/pdsidecar.sock
+    PDSIDECAR_TARGET=unix:/run/pdsidecar/pdsidecar.sock
 USER 10001:10001
 # The Unix socket lives here; share the volume with the containers that call pdsidecar.
 VOLUME ["/run/pdsidecar"]

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs the server, the Python client and the
-# development tools into it, pinned by constraints.txt. Safe to run again.
+# development tools into it, pinned by constraints.txt. Safe to run again: when
+# nothing that decides the install changed since the last one (a stamp in .venv
+# holds their hashes), it installs nothing and needs no package index.
+# BOOTSTRAP_FORCE=1 installs anyway.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -8,6 +11,22 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
+# What the install depends on: the dependency lists, this script, the interpreter.
+# (The packages are installed editable: source changes need no reinstall.)
+stamp=.venv/.pdsidecar-bootstrap
+wanted=$(
+  {
+    sha256sum pyproject.toml constraints.txt client/python/pyproject.toml scripts/bootstrap.sh
+    .venv/bin/python -c 'import sys; print(sys.version)'
+  } | sha256sum | cut -d' ' -f1
+)
+if [ "${BOOTSTRAP_FORCE:-}" != 1 ] && [ -x .venv/bin/pdsidecar ] \
+  && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+  echo "bootstrap: .venv is up to date (BOOTSTRAP_FORCE=1 reinstalls)" >&2
+  exit 0
+fi
+rm -f "$stamp"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt \
   -e client/python -e ".[dev,fast]"
+echo "$wanted" >"$stamp"

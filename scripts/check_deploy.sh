@@ -65,7 +65,7 @@ socket="$work/pd.sock"
 server_pid=$!
 healthy=
 for _ in $(seq 1 100); do
-  if PDSIDECAR_HEALTH_ADDRESS="unix:$socket" "$work/venv/bin/pdsidecar" health >/dev/null 2>&1; then
+  if PDSIDECAR_TARGET="unix:$socket" "$work/venv/bin/pdsidecar" health >/dev/null 2>&1; then
     healthy=yes
     break
   fi

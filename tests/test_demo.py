@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.certs import Certs
+from tests.support.sidecars import API_TOKEN
 from tests.support.waiting import free_port
 
 
@@ -51,3 +53,95 @@ def test_demo_prints_a_grpcurl_call_that_returns_the_notion_token() -> None:
     finally:
         server.terminate()
         assert server.wait(timeout=20) == 0
+
+
+class Banner:
+    """``pdsidecar serve --emulator ARGS`` and what it printed once it listened."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "pdsidecar", "serve", "--emulator", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.server.stdout is not None
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.server.stdout.readline()
+            assert line, f"the sidecar exited before printing how to call it: {self.lines}"
+            self.lines.append(line.rstrip("\n"))
+            if "print(response.credentials" in line:
+                break
+
+    def grpcurl(self) -> str:
+        return next(line.strip() for line in self.lines if line.strip().startswith("grpcurl "))
+
+    def python(self) -> str:
+        start = next(i for i, line in enumerate(self.lines) if "from pdsidecar_client" in line)
+        if "import os" in self.lines[start - 1]:
+            start -= 1
+        return "\n".join(line.removeprefix("  ") for line in self.lines[start:])
+
+    def close(self) -> None:
+        self.server.terminate()
+        assert self.server.wait(timeout=20) == 0
+
+
+def run_printed(banner: Banner, replace: dict[str, str], env: dict[str, str]) -> None:
+    """Runs the banner's grpcurl line (in a shell, as a reader pastes it) and its Python."""
+    command = banner.grpcurl().replace("grpcurl ", shlex.quote(_grpcurl()) + " ", 1)
+    code = banner.python()
+    for placeholder, value in replace.items():
+        command, code = command.replace(placeholder, value), code.replace(placeholder, value)
+    environment = {**os.environ, **env}
+    answer = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=30, env=environment
+    )
+    assert answer.returncode == 0, (command, answer.stderr)
+    credentials = json.loads(answer.stdout)["credentials"]
+    assert credentials["access_token"].startswith("ntn_demo_")
+    printed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=environment
+    )
+    assert printed.returncode == 0, (code, printed.stderr)
+    assert printed.stdout.strip() == credentials["access_token"]
+
+
+def test_the_banner_over_tls_names_the_ca_and_its_calls_work(certs: Certs) -> None:
+    tls = ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)]
+    banner = Banner("--listen", "0.0.0.0:0", *tls)
+    try:
+        assert "-plaintext" not in banner.grpcurl()
+        assert "0.0.0.0" not in "\n".join(banner.lines)  # dialled on loopback
+        run_printed(banner, {"CA.pem": str(certs.ca)}, {})
+    finally:
+        banner.close()
+
+
+def test_the_banner_with_mutual_tls_and_an_api_token(certs: Certs) -> None:
+    tls = ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)]
+    tls += ["--tls-client-ca", str(certs.ca)]
+    env = {"PDSIDECAR_API_TOKEN": API_TOKEN}
+    banner = Banner("--listen", f"127.0.0.1:{free_port()}", *tls, env=env)
+    try:
+        assert API_TOKEN not in "\n".join(banner.lines)
+        replace = {
+            "CA.pem": str(certs.ca),
+            "CLIENT.pem": str(certs.client_cert),
+            "CLIENT-KEY.pem": str(certs.client_key),
+        }
+        run_printed(banner, replace, env)
+    finally:
+        banner.close()
+
+
+def test_the_banner_on_a_unix_socket(sockdir: Path) -> None:
+    banner = Banner("--listen", f"unix:{sockdir}/pd.sock")
+    try:
+        assert " -unix " in banner.grpcurl()
+        run_printed(banner, {}, {})
+    finally:
+        banner.close()

@@ -371,3 +371,21 @@ def test_rate_limited_call_is_retried_after_retry_info(example: Example, sidecar
     retry_line = r"retrying in 1\.000s: code=RESOURCE_EXHAUSTED reason=RATE_LIMITED"
     assert re.search(retry_line, result.err), result.err
     assert elapsed >= 1.0
+
+
+def test_help_exits_zero_and_names_the_commands(example: Example, sidecar: Sidecar) -> None:
+    result = call(example, sidecar, "--help")
+    assert result.code == 0, result.err
+    text = "\n".join(result.out).lower()
+    assert "usage" in text
+    for command in ("get", "validate", "refresh"):
+        assert command in text, result.out
+
+
+def test_sidecar_down_prints_why(example: Example, sidecar: Sidecar) -> None:
+    # Nothing listens on that port: the error line, and on stderr the reason in words.
+    down = f"127.0.0.1:{free_port()}"
+    result = call(example, sidecar, "--target", down, "refresh")
+    assert result.code == 1, result.err
+    assert result.out == ["error code=UNAVAILABLE reason=-"], result.out
+    assert "refused" in result.err.lower(), result.err

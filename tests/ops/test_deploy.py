@@ -35,7 +35,7 @@ def test_dockerfile_runs_serve_as_non_root_with_a_healthcheck() -> None:
     args = _parser().parse_args([*entrypoint[1:], *command])
     assert args.listen == ["unix:/run/pdsidecar/pdsidecar.sock"]
     assert args.socket_mode == 0o660
-    assert "PDSIDECAR_HEALTH_ADDRESS=unix:/run/pdsidecar/pdsidecar.sock" in text
+    assert "PDSIDECAR_TARGET=unix:/run/pdsidecar/pdsidecar.sock" in text
 
 
 def test_kubernetes_sidecar_arguments_parse() -> None:

@@ -247,14 +247,14 @@ async def test_serve_switches_for_sockets_binds_and_health(
             assert (
                 await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
             ).credentials
-    check = ["health", "--address", probe, "--timeout", "2"]
+    check = ["health", "--target", probe, "--timeout", "2"]
     assert await asyncio.to_thread(main, check) == 0
     assert await asyncio.to_thread(main, [*check, "--liveness"]) == 0
-    os.environ["PDSIDECAR_HEALTH_ADDRESS"] = sock
+    os.environ["PDSIDECAR_TARGET"] = sock
     try:
         assert await asyncio.to_thread(main, ["health"]) == 0
     finally:
-        del os.environ["PDSIDECAR_HEALTH_ADDRESS"]
+        del os.environ["PDSIDECAR_TARGET"]
 
 
 async def test_serve_switches_for_tls_and_text_logs(

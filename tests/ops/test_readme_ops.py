@@ -41,8 +41,8 @@ def defined_flags() -> set[str]:
     defined: set[str] = set()
     for action in _parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for name in ("serve", "health"):
-                for sub in action.choices[name]._actions:
+            for sub_parser in action.choices.values():
+                for sub in sub_parser._actions:
                     defined.update(s for s in sub.option_strings if s.startswith("--"))
     return defined
 

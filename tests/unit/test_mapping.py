@@ -112,8 +112,47 @@ def test_slack_source_matches_slack_v2_app() -> None:
 def test_app_mismatch() -> None:
     check = mapping.check_account(make_account("apn_x", app="slack_v2"), source="notion")
     assert [p.reason for p in check.problems] == ["ACCOUNT_APP_MISMATCH"]
-    assert check.problems[0].message == "Account apn_x is for app 'slack_v2', expected 'notion'"
+    assert check.problems[0].message == (
+        "The request asked for source 'notion', but account apn_x is for Pipedream app "
+        "'slack_v2' (source 'slack')"
+    )
     assert check.credentials is None
+
+
+@pytest.mark.parametrize(
+    ("source", "app", "message"),
+    [
+        (
+            "notoin",
+            "notion",
+            "The request asked for source 'notoin', but account apn_x is for Pipedream app "
+            "'notion'; 'notoin' is not a source name pdsidecar knows: did you mean 'notion'?",
+        ),
+        (
+            "slak",
+            "notion",
+            "The request asked for source 'slak', but account apn_x is for Pipedream app "
+            "'notion'; 'slak' is not a source name pdsidecar knows: did you mean 'slack'?",
+        ),
+        (
+            "slack",
+            "notion",
+            "The request asked for source 'slack' (Pipedream app 'slack_v2'), but account "
+            "apn_x is for Pipedream app 'notion'",
+        ),
+        (
+            "xyzzy",
+            "notion",
+            "The request asked for source 'xyzzy', but account apn_x is for Pipedream app "
+            "'notion'; 'xyzzy' is not a source name pdsidecar knows",
+        ),
+    ],
+)
+def test_app_mismatch_says_what_was_asked_and_suggests_a_near_source(
+    source: str, app: str, message: str
+) -> None:
+    check = mapping.check_account(make_account("apn_x", app=app), source=source)
+    assert [p.message for p in check.problems] == [message]
 
 
 def test_credentials_not_available() -> None:

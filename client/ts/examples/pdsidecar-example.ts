@@ -32,7 +32,19 @@ const MAX_RETRY_DELAY_MS = 30_000;
 const USAGE =
   "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh} [flags]";
 
+const HELP = `${USAGE}
+commands: get, validate, refresh; flags:
+  --target HOST:PORT   the sidecar (default: $PDSIDECAR_TARGET, else 127.0.0.1:50051)
+  --project ID         Pipedream project id, proj_... ($PDSIDECAR_PROJECT)
+  --account ID         connected account id, apn_... ($PDSIDECAR_ACCOUNT)
+  --source NAME        source short name, e.g. notion ($PDSIDECAR_SOURCE)
+  --connection NAME    connection name (default: $PDSIDECAR_CONNECTION, else default)
+  --force              refresh: refresh even when not yet due
+  --attempts N         attempts per call when the sidecar sends RetryInfo (default 3)
+  -h, --help           this help`;
+
 class UsageError extends Error {}
+class HelpRequested extends Error {}
 
 function options() {
   const env = (name: string, fallback = "") => process.env[name] || fallback;
@@ -46,8 +58,10 @@ function options() {
       connection: { type: "string", default: env("PDSIDECAR_CONNECTION", "default") },
       force: { type: "boolean", default: false },
       attempts: { type: "string", default: "3" },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (values.help) throw new HelpRequested();
   if (positionals.length !== 1) {
     throw new UsageError(positionals.length ? "one command expected" : "missing command");
   }
@@ -120,6 +134,10 @@ async function main(): Promise<number> {
     o = options();
     return await run(o, createCredentialsClient(o.target)).then(() => 0);
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      console.log(HELP);
+      return 0;
+    }
     const parseError =
       err instanceof Error && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS");
     if (err instanceof UsageError || parseError) {

@@ -24,10 +24,10 @@ from typing import Any, Final, Literal, TextIO
 
 import grpc
 
+from pdsidecar.commands import client_flags
 from pdsidecar_client import AsyncCredentialsClient, CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
-DEFAULT_TARGET: Final = "127.0.0.1:50051"
 DEFAULT_PAGE_SIZE: Final = 100
 DEFAULT_MAX_PAGES: Final = 100
 PROG: Final = "pdsidecar accounts"
@@ -57,12 +57,7 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     env = os.environ
-    parser.add_argument(
-        "--target",
-        default=env.get("PDSIDECAR_TARGET") or DEFAULT_TARGET,
-        help="the sidecar: HOST:PORT or unix:PATH "
-        f"(default: $PDSIDECAR_TARGET, else {DEFAULT_TARGET})",
-    )
+    client_flags.add_client_flags(parser, timeout=10.0)
     parser.add_argument(
         "--project",
         default=env.get("PDSIDECAR_PROJECT_ID") or "",
@@ -110,9 +105,6 @@ def add_parser(subparsers: Any) -> None:
         help="sent as 'authorization: Bearer ...' to sidecars that require it "
         "(default: $PDSIDECAR_API_TOKEN, which unlike this flag other users cannot see in ps)",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)"
-    )
     parser.set_defaults(run=run)
 
 
@@ -125,8 +117,13 @@ async def run(args: argparse.Namespace) -> int:
     token: str = args.page_token
     pages = 0
     try:
+        # wait_for_ready off: a sidecar that is not there is reported at once, not
+        # after --timeout.
         async with AsyncCredentialsClient(
-            args.target, timeout=args.timeout, api_token=args.api_token or None
+            args.target,
+            api_token=args.api_token or None,
+            wait_for_ready=False,
+            **client_flags.client_options(args),
         ) as client:
             while True:
                 response = await client.list_accounts(
@@ -163,9 +160,7 @@ def _usage_problem(args: argparse.Namespace) -> str:
         )
     if args.max_pages < 1:
         return "--max-pages must be at least 1"
-    if args.timeout <= 0:
-        return "--timeout must be more than 0 seconds"
-    return ""
+    return client_flags.usage_problem(args)
 
 
 def _describe(error: CredentialsError, args: argparse.Namespace) -> str:
@@ -176,10 +171,15 @@ def _describe(error: CredentialsError, args: argparse.Namespace) -> str:
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
     ):
-        message = (
-            f"no answer from a sidecar at {args.target} within {args.timeout:g} s ({message}); "
-            "is 'pdsidecar serve' running there? Set --target or PDSIDECAR_TARGET"
-        )
+        message = f"no answer from a sidecar at {args.target}"
+        if error.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            message += f" within {args.timeout:g} s"
+        if error.connection_error:
+            message += f"; last connection error: {error.connection_error}"
+        # The client's own message names its parameters; here the flags are what to change.
+        hint = client_flags.connection_hint(args, error.connection_error)
+        message += f"; {hint}" if hint else "; is 'pdsidecar serve' running there?"
+        message += f". Another sidecar: --target or {client_flags.TARGET_ENV}"
     elif error.reason == "UNAUTHENTICATED":
         message += " (pass the sidecar's API token with --api-token or PDSIDECAR_API_TOKEN)"
     return f"{reason}: {message}"

@@ -26,8 +26,37 @@ from pdsidecar.settings import (
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
 
+DESCRIPTION = """\
+Serve Pipedream Connect credentials over gRPC (pdsidecar.v1.CredentialsService, with
+grpc.health.v1 and reflection) to the processes next to this one. Settings come from
+--config FILE, or without one from the environment; --emulator runs against a built-in
+Pipedream emulator with demo accounts instead. SIGHUP (or 'pdsidecar reload') re-reads
+the config and secret files; SIGTERM drains calls in flight for up to --grace seconds.
+"""
+
+ENVIRONMENT = """\
+environment:
+  PIPEDREAM_CLIENT_ID, PIPEDREAM_CLIENT_SECRET
+                        the connection 'default', when no --config is given
+  PDSIDECAR_PIPEDREAM_URL
+                        Pipedream's API (default https://api.pipedream.com), unless
+                        the config sets pipedream_url
+  PDSIDECAR_API_TOKEN   require 'authorization: Bearer <token>' on every call
+                        (or api_token_file in the config); 16+ characters
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_*
+                        export a span per call (needs the otel extra)
+  a connection's client_secret_env names another variable to read its secret from
+"""
+
+
 def add_parser(subparsers: Any) -> None:
-    serve: argparse.ArgumentParser = subparsers.add_parser("serve", help="run the sidecar")
+    serve: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the sidecar",
+        description=DESCRIPTION,
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument(
         "--listen",
         action="append",
@@ -42,31 +71,46 @@ def add_parser(subparsers: Any) -> None:
         metavar="MODE",
         help="file mode of the --listen Unix sockets, octal (default 0600; 0660 lets the group in)",
     )
-    serve.add_argument("--config", type=Path, help="TOML config file (default: environment)")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML config file (default: none; the connection comes from the environment)",
+    )
     serve.add_argument(
         "--emulator",
         action="store_true",
         help="start the built-in Pipedream emulator in-process with a demo connection",
     )
     serve.add_argument(
-        "--grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM"
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long calls in flight may finish (default 10)",
     )
-    tls = serve.add_argument_group("TLS (TCP listeners)")
-    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="server certificate chain")
+    tls = serve.add_argument_group("TLS (TCP listeners; Unix sockets stay plaintext)")
+    tls.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="server certificate chain (default: no TLS)"
+    )
     tls.add_argument("--tls-key", type=Path, metavar="PEM", help="server private key")
     tls.add_argument(
-        "--tls-client-ca", type=Path, metavar="PEM", help="require client certificates (mTLS)"
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS; default: not required)",
     )
     serve.add_argument(
         "--allow-insecure-bind",
         action="store_true",
-        help="allow plaintext TCP on a non-loopback address (refused by default)",
+        help="allow plaintext TCP on a non-loopback address (default: refused)",
     )
     serve.add_argument(
         "--health-listen",
         action="append",
         metavar="ADDR",
-        help="an extra listener with only grpc.health.v1, for kubelet gRPC probes; repeatable",
+        help="an extra listener with only grpc.health.v1, for kubelet gRPC probes; repeatable "
+        "(default: none)",
     )
     serve.add_argument(
         "--metrics-listen",
@@ -77,11 +121,20 @@ def add_parser(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=1,
+        metavar="N",
         help="server processes sharing the TCP port(s) with SO_REUSEPORT (default 1)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument(
-        "--log-format", default="json", choices=["json", "text"], help="default json"
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning"],
+        help="default info; debug adds a line per call",
+    )
+    serve.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="JSON lines or plain text on stderr (default json)",
     )
     serve.set_defaults(run=run)
 
@@ -97,30 +150,19 @@ def _emulator_settings(url: str) -> Settings:
     )
 
 
-def _print_demo(target: str) -> None:
+def _print_demo(sidecar: Any) -> None:
     from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
 
-    request = (
-        f'{{"account": {{"project_id": "{DEMO_PROJECT_ID}", '
-        f'"account_id": "{DEMO_NOTION_ACCOUNT_ID}"}}, "source": "notion"}}'
-    )
-    print(
-        f"""
-pdsidecar is serving on {target} against the built-in Pipedream emulator.
+    from pdsidecar.commands.banner import demo_banner
 
-Call it with grpcurl (reflection is on):
-  grpcurl -plaintext -d '{request}' {target} pdsidecar.v1.CredentialsService/GetCredentials
-
-or from Python (pip install -e client/python):
-  from pdsidecar_client import CredentialsClient
-  with CredentialsClient("{target}") as client:
-      response = client.get_credentials(
-          project_id="{DEMO_PROJECT_ID}", account_id="{DEMO_NOTION_ACCOUNT_ID}", source="notion"
-      )
-      print(response.credentials["access_token"])
-""",
-        flush=True,
+    text = demo_banner(
+        sidecar.bound[0],
+        tls=sidecar.tls,
+        api_token=sidecar.settings.api_token is not None,
+        project=DEMO_PROJECT_ID,
+        account=DEMO_NOTION_ACCOUNT_ID,
     )
+    print(text, flush=True)
 
 
 def _listeners(args: argparse.Namespace, settings: Settings) -> list[ListenerConfig]:
@@ -198,5 +240,5 @@ async def _serve(
 
 def _on_started(args: argparse.Namespace, worker: int | None) -> Callable[[Any], None] | None:
     if args.emulator and not worker:
-        return lambda sidecar: _print_demo(sidecar.bound[0])
+        return _print_demo
     return None

@@ -10,6 +10,7 @@ Messages name accounts, apps and field names, never a credential value.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -49,6 +50,17 @@ SOURCE_FIELD_OVERRIDES: Final[Mapping[str, Mapping[str, str]]] = {
     "slab": {"api_key": "api_token", "api_token": "api_token"},
 }
 
+# Airweave source names, for a "did you mean" when a request names an unknown one.
+# Not an allow-list: any other name passes through as its own Pipedream app slug.
+_COMMON_SOURCES: Final = (
+    "airtable asana attio box clickup dropbox excel gitlab gmail google_calendar google_docs "
+    "google_drive google_slides hubspot intercom linear monday notion onedrive pipedrive "
+    "salesforce sharepoint shopify stripe teams todoist trello zendesk"
+)
+KNOWN_SOURCES: Final = frozenset(
+    {*_COMMON_SOURCES.split(), *APP_SLUGS, *BLOCKED_SOURCES, *SOURCE_FIELD_OVERRIDES}
+)
+
 DEFAULT_REQUIRED_FIELDS: Final = ("access_token",)
 DEFAULT_OPTIONAL_FIELDS: Final = ("refresh_token", "client_id", "client_secret")
 
@@ -67,6 +79,30 @@ _MAX_ERROR_TEXT: Final = 300
 
 def app_slug(source: str) -> str:
     return APP_SLUGS.get(source, source)
+
+
+def sources_for(slug: str) -> list[str]:
+    """The source names whose Pipedream app is ``slug``."""
+    return sorted(s for s, app in APP_SLUGS.items() if app == slug) or [slug]
+
+
+def app_mismatch_message(account_id: str, account_app: str, source: str) -> str:
+    """What was asked, what the account is, and the nearest source name for a typo."""
+    expected = app_slug(source)
+    asked = f"source '{source}'"
+    if expected != source:
+        asked += f" (Pipedream app '{expected}')"
+    fits = sources_for(account_app)
+    text = f"The request asked for {asked}, but account {account_id} is for Pipedream app "
+    text += f"'{account_app}'"
+    if fits != [account_app]:
+        text += " (source " + " or ".join(f"'{name}'" for name in fits) + ")"
+    if source not in KNOWN_SOURCES:
+        near = difflib.get_close_matches(source, KNOWN_SOURCES | set(fits), n=1, cutoff=0.7)
+        text += f"; '{source}' is not a source name pdsidecar knows"
+        if near:
+            text += f": did you mean '{near[0]}'?"
+    return text
 
 
 def is_blocked(source: str) -> bool:
@@ -130,13 +166,9 @@ def check_account(
             )
         )
     problems: list[Problem] = []
-    expected = app_slug(source)
-    if account.app_slug != expected:
+    if account.app_slug != app_slug(source):
         problems.append(
-            Problem(
-                APP_MISMATCH,
-                f"Account {account.id} is for app '{account.app_slug}', expected '{expected}'",
-            )
+            Problem(APP_MISMATCH, app_mismatch_message(account.id, account.app_slug, source))
         )
     if account.dead:
         text = account.error[:_MAX_ERROR_TEXT]

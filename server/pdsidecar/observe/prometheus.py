@@ -21,22 +21,26 @@ come from the config, so they are bounded):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from pdsidecar.observe.stats import BUCKETS, HttpStats, ReloadStats, RpcStats
 from pdsidecar.settings import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class CacheCounters(Protocol):
@@ -170,10 +174,19 @@ class MetricsServer:
             ) from None
         self._runner = runner
         self.port = int(runner.addresses[0][1])
+        log.info("serving Prometheus metrics at %s", self.url)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
+        # The format the scraper asks for (OpenMetrics when its Accept says so), chosen
+        # by prometheus_client itself, as its own exposition servers do.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encode(self._registry)
+        return web.Response(body=body, headers={"content-type": content_type})
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

@@ -35,6 +35,34 @@ def add_port(
     return ListenAddress("tcp", address.host, port).grpc_target
 
 
+def check_tcp_port(address: ListenAddress, reuse_port: bool) -> None:
+    """Refuse a fixed TCP port that something already listens on, before gRPC tries it.
+
+    gRPC's C core would print its own "Failed to add port" line to stderr first; a
+    probe bind (closed at once) lets the sidecar's message be the only one.
+    """
+    if address.kind != "tcp" or address.port == 0:
+        return
+    try:
+        found = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # gRPC reports what it cannot resolve
+    for family, kind, proto, _, where in found:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC binds: SO_REUSEADDR, and SO_REUSEPORT only for --workers.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot listen on {address.grpc_target}: {error.strerror or error} "
+                    "(another process, perhaps another pdsidecar, listens there; "
+                    "choose another port, or stop it)"
+                ) from None
+
+
 def check_unix_path(path: str) -> None:
     """Refuse a path holding anything but a stale socket, or in a missing folder."""
     if os.path.lexists(path):

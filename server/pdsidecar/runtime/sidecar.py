@@ -54,7 +54,7 @@ from pdsidecar.pipedream.connection import (
 )
 from pdsidecar.runtime import fleet as fleets
 from pdsidecar.runtime import reload as reloading
-from pdsidecar.runtime.listeners import add_port, check_unix_path
+from pdsidecar.runtime.listeners import add_port, check_tcp_port, check_unix_path
 from pdsidecar.runtime.readiness import Readiness
 from pdsidecar.runtime.tls import TlsFiles, check_bind
 from pdsidecar.secret import Secret
@@ -162,6 +162,7 @@ class Sidecar:
         for address in addresses:
             if address.kind == "unix":
                 check_unix_path(address.path)
+            check_tcp_port(address, self._reuse_port)
         credentials = self.tls.server_credentials() if self.tls is not None else None
         self._build_servers()
         refused: ConfigError | None = None

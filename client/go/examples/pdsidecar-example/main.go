@@ -66,9 +66,13 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh} [flags]")
 }
 
-func parse(args []string) (string, options, error) {
+func flags() *flag.FlagSet {
 	fs := flag.NewFlagSet("pdsidecar-example", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) (string, options, error) {
 	var o options
 	fs.StringVar(&o.target, "target", env("PDSIDECAR_TARGET", "127.0.0.1:50051"), "sidecar address")
 	fs.StringVar(&o.project, "project", env("PDSIDECAR_PROJECT", ""), "Pipedream project id (proj_...)")
@@ -211,7 +215,16 @@ func run(command string, o options, client pdsidecarv1.CredentialsServiceClient)
 }
 
 func main() {
-	command, o, err := parse(os.Args[1:])
+	fs := flags()
+	command, o, err := parse(fs, os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		// --help is a request, not a mistake: usage and flags on stdout, exit 0.
+		usage(os.Stdout)
+		fmt.Println("commands: get, validate, refresh; flags:")
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+		return
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pdsidecar-example: %v\n", err)
 		usage(os.Stderr)

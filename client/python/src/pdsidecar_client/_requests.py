@@ -6,6 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
+import grpc
+
+from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 DEFAULT_TIMEOUT: Final = 10.0
@@ -37,6 +40,17 @@ CHANNEL_OPTIONS: Final = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+
+
+def maybe_unconnected(failure: CredentialsError) -> bool:
+    """Whether ``failure`` may come from a channel that never connected (no sidecar answer)."""
+    if failure.reason:
+        return False  # the sidecar answered
+    if failure.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return True
+    return failure.code is grpc.StatusCode.UNAVAILABLE and failure.message.startswith(
+        "failed to connect to all addresses"
+    )
 
 
 def environment(name: str) -> pb.Environment.ValueType:

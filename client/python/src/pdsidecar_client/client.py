@@ -3,7 +3,10 @@
 Both send every call with a deadline (``timeout``, 10 s by default) and
 ``wait_for_ready``, so a call made while the sidecar restarts waits for it
 instead of failing at once; UNAVAILABLE is retried by gRPC's retry policy
-inside that deadline. Failures raise :class:`CredentialsError`.
+inside that deadline. Failures raise :class:`CredentialsError`; one whose
+channel never connected names the target and gRPC's last connection error.
+``wait_for_ready=False`` fails fast when the sidecar is not there.
+``tls_ca`` (and ``tls_cert``/``tls_key`` for mutual TLS) connect to a TLS listener.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Self
 import grpc
 
 from pdsidecar_client import _requests as rq
+from pdsidecar_client import channels as ch
 from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -29,11 +33,26 @@ class CredentialsClient:
         *,
         timeout: float = rq.DEFAULT_TIMEOUT,
         api_token: str | None = None,
+        wait_for_ready: bool = True,
+        tls_ca: ch.Pem | None = None,
+        tls_cert: ch.Pem | None = None,
+        tls_key: ch.Pem | None = None,
+        tls_server_name: str | None = None,
         channel: grpc.Channel | None = None,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(target, options=rq.CHANNEL_OPTIONS)
+        credentials = ch.tls_credentials(tls_ca, tls_cert, tls_key)
+        options = ch.options(rq.CHANNEL_OPTIONS, tls_server_name)
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, credentials, options)
+                if credentials is not None
+                else grpc.insecure_channel(target, options)
+            )
+        self._channel = channel
         self._stub = pb_grpc.CredentialsServiceStub(self._channel)
+        self._target, self._tls = target, credentials is not None
         self._timeout = timeout
+        self._wait_for_ready = wait_for_ready
         self._metadata = rq.metadata(api_token)
 
     def __enter__(self) -> Self:
@@ -51,15 +70,55 @@ class CredentialsClient:
         self._channel.close()
 
     def _call(self, method: Callable[..., Any], request: object, timeout: float | None) -> Any:
+        seconds = timeout or self._timeout
         try:
             return method(
                 request,
-                timeout=timeout or self._timeout,
+                timeout=seconds,
                 metadata=self._metadata,
-                wait_for_ready=True,
+                wait_for_ready=self._wait_for_ready,
             )
         except grpc.RpcError as error:
-            raise CredentialsError.from_rpc_error(error) from None
+            raise self._error(CredentialsError.from_rpc_error(error), seconds) from None
+
+    def _error(self, failure: CredentialsError, seconds: float) -> CredentialsError:
+        """``failure``, or when the channel never connected, an error that says so and why."""
+        if not rq.maybe_unconnected(failure):
+            return failure
+        if failure.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            if self._ready():
+                return failure  # connected: the sidecar was slow, which the message says
+            last_error = self._last_error()
+            if last_error is None:
+                return failure
+        else:
+            last_error = ch.last_error(failure.message)
+        message = ch.not_connected(
+            self._target, seconds, last_error, self._tls, self._wait_for_ready
+        )
+        return CredentialsError(failure.code, message, connection_error=last_error)
+
+    def _ready(self) -> bool:
+        future = grpc.channel_ready_future(self._channel)
+        try:
+            future.result(timeout=0.1)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+        finally:
+            future.cancel()
+
+    def _last_error(self) -> str | None:
+        """gRPC's last connection error ("" while connecting), or None once connected."""
+        probe = self._channel.unary_unary(ch.PROBE_METHOD, None, None)
+        try:
+            probe(b"", timeout=ch.PROBE_TIMEOUT)
+        except grpc.RpcError as error:
+            failed = CredentialsError.from_rpc_error(error)
+            if failed.code is grpc.StatusCode.UNAVAILABLE:
+                return ch.last_error(failed.message)
+            return "" if failed.code is grpc.StatusCode.DEADLINE_EXCEEDED else None
+        return None
 
     def get_credentials(
         self,

@@ -33,6 +33,7 @@ class CredentialsError(Exception):
         metadata: dict[str, str] | None = None,
         retry_after: float | None = None,
         violations: tuple[FieldViolation, ...] = (),
+        connection_error: str = "",
     ) -> None:
         super().__init__(f"{code.name}: {message}" + (f" [{reason}]" if reason else ""))
         self.code = code
@@ -41,6 +42,8 @@ class CredentialsError(Exception):
         self.metadata = metadata or {}
         self.retry_after = retry_after
         self.violations = violations
+        # gRPC's last error connecting to the sidecar, when the call never reached it.
+        self.connection_error = connection_error
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> CredentialsError:

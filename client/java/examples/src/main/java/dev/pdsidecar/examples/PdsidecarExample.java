@@ -66,6 +66,18 @@ public final class PdsidecarExample {
 
   private PdsidecarExample() {}
 
+  private static final String HELP =
+      USAGE
+          + "\ncommands: get, validate, refresh; flags:\n"
+          + "  --target HOST:PORT   the sidecar (default: $PDSIDECAR_TARGET, else 127.0.0.1:50051)\n"
+          + "  --project ID         Pipedream project id, proj_... ($PDSIDECAR_PROJECT)\n"
+          + "  --account ID         connected account id, apn_... ($PDSIDECAR_ACCOUNT)\n"
+          + "  --source NAME        source short name, e.g. notion ($PDSIDECAR_SOURCE)\n"
+          + "  --connection NAME    connection name (default: $PDSIDECAR_CONNECTION, else default)\n"
+          + "  --force              refresh: refresh even when not yet due\n"
+          + "  --attempts N         attempts per call when the sidecar sends RetryInfo (default 3)\n"
+          + "  -h, --help           this help";
+
   private static final class UsageException extends Exception {
     UsageException(String message) {
       super(message);
@@ -233,6 +245,10 @@ public final class PdsidecarExample {
   }
 
   public static void main(String[] args) throws InterruptedException {
+    if (List.of(args).contains("--help") || List.of(args).contains("-h")) {
+      System.out.println(HELP);
+      return;
+    }
     Map<String, String> o;
     try {
       o = parse(args);
@@ -250,6 +266,11 @@ public final class PdsidecarExample {
       CallError err = CallError.of(e);
       System.out.printf("error code=%s reason=%s%n", err.code(), err.reason());
       System.err.println("message: " + e.getStatus().getDescription());
+      // A call that never reached the sidecar says only "io exception": the cause says why
+      // (connection refused, TLS handshake, unknown host).
+      for (Throwable cause = e.getCause(); cause != null; cause = cause.getCause()) {
+        System.err.println("cause: " + cause);
+      }
       err.violations().forEach(v -> System.err.println("violation: " + v));
       exit = 1;
     } catch (UsageException e) {

@@ -1,0 +1,85 @@
+"""What ``pdsidecar serve --emulator`` prints once it listens: calls that work as printed.
+
+The lines follow the first listener's real settings: a Unix socket (``grpcurl
+-unix``), TLS (``-cacert``, and ``-cert``/``-key`` when client certificates are
+required), an API token (sent from ``$PDSIDECAR_API_TOKEN``; the token itself is
+never printed). A wildcard address is dialled on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Final
+
+from pdsidecar.runtime.tls import TlsFiles
+
+# Stand-ins the reader replaces: the sidecar knows its certificate, not the CA a client trusts.
+CA_FILE: Final = "CA.pem"
+CLIENT_CERT: Final = "CLIENT.pem"
+CLIENT_KEY: Final = "CLIENT-KEY.pem"
+TOKEN_ENV: Final = "PDSIDECAR_API_TOKEN"
+_WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}
+
+
+def dial_target(bound: str) -> str:
+    """Where a client on this machine connects for a bound listener."""
+    host, _, port = bound.rpartition(":")
+    return f"{_WILDCARDS[host]}:{port}" if host in _WILDCARDS else bound
+
+
+def demo_banner(
+    bound: str, *, tls: TlsFiles | None, api_token: bool, project: str, account: str
+) -> str:
+    unix = bound.startswith("unix:")
+    target = bound if unix else dial_target(bound)
+    secure = tls is not None and not unix
+    request = (
+        f'{{"account": {{"project_id": "{project}", "account_id": "{account}"}}, '
+        '"source": "notion"}'
+    )
+    grpcurl = ["grpcurl"]
+    client_args = [json.dumps(target)]
+    notes = []
+    if secure:
+        assert tls is not None
+        grpcurl += ["-cacert", CA_FILE]
+        client_args.append(f"tls_ca={json.dumps(CA_FILE)}")
+        notes.append(f"{CA_FILE}: the CA certificate that signed {tls.cert}")
+        if tls.client_ca is not None:
+            grpcurl += ["-cert", CLIENT_CERT, "-key", CLIENT_KEY]
+            client_args.append(f"tls_cert={json.dumps(CLIENT_CERT)}")
+            client_args.append(f"tls_key={json.dumps(CLIENT_KEY)}")
+            notes.append(f"{CLIENT_CERT}, {CLIENT_KEY}: a client certificate from {tls.client_ca}")
+    else:
+        grpcurl.append("-plaintext")
+    if api_token:
+        grpcurl += ["-H", f'"authorization: Bearer ${TOKEN_ENV}"']
+        client_args.append(f"api_token=os.environ[{json.dumps(TOKEN_ENV)}]")
+    if unix:
+        grpcurl += ["-unix", "-d", shlex.quote(request), shlex.quote(target.removeprefix("unix:"))]
+    else:
+        grpcurl += ["-d", shlex.quote(request), target]
+    grpcurl.append("pdsidecar.v1.CredentialsService/GetCredentials")
+    imports = "import os\n  " if api_token else ""
+    where = "(TLS) " if secure else ""
+    lines = [
+        "",
+        f"pdsidecar is serving {where}on {target} against the built-in Pipedream emulator.",
+        "",
+        "Call it with grpcurl (reflection is on):",
+        "  " + " ".join(grpcurl),
+        "",
+        "or from Python (pip install -e client/python):",
+        f"  {imports}from pdsidecar_client import CredentialsClient",
+        f"  with CredentialsClient({', '.join(client_args)}) as client:",
+        "      response = client.get_credentials(",
+        f'          project_id="{project}", account_id="{account}", source="notion"',
+        "      )",
+        '      print(response.credentials["access_token"])',
+    ]
+    if notes:
+        lines += ["", *(f"({note})" for note in notes)]
+    if api_token:
+        lines += ["", f"(${TOKEN_ENV} holds the API token this sidecar requires)"]
+    return "\n".join(lines) + "\n"

@@ -159,7 +159,7 @@ class FleetCollector(Collector):
             ("errors", stats.errors, "Redis commands that failed or timed out."),
             ("skipped", stats.skipped, "Redis commands not sent while Redis was down."),
             ("outages", stats.outages, "Times Redis went from answering to failing."),
-            ("events", stats.events, "Fleet events received."),
+            ("events", fleet.store.events.received, "Fleet events received."),
         ):
             yield CounterMetricFamily(f"pdsidecar_shared_cache_{name}", doc, value=value)
         accounts = fleet.accounts.stats if fleet.accounts is not None else None

@@ -16,10 +16,8 @@ callers:
 - Locks are ``SET NX PX`` with a random owner value; renewal and release are
   compare-and-set Lua scripts, so a holder whose lock expired never releases the
   next holder's lock.
-- Events (a value was written or invalidated) go to one channel; every sidecar
-  subscribes, wakes its waiters for that account and tells its listeners (the
-  account cache drops what the fleet knows is dead). The subscription
-  reconnects by itself.
+- Events (a value was written or invalidated) go to one channel
+  (:mod:`pdsidecar.shared.events`).
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pdsidecar.clock import Clock
 from pdsidecar.settings import SharedCacheConfig
+from pdsidecar.shared.events import Events, Listener, message
 from pdsidecar.shared.sealing import Keyring, Unreadable
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ RETRY_AFTER: Final = 1.0
 TIMEOUTS_DOWN: Final = 3
 # Connections per sidecar (per node in a cluster); callers beyond wait within the timeout.
 MAX_CONNECTIONS: Final = 32
-_SUBSCRIBE_BACKOFF_MAX: Final = 2.0
 
 _DELETE_IF: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -75,8 +73,6 @@ _RENEW_IF: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
-
-Listener = Callable[[str, str, float], None]
 
 
 class SharedUnavailable(Exception):
@@ -126,7 +122,6 @@ class SharedStats:
     errors: int = 0  # Redis commands that failed or timed out
     skipped: int = 0  # commands not sent while Redis was marked down
     outages: int = 0  # changes of state to "down"
-    events: int = 0  # fleet events received
     up: bool = True
 
 
@@ -143,14 +138,12 @@ class SharedStore:
         self.keyring = Keyring(config.keys)
         self._clock = clock
         self._redis: Any = client if client is not None else _client(config)
-        self._sub_client: Any = subscriber if subscriber is not None else _pubsub_client(config)
-        self._channel = f"{config.namespace}:events"
+        self.events = Events(
+            subscriber if subscriber is not None else _pubsub_client(config),
+            f"{config.namespace}:events",
+        )
         self._down_until = float("-inf")
         self._timeouts = 0
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._listeners: list[Listener] = []
-        self._subscriber: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
         self.stats = SharedStats()
 
     def slot(self, *parts: str) -> Slot:
@@ -232,12 +225,12 @@ class SharedStore:
         slot = lease.slot
         name = slot.name(suffix)
         blob = self.keyring.seal(name, data) if data is not None and ttl > 0 else b""
-        message = f"{kind}:{slot.tag}:{stamp:.6f}"
+        text = message(kind, slot.tag, stamp)
         millis = max(int(ttl * 1000), 1)
         lock = slot.name("l")
         await self._run(
             lambda: self._redis.eval(
-                _STORE_RELEASE, 2, name, lock, blob, millis, self._channel, message, lease.owner
+                _STORE_RELEASE, 2, name, lock, blob, millis, self.events.channel, text, lease.owner
             )
         )
         if blob:
@@ -282,85 +275,28 @@ class SharedStore:
     # --- events -------------------------------------------------------------------------
     async def publish(self, kind: str, slot: Slot, stamp: float) -> None:
         """Tell the fleet (``kind`` w: written, i: invalidated; ``stamp``: wall seconds)."""
-        message = f"{kind}:{slot.tag}:{stamp:.6f}"
+        text = message(kind, slot.tag, stamp)
         with contextlib.suppress(SharedUnavailable):
-            await self._run(lambda: self._redis.publish(self._channel, message))
+            await self._run(lambda: self._redis.publish(self.events.channel, text))
 
     def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+        self.events.add_listener(listener)
 
     async def wait(self, slot: Slot, timeout: float) -> None:
         """Until an event about ``slot`` arrives, or ``timeout`` passes."""
-        event = asyncio.Event()
-        waiters = self._waiters.setdefault(slot.tag, set())
-        waiters.add(event)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), max(timeout, 0.0))
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._waiters.pop(slot.tag, None)
+        await self.events.wait(slot.tag, timeout)
 
     def start(self) -> None:
-        if self._subscriber is None:
-            self._subscriber = asyncio.get_running_loop().create_task(self._subscribe())
+        self.events.start()
 
     async def subscribed(self, timeout: float) -> bool:
         """Whether the event subscription is up (waits up to ``timeout``; for tests)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout)
-        return self._subscribed.is_set()
+        return await self.events.subscribed(timeout)
 
     async def aclose(self) -> None:
-        task, self._subscriber = self._subscriber, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for client in (self._redis, self._sub_client):
-            with contextlib.suppress(Exception):
-                await client.aclose()
-
-    async def _subscribe(self) -> None:
-        backoff = 0.1
-        while True:
-            pubsub = self._sub_client.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                self._subscribed.set()
-                backoff = 0.1
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-                    if message is not None and message.get("type") == "message":
-                        self._deliver(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as error:
-                self._subscribed.clear()
-                log.debug("shared cache: event subscription lost (%s)", type(error).__name__)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _SUBSCRIBE_BACKOFF_MAX)
-
-    def _deliver(self, data: bytes | str) -> None:
-        text = data.decode() if isinstance(data, bytes) else data
-        kind, _, rest = text.partition(":")
-        tag, _, stamp_text = rest.partition(":")
-        try:
-            stamp = float(stamp_text)
-        except ValueError:
-            return
-        self.stats.events += 1
-        for event in self._waiters.get(tag, ()):
-            event.set()
-        for listener in self._listeners:
-            try:
-                listener(kind, tag, stamp)
-            except Exception:  # a listener's bug must not end the subscription
-                log.exception("shared cache: event listener failed")
+        await self.events.aclose()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
 
     # --- every command goes through here -----------------------------------------------
     async def _run(self, command: Callable[[], Awaitable[T]]) -> T:

@@ -107,6 +107,16 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
         "The call's deadline passed before Pipedream answered; a shared fetch goes on "
         "and fills the cache.",
     ),
+    "TOO_MANY_WATCHERS": ErrorKind(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        True,
+        "The sidecar already holds policy.max_watchers WatchCredentials streams.",
+    ),
+    "SIDECAR_STOPPING": ErrorKind(
+        grpc.StatusCode.UNAVAILABLE,
+        True,
+        "The sidecar is shutting down: a WatchCredentials stream ends; reconnect.",
+    ),
 }
 
 

@@ -50,6 +50,11 @@ class Policy:
     default_retry_after: float = 30.0
     # Largest number of cached accounts (least recently used are evicted).
     cache_max_entries: int = 100_000
+    # WatchCredentials: most streams one process holds (RESOURCE_EXHAUSTED past it),
+    # and the largest random delay (seconds) added to a watched account's scheduled
+    # re-read, so accounts refreshed together by Pipedream are not re-read together.
+    max_watchers: int = 10_000
+    watch_jitter: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .seed import (
     DEMO_PROJECT_ID,
     demo_state,
 )
+from .source import add_source_routes
 from .state import DEFAULT_PAGE_SIZE, EmulatorState
 
 Handler = Callable[[web.Request, EmulatorState], Awaitable[web.Response]]
@@ -167,6 +168,7 @@ def build_app(state: EmulatorState) -> web.Application:
     r.add_get("/v1/connect/{project_id}/accounts", _instrument("list", _list))
     r.add_get("/v1/connect/{project_id}/accounts/{account_id}", _instrument("account", _account))
     add_control_routes(app)
+    add_source_routes(app)  # the fake source API and token rotation (source.py)
     return app
 
 

@@ -40,6 +40,7 @@ from .models import (
     fake_credentials,
     fake_token,
 )
+from .rotation import Rotations
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -86,6 +87,8 @@ class EmulatorState:
         self.read_budget = read_budget
         self.read_window = read_window
         self._reads: dict[str, deque[float]] = {}
+        # Scheduled source-token rotation and the fake source API's check (rotation.py).
+        self.rotations = Rotations(lambda: self.clock(), self._retired.update)
 
     # --- clients and tokens ---
     def add_client(self, client_id: str, client_secret: str) -> Client:
@@ -153,7 +156,9 @@ class EmulatorState:
     def get_account(
         self, project_id: str, account_id: str, environment: str = "production"
     ) -> Account | None:
-        return self._accounts.get((project_id, environment), {}).get(account_id)
+        account = self._accounts.get((project_id, environment), {}).get(account_id)
+        self.rotations.advance(account)
+        return account
 
     def iter_accounts(self) -> Iterator[Account]:
         """Every account of every project and environment."""
@@ -279,6 +284,8 @@ class EmulatorState:
         start = max(lo, hi - limit) if before is not None and after is None else lo
         end = min(hi, start + limit)
         page = matches[start:end]
+        for account in page:
+            self.rotations.advance(account)
         page_info: JSON = {
             "count": len(page),
             "total_count": len(matches),

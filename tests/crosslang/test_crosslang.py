@@ -9,6 +9,7 @@ same in every language; see the examples' headers):
     credentials access_token=<token> fields=<names,...>
     valid=<true|false> problems=<REASON,...>
     refreshed=<true|false> expires_at=<RFC 3339>
+    watch access_token=<token> expires_at=<RFC 3339>   (one per value of a watch)
     error code=<GRPC_CODE> reason=<ErrorInfo reason>
 
 A language whose toolchain is missing (go; node with client/ts/node_modules;
@@ -389,3 +390,30 @@ def test_sidecar_down_prints_why(example: Example, sidecar: Sidecar) -> None:
     assert result.code == 1, result.err
     assert result.out == ["error code=UNAVAILABLE reason=-"], result.out
     assert "refused" in result.err.lower(), result.err
+
+
+def test_watch_prints_the_rotated_token(example: Example, sidecar: Sidecar) -> None:
+    # A fresh account per language whose token Pipedream (the emulator) replaces
+    # every 4 s: the example watches it and must print the first token, then the
+    # new one, pushed by the sidecar while the first still works.
+    account = f"apn_watch{example.lang.capitalize()}{time.monotonic_ns() % 10**9}"
+    sidecar.control("POST", "accounts", {"app": "notion", "id": account})
+    rotating = sidecar.control(
+        "POST", f"accounts/{DEMO_PROJECT_ID}/{account}/rotation", {"lifetime": 6, "lead": 2}
+    )
+    assert isinstance(rotating, dict)
+    first_token = rotating["credentials"]["oauth_access_token"]
+    result = call(example, sidecar, "watch", "--count", "2", *account_args(account, "notion"))
+    assert result.code == 0, result.err
+    line = r"watch access_token=(ntn_demo_\S+) expires_at=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"
+    matches = [re.fullmatch(line, out) for out in result.out]
+    assert len(matches) == 2 and all(matches), result.out
+    (first, first_expiry), (second, second_expiry) = (m.groups() for m in matches if m)
+    assert first == first_token
+    assert second != first and second_expiry > first_expiry
+    # The new token is the live one at the source.
+    request = urllib.request.Request(
+        f"{sidecar.emulator_url}/source/v1/users/me", headers={"Authorization": f"Bearer {second}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200

@@ -123,6 +123,10 @@ const (
 	// Pipedream refused the request as invalid (HTTP 400 or 422), for example an
 	// unknown project or environment; retrying will not help.
 	Reason_REASON_UPSTREAM_REQUEST_REJECTED Reason = 17
+	// The sidecar already holds its maximum number of WatchCredentials streams.
+	Reason_REASON_TOO_MANY_WATCHERS Reason = 18
+	// The sidecar is shutting down; reconnect (to the next sidecar).
+	Reason_REASON_SIDECAR_STOPPING Reason = 19
 )
 
 // Enum value maps for Reason.
@@ -146,6 +150,8 @@ var (
 		15: "REASON_PERMISSION_DENIED",
 		16: "REASON_DEADLINE_EXCEEDED",
 		17: "REASON_UPSTREAM_REQUEST_REJECTED",
+		18: "REASON_TOO_MANY_WATCHERS",
+		19: "REASON_SIDECAR_STOPPING",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":               0,
@@ -166,6 +172,8 @@ var (
 		"REASON_PERMISSION_DENIED":         15,
 		"REASON_DEADLINE_EXCEEDED":         16,
 		"REASON_UPSTREAM_REQUEST_REJECTED": 17,
+		"REASON_TOO_MANY_WATCHERS":         18,
+		"REASON_SIDECAR_STOPPING":          19,
 	}
 )
 
@@ -1014,6 +1022,140 @@ func (x *ListAccountsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// The fields of a GetCredentialsRequest, without rejected_access_token (call
+// GetCredentials with it; the watchers of the account get the new value).
+type WatchCredentialsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Account        *AccountRef            `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	Source         string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	RequiredFields []string               `protobuf:"bytes,3,rep,name=required_fields,json=requiredFields,proto3" json:"required_fields,omitempty"`
+	OptionalFields []string               `protobuf:"bytes,4,rep,name=optional_fields,json=optionalFields,proto3" json:"optional_fields,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WatchCredentialsRequest) Reset() {
+	*x = WatchCredentialsRequest{}
+	mi := &file_pdsidecar_v1_credentials_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCredentialsRequest) ProtoMessage() {}
+
+func (x *WatchCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pdsidecar_v1_credentials_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*WatchCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_pdsidecar_v1_credentials_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchCredentialsRequest) GetAccount() *AccountRef {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *WatchCredentialsRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *WatchCredentialsRequest) GetRequiredFields() []string {
+	if x != nil {
+		return x.RequiredFields
+	}
+	return nil
+}
+
+func (x *WatchCredentialsRequest) GetOptionalFields() []string {
+	if x != nil {
+		return x.OptionalFields
+	}
+	return nil
+}
+
+// One value of the watched credentials; the fields (and their numbers) are
+// GetCredentialsResponse's.
+type WatchCredentialsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Credential values under Airweave field names.
+	Credentials map[string]string `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Account     *AccountInfo      `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// When the source token expires, if Pipedream reports it.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCredentialsResponse) Reset() {
+	*x = WatchCredentialsResponse{}
+	mi := &file_pdsidecar_v1_credentials_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCredentialsResponse) ProtoMessage() {}
+
+func (x *WatchCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pdsidecar_v1_credentials_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*WatchCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_pdsidecar_v1_credentials_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchCredentialsResponse) GetCredentials() map[string]string {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+func (x *WatchCredentialsResponse) GetAccount() *AccountInfo {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *WatchCredentialsResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_pdsidecar_v1_credentials_proto protoreflect.FileDescriptor
 
 const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
@@ -1100,11 +1242,24 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tR\tpageToken\"u\n" +
 	"\x14ListAccountsResponse\x125\n" +
 	"\baccounts\x18\x01 \x03(\v2\x19.pdsidecar.v1.AccountInfoR\baccounts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*c\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb7\x01\n" +
+	"\x17WatchCredentialsRequest\x122\n" +
+	"\aaccount\x18\x01 \x01(\v2\x18.pdsidecar.v1.AccountRefR\aaccount\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12'\n" +
+	"\x0frequired_fields\x18\x03 \x03(\tR\x0erequiredFields\x12'\n" +
+	"\x0foptional_fields\x18\x04 \x03(\tR\x0eoptionalFields\"\xa5\x02\n" +
+	"\x18WatchCredentialsResponse\x12Y\n" +
+	"\vcredentials\x18\x01 \x03(\v27.pdsidecar.v1.WatchCredentialsResponse.CredentialsEntryR\vcredentials\x123\n" +
+	"\aaccount\x18\x02 \x01(\v2\x19.pdsidecar.v1.AccountInfoR\aaccount\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x1a>\n" +
+	"\x10CredentialsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*c\n" +
 	"\vEnvironment\x12\x1b\n" +
 	"\x17ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENVIRONMENT_PRODUCTION\x10\x01\x12\x1b\n" +
-	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xb9\x04\n" +
+	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xf4\x04\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x01\x12\x1f\n" +
@@ -1124,12 +1279,15 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\x16REASON_UNAUTHENTICATED\x10\x0e\x12\x1c\n" +
 	"\x18REASON_PERMISSION_DENIED\x10\x0f\x12\x1c\n" +
 	"\x18REASON_DEADLINE_EXCEEDED\x10\x10\x12$\n" +
-	" REASON_UPSTREAM_REQUEST_REJECTED\x10\x112\xff\x02\n" +
+	" REASON_UPSTREAM_REQUEST_REJECTED\x10\x11\x12\x1c\n" +
+	"\x18REASON_TOO_MANY_WATCHERS\x10\x12\x12\x1b\n" +
+	"\x17REASON_SIDECAR_STOPPING\x10\x132\xe4\x03\n" +
 	"\x12CredentialsService\x12[\n" +
 	"\x0eGetCredentials\x12#.pdsidecar.v1.GetCredentialsRequest\x1a$.pdsidecar.v1.GetCredentialsResponse\x12^\n" +
 	"\x0fValidateAccount\x12$.pdsidecar.v1.ValidateAccountRequest\x1a%.pdsidecar.v1.ValidateAccountResponse\x12U\n" +
 	"\fRefreshToken\x12!.pdsidecar.v1.RefreshTokenRequest\x1a\".pdsidecar.v1.RefreshTokenResponse\x12U\n" +
-	"\fListAccounts\x12!.pdsidecar.v1.ListAccountsRequest\x1a\".pdsidecar.v1.ListAccountsResponseBh\n" +
+	"\fListAccounts\x12!.pdsidecar.v1.ListAccountsRequest\x1a\".pdsidecar.v1.ListAccountsResponse\x12c\n" +
+	"\x10WatchCredentials\x12%.pdsidecar.v1.WatchCredentialsRequest\x1a&.pdsidecar.v1.WatchCredentialsResponse0\x01Bh\n" +
 	"\x10dev.pdsidecar.v1B\x10CredentialsProtoP\x01Z@github.com/pdsidecar/pdsidecar/client/go/pdsidecarv1;pdsidecarv1b\x06proto3"
 
 var (
@@ -1145,53 +1303,62 @@ func file_pdsidecar_v1_credentials_proto_rawDescGZIP() []byte {
 }
 
 var file_pdsidecar_v1_credentials_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pdsidecar_v1_credentials_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_pdsidecar_v1_credentials_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pdsidecar_v1_credentials_proto_goTypes = []any{
-	(Environment)(0),                // 0: pdsidecar.v1.Environment
-	(Reason)(0),                     // 1: pdsidecar.v1.Reason
-	(*AccountRef)(nil),              // 2: pdsidecar.v1.AccountRef
-	(*AccountInfo)(nil),             // 3: pdsidecar.v1.AccountInfo
-	(*GetCredentialsRequest)(nil),   // 4: pdsidecar.v1.GetCredentialsRequest
-	(*GetCredentialsResponse)(nil),  // 5: pdsidecar.v1.GetCredentialsResponse
-	(*ValidateAccountRequest)(nil),  // 6: pdsidecar.v1.ValidateAccountRequest
-	(*Problem)(nil),                 // 7: pdsidecar.v1.Problem
-	(*ValidateAccountResponse)(nil), // 8: pdsidecar.v1.ValidateAccountResponse
-	(*RefreshTokenRequest)(nil),     // 9: pdsidecar.v1.RefreshTokenRequest
-	(*RefreshTokenResponse)(nil),    // 10: pdsidecar.v1.RefreshTokenResponse
-	(*ListAccountsRequest)(nil),     // 11: pdsidecar.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),    // 12: pdsidecar.v1.ListAccountsResponse
-	nil,                             // 13: pdsidecar.v1.GetCredentialsResponse.CredentialsEntry
-	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
+	(Environment)(0),                 // 0: pdsidecar.v1.Environment
+	(Reason)(0),                      // 1: pdsidecar.v1.Reason
+	(*AccountRef)(nil),               // 2: pdsidecar.v1.AccountRef
+	(*AccountInfo)(nil),              // 3: pdsidecar.v1.AccountInfo
+	(*GetCredentialsRequest)(nil),    // 4: pdsidecar.v1.GetCredentialsRequest
+	(*GetCredentialsResponse)(nil),   // 5: pdsidecar.v1.GetCredentialsResponse
+	(*ValidateAccountRequest)(nil),   // 6: pdsidecar.v1.ValidateAccountRequest
+	(*Problem)(nil),                  // 7: pdsidecar.v1.Problem
+	(*ValidateAccountResponse)(nil),  // 8: pdsidecar.v1.ValidateAccountResponse
+	(*RefreshTokenRequest)(nil),      // 9: pdsidecar.v1.RefreshTokenRequest
+	(*RefreshTokenResponse)(nil),     // 10: pdsidecar.v1.RefreshTokenResponse
+	(*ListAccountsRequest)(nil),      // 11: pdsidecar.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),     // 12: pdsidecar.v1.ListAccountsResponse
+	(*WatchCredentialsRequest)(nil),  // 13: pdsidecar.v1.WatchCredentialsRequest
+	(*WatchCredentialsResponse)(nil), // 14: pdsidecar.v1.WatchCredentialsResponse
+	nil,                              // 15: pdsidecar.v1.GetCredentialsResponse.CredentialsEntry
+	nil,                              // 16: pdsidecar.v1.WatchCredentialsResponse.CredentialsEntry
+	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
 }
 var file_pdsidecar_v1_credentials_proto_depIdxs = []int32{
 	0,  // 0: pdsidecar.v1.AccountRef.environment:type_name -> pdsidecar.v1.Environment
-	14, // 1: pdsidecar.v1.AccountInfo.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 2: pdsidecar.v1.AccountInfo.last_refreshed_at:type_name -> google.protobuf.Timestamp
-	14, // 3: pdsidecar.v1.AccountInfo.next_refresh_at:type_name -> google.protobuf.Timestamp
+	17, // 1: pdsidecar.v1.AccountInfo.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 2: pdsidecar.v1.AccountInfo.last_refreshed_at:type_name -> google.protobuf.Timestamp
+	17, // 3: pdsidecar.v1.AccountInfo.next_refresh_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: pdsidecar.v1.GetCredentialsRequest.account:type_name -> pdsidecar.v1.AccountRef
-	13, // 5: pdsidecar.v1.GetCredentialsResponse.credentials:type_name -> pdsidecar.v1.GetCredentialsResponse.CredentialsEntry
+	15, // 5: pdsidecar.v1.GetCredentialsResponse.credentials:type_name -> pdsidecar.v1.GetCredentialsResponse.CredentialsEntry
 	3,  // 6: pdsidecar.v1.GetCredentialsResponse.account:type_name -> pdsidecar.v1.AccountInfo
-	14, // 7: pdsidecar.v1.GetCredentialsResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 7: pdsidecar.v1.GetCredentialsResponse.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 8: pdsidecar.v1.ValidateAccountRequest.account:type_name -> pdsidecar.v1.AccountRef
 	1,  // 9: pdsidecar.v1.Problem.reason:type_name -> pdsidecar.v1.Reason
 	7,  // 10: pdsidecar.v1.ValidateAccountResponse.problems:type_name -> pdsidecar.v1.Problem
 	3,  // 11: pdsidecar.v1.ValidateAccountResponse.account:type_name -> pdsidecar.v1.AccountInfo
-	14, // 12: pdsidecar.v1.RefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 12: pdsidecar.v1.RefreshTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: pdsidecar.v1.ListAccountsRequest.environment:type_name -> pdsidecar.v1.Environment
 	3,  // 14: pdsidecar.v1.ListAccountsResponse.accounts:type_name -> pdsidecar.v1.AccountInfo
-	4,  // 15: pdsidecar.v1.CredentialsService.GetCredentials:input_type -> pdsidecar.v1.GetCredentialsRequest
-	6,  // 16: pdsidecar.v1.CredentialsService.ValidateAccount:input_type -> pdsidecar.v1.ValidateAccountRequest
-	9,  // 17: pdsidecar.v1.CredentialsService.RefreshToken:input_type -> pdsidecar.v1.RefreshTokenRequest
-	11, // 18: pdsidecar.v1.CredentialsService.ListAccounts:input_type -> pdsidecar.v1.ListAccountsRequest
-	5,  // 19: pdsidecar.v1.CredentialsService.GetCredentials:output_type -> pdsidecar.v1.GetCredentialsResponse
-	8,  // 20: pdsidecar.v1.CredentialsService.ValidateAccount:output_type -> pdsidecar.v1.ValidateAccountResponse
-	10, // 21: pdsidecar.v1.CredentialsService.RefreshToken:output_type -> pdsidecar.v1.RefreshTokenResponse
-	12, // 22: pdsidecar.v1.CredentialsService.ListAccounts:output_type -> pdsidecar.v1.ListAccountsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 15: pdsidecar.v1.WatchCredentialsRequest.account:type_name -> pdsidecar.v1.AccountRef
+	16, // 16: pdsidecar.v1.WatchCredentialsResponse.credentials:type_name -> pdsidecar.v1.WatchCredentialsResponse.CredentialsEntry
+	3,  // 17: pdsidecar.v1.WatchCredentialsResponse.account:type_name -> pdsidecar.v1.AccountInfo
+	17, // 18: pdsidecar.v1.WatchCredentialsResponse.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 19: pdsidecar.v1.CredentialsService.GetCredentials:input_type -> pdsidecar.v1.GetCredentialsRequest
+	6,  // 20: pdsidecar.v1.CredentialsService.ValidateAccount:input_type -> pdsidecar.v1.ValidateAccountRequest
+	9,  // 21: pdsidecar.v1.CredentialsService.RefreshToken:input_type -> pdsidecar.v1.RefreshTokenRequest
+	11, // 22: pdsidecar.v1.CredentialsService.ListAccounts:input_type -> pdsidecar.v1.ListAccountsRequest
+	13, // 23: pdsidecar.v1.CredentialsService.WatchCredentials:input_type -> pdsidecar.v1.WatchCredentialsRequest
+	5,  // 24: pdsidecar.v1.CredentialsService.GetCredentials:output_type -> pdsidecar.v1.GetCredentialsResponse
+	8,  // 25: pdsidecar.v1.CredentialsService.ValidateAccount:output_type -> pdsidecar.v1.ValidateAccountResponse
+	10, // 26: pdsidecar.v1.CredentialsService.RefreshToken:output_type -> pdsidecar.v1.RefreshTokenResponse
+	12, // 27: pdsidecar.v1.CredentialsService.ListAccounts:output_type -> pdsidecar.v1.ListAccountsResponse
+	14, // 28: pdsidecar.v1.CredentialsService.WatchCredentials:output_type -> pdsidecar.v1.WatchCredentialsResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_pdsidecar_v1_credentials_proto_init() }
@@ -1205,7 +1372,7 @@ func file_pdsidecar_v1_credentials_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pdsidecar_v1_credentials_proto_rawDesc), len(file_pdsidecar_v1_credentials_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

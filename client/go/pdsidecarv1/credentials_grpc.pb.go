@@ -28,10 +28,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CredentialsService_GetCredentials_FullMethodName  = "/pdsidecar.v1.CredentialsService/GetCredentials"
-	CredentialsService_ValidateAccount_FullMethodName = "/pdsidecar.v1.CredentialsService/ValidateAccount"
-	CredentialsService_RefreshToken_FullMethodName    = "/pdsidecar.v1.CredentialsService/RefreshToken"
-	CredentialsService_ListAccounts_FullMethodName    = "/pdsidecar.v1.CredentialsService/ListAccounts"
+	CredentialsService_GetCredentials_FullMethodName   = "/pdsidecar.v1.CredentialsService/GetCredentials"
+	CredentialsService_ValidateAccount_FullMethodName  = "/pdsidecar.v1.CredentialsService/ValidateAccount"
+	CredentialsService_RefreshToken_FullMethodName     = "/pdsidecar.v1.CredentialsService/RefreshToken"
+	CredentialsService_ListAccounts_FullMethodName     = "/pdsidecar.v1.CredentialsService/ListAccounts"
+	CredentialsService_WatchCredentials_FullMethodName = "/pdsidecar.v1.CredentialsService/WatchCredentials"
 )
 
 // CredentialsServiceClient is the client API for CredentialsService service.
@@ -50,6 +51,14 @@ type CredentialsServiceClient interface {
 	RefreshToken(ctx context.Context, in *RefreshTokenRequest, opts ...grpc.CallOption) (*RefreshTokenResponse, error)
 	// ListAccounts lists a project's connected accounts, without credential values.
 	ListAccounts(ctx context.Context, in *ListAccountsRequest, opts ...grpc.CallOption) (*ListAccountsResponse, error)
+	// WatchCredentials streams an account's credentials: the first message at
+	// once (what GetCredentials would answer), then one each time the
+	// credentials change (Pipedream refreshed the source token, or a
+	// rejected_access_token refetch found a new one). Account problems end the
+	// stream with GetCredentials' status; Pipedream outages do not (the last
+	// good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+	// reconnect.
+	WatchCredentials(ctx context.Context, in *WatchCredentialsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCredentialsResponse], error)
 }
 
 type credentialsServiceClient struct {
@@ -100,6 +109,25 @@ func (c *credentialsServiceClient) ListAccounts(ctx context.Context, in *ListAcc
 	return out, nil
 }
 
+func (c *credentialsServiceClient) WatchCredentials(ctx context.Context, in *WatchCredentialsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCredentialsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CredentialsService_ServiceDesc.Streams[0], CredentialsService_WatchCredentials_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchCredentialsRequest, WatchCredentialsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CredentialsService_WatchCredentialsClient = grpc.ServerStreamingClient[WatchCredentialsResponse]
+
 // CredentialsServiceServer is the server API for CredentialsService service.
 // All implementations must embed UnimplementedCredentialsServiceServer
 // for forward compatibility.
@@ -116,6 +144,14 @@ type CredentialsServiceServer interface {
 	RefreshToken(context.Context, *RefreshTokenRequest) (*RefreshTokenResponse, error)
 	// ListAccounts lists a project's connected accounts, without credential values.
 	ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error)
+	// WatchCredentials streams an account's credentials: the first message at
+	// once (what GetCredentials would answer), then one each time the
+	// credentials change (Pipedream refreshed the source token, or a
+	// rejected_access_token refetch found a new one). Account problems end the
+	// stream with GetCredentials' status; Pipedream outages do not (the last
+	// good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+	// reconnect.
+	WatchCredentials(*WatchCredentialsRequest, grpc.ServerStreamingServer[WatchCredentialsResponse]) error
 	mustEmbedUnimplementedCredentialsServiceServer()
 }
 
@@ -137,6 +173,9 @@ func (UnimplementedCredentialsServiceServer) RefreshToken(context.Context, *Refr
 }
 func (UnimplementedCredentialsServiceServer) ListAccounts(context.Context, *ListAccountsRequest) (*ListAccountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAccounts not implemented")
+}
+func (UnimplementedCredentialsServiceServer) WatchCredentials(*WatchCredentialsRequest, grpc.ServerStreamingServer[WatchCredentialsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchCredentials not implemented")
 }
 func (UnimplementedCredentialsServiceServer) mustEmbedUnimplementedCredentialsServiceServer() {}
 func (UnimplementedCredentialsServiceServer) testEmbeddedByValue()                            {}
@@ -231,6 +270,17 @@ func _CredentialsService_ListAccounts_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CredentialsService_WatchCredentials_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchCredentialsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CredentialsServiceServer).WatchCredentials(m, &grpc.GenericServerStream[WatchCredentialsRequest, WatchCredentialsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CredentialsService_WatchCredentialsServer = grpc.ServerStreamingServer[WatchCredentialsResponse]
+
 // CredentialsService_ServiceDesc is the grpc.ServiceDesc for CredentialsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -255,6 +305,12 @@ var CredentialsService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CredentialsService_ListAccounts_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchCredentials",
+			Handler:       _CredentialsService_WatchCredentials_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "pdsidecar/v1/credentials.proto",
 }

@@ -4,6 +4,7 @@ prints one line per answer, in the format every language's example shares:
     credentials access_token=<token> fields=<names,...>
     valid=<true|false> problems=<REASON,...>
     refreshed=<true|false> expires_at=<RFC 3339, UTC>
+    watch access_token=<token> expires_at=<RFC 3339, UTC>
     error code=<GRPC_CODE> reason=<ErrorInfo reason or ->
 
 A failed call's ErrorInfo reason and RetryInfo come from the google.rpc.Status
@@ -11,9 +12,15 @@ in the grpc-status-details-bin trailer (grpcio-status reads it); a call with
 RetryInfo is retried after that delay, up to --attempts times. Calls without
 RetryInfo are not retried.
 
+watch opens WatchCredentials and prints a line for the first value and for
+every rotation after it (--count N: stop after N lines). A stream ending
+UNAVAILABLE (the sidecar restarting) is opened again; any other error ends it.
+For a sync, ``pdsidecar_client.RefreshableCredentials`` does this for you.
+
     python pdsidecar_example.py [--target HOST:PORT] get      --project P --account A --source S
     python pdsidecar_example.py [--target HOST:PORT] validate --project P --account A --source S
     python pdsidecar_example.py [--target HOST:PORT] refresh  [--connection C] [--force]
+    python pdsidecar_example.py [--target HOST:PORT] watch    --project P --account A --source S
 
 Flags fall back to PDSIDECAR_TARGET (default 127.0.0.1:50051),
 PDSIDECAR_PROJECT, PDSIDECAR_ACCOUNT, PDSIDECAR_SOURCE and PDSIDECAR_CONNECTION.
@@ -80,7 +87,7 @@ class CallError:
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="pdsidecar-example")
-    parser.add_argument("command", choices=["get", "validate", "refresh"])
+    parser.add_argument("command", choices=["get", "validate", "refresh", "watch"])
     parser.add_argument("--target", default=env("PDSIDECAR_TARGET") or "127.0.0.1:50051")
     parser.add_argument("--project", default=env("PDSIDECAR_PROJECT", ""))
     parser.add_argument("--account", default=env("PDSIDECAR_ACCOUNT", ""))
@@ -88,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connection", default=env("PDSIDECAR_CONNECTION") or "default")
     parser.add_argument("--force", action="store_true", help="refresh even when not yet due")
     parser.add_argument("--attempts", type=int, default=3, help="attempts when RetryInfo says so")
+    parser.add_argument("--count", type=int, default=0, help="watch: stop after N values")
     return parser
 
 
@@ -143,6 +151,8 @@ def _run(args: argparse.Namespace, stub: pb_grpc.CredentialsServiceStub) -> None
             pb.Reason.Name(p.reason).removeprefix("REASON_") for p in check.problems
         )
         print(f"valid={str(check.valid).lower()} problems={problems}")
+    elif args.command == "watch":
+        _watch(stub, pb.WatchCredentialsRequest(account=account, source=args.source), args.count)
     else:
         refresh = _call(
             attempts,
@@ -152,6 +162,26 @@ def _run(args: argparse.Namespace, stub: pb_grpc.CredentialsServiceStub) -> None
         )
         expires_at = _rfc3339(refresh.HasField("expires_at"), refresh.expires_at)
         print(f"refreshed={str(refresh.refreshed).lower()} expires_at={expires_at}")
+
+
+def _watch(stub: pb_grpc.CredentialsServiceStub, request: Any, count: int) -> None:
+    """Prints every value as the sidecar pushes it; no deadline: it lives as long as the sync."""
+    printed = 0
+    while True:
+        try:
+            for message in stub.WatchCredentials(request, wait_for_ready=True):
+                token = message.credentials.get("access_token", "")
+                expires_at = _rfc3339(message.HasField("expires_at"), message.expires_at)
+                print(f"watch access_token={token} expires_at={expires_at}", flush=True)
+                printed += 1
+                if count and printed >= count:
+                    return
+        except grpc.RpcError as error:
+            err = CallError.of(error)
+            if err.code != grpc.StatusCode.UNAVAILABLE:
+                raise
+            print(f"stream ended UNAVAILABLE (reason={err.reason}); reconnecting", file=sys.stderr)
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,22 +4,30 @@
 //   credentials access_token=<token> fields=<names,...>
 //   valid=<true|false> problems=<REASON,...>
 //   refreshed=<true|false> expires_at=<RFC 3339, UTC>
+//   watch access_token=<token> expires_at=<RFC 3339, UTC>
 //   error code=<GRPC_CODE> reason=<ErrorInfo reason or ->
 //
 // A failed call's ErrorInfo reason and RetryInfo come from the google.rpc.Status
 // in the grpc-status-details-bin trailer; a call with RetryInfo is retried after
 // that delay, up to --attempts times. Calls without RetryInfo are not retried.
 //
+// watch opens WatchCredentials and prints a line for the first value and for
+// every rotation after it (--count N: stop after N lines). A stream ending
+// UNAVAILABLE (the sidecar restarting) is opened again; any other error ends it.
+//
 // Usage (flags fall back to PDSIDECAR_TARGET, default 127.0.0.1:50051,
 // PDSIDECAR_PROJECT, PDSIDECAR_ACCOUNT, PDSIDECAR_SOURCE, PDSIDECAR_CONNECTION):
 //   node dist/examples/pdsidecar-example.js [--target HOST:PORT] get      --project P --account A --source S
 //   node dist/examples/pdsidecar-example.js [--target HOST:PORT] validate --project P --account A --source S
 //   node dist/examples/pdsidecar-example.js [--target HOST:PORT] refresh  [--connection C] [--force]
+//   node dist/examples/pdsidecar-example.js [--target HOST:PORT] watch    --project P --account A --source S [--count N]
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Code } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
+  type AccountRef,
   AccountRefSchema,
   type CredentialsClient,
   Reason,
@@ -30,10 +38,10 @@ import {
 const CALL_TIMEOUT_MS = 10_000;
 const MAX_RETRY_DELAY_MS = 30_000;
 const USAGE =
-  "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh} [flags]";
+  "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh|watch} [flags]";
 
 const HELP = `${USAGE}
-commands: get, validate, refresh; flags:
+commands: get, validate, refresh, watch; flags:
   --target HOST:PORT   the sidecar (default: $PDSIDECAR_TARGET, else 127.0.0.1:50051)
   --project ID         Pipedream project id, proj_... ($PDSIDECAR_PROJECT)
   --account ID         connected account id, apn_... ($PDSIDECAR_ACCOUNT)
@@ -41,6 +49,7 @@ commands: get, validate, refresh; flags:
   --connection NAME    connection name (default: $PDSIDECAR_CONNECTION, else default)
   --force              refresh: refresh even when not yet due
   --attempts N         attempts per call when the sidecar sends RetryInfo (default 3)
+  --count N            watch: stop after N values (default 0: never)
   -h, --help           this help`;
 
 class UsageError extends Error {}
@@ -58,6 +67,7 @@ function options() {
       connection: { type: "string", default: env("PDSIDECAR_CONNECTION", "default") },
       force: { type: "boolean", default: false },
       attempts: { type: "string", default: "3" },
+      count: { type: "string", default: "0" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -65,7 +75,12 @@ function options() {
   if (positionals.length !== 1) {
     throw new UsageError(positionals.length ? "one command expected" : "missing command");
   }
-  return { command: positionals[0], ...values, attempts: Math.max(1, Number(values.attempts) || 1) };
+  return {
+    command: positionals[0],
+    ...values,
+    attempts: Math.max(1, Number(values.attempts) || 1),
+    count: Math.max(0, Number(values.count) || 0),
+  };
 }
 
 type Options = ReturnType<typeof options>;
@@ -123,8 +138,35 @@ async function run(o: Options, client: CredentialsClient): Promise<void> {
       console.log(`refreshed=${resp.refreshed} expires_at=${rfc3339(resp.expiresAt)}`);
       return;
     }
+    case "watch":
+      return watch(o, client, account);
     default:
       throw new UsageError(`unknown command "${o.command}"`);
+  }
+}
+
+// Prints every value of the account's credentials as the sidecar pushes it.
+// The stream has no deadline: it lives as long as the sync does.
+async function watch(
+  o: Options,
+  client: CredentialsClient,
+  account: AccountRef,
+): Promise<void> {
+  let printed = 0;
+  for (;;) {
+    try {
+      for await (const resp of client.watchCredentials({ account, source: o.source })) {
+        console.log(
+          `watch access_token=${resp.credentials["access_token"] ?? ""} expires_at=${rfc3339(resp.expiresAt)}`,
+        );
+        if (o.count > 0 && ++printed >= o.count) return;
+      }
+    } catch (err) {
+      const e = sidecarError(err);
+      if (e.code !== Code.Unavailable) throw err;
+      console.error(`stream ended UNAVAILABLE (reason=${e.reason ?? "-"}); reconnecting`);
+    }
+    await sleep(100);
   }
 }
 

@@ -36,6 +36,7 @@ _REQUESTS: Final[dict[str, type[Message]]] = {
     "ValidateAccount": pb.ValidateAccountRequest,
     "RefreshToken": pb.RefreshTokenRequest,
     "ListAccounts": pb.ListAccountsRequest,
+    "WatchCredentials": pb.WatchCredentialsRequest,
 }
 
 

@@ -1,6 +1,7 @@
 """What happens around every call: request id, access check, counting, a debug line.
 
-:class:`CallWrapper` wraps each unary method once, as it registers (see
+:class:`CallWrapper` wraps each unary method (and WatchCredentials, the
+coroutine stream) once, as it registers (see
 :mod:`pdsidecar.observe.wrapping`). Per call it sets the request id
 (``x-request-id`` metadata, else generated) for the logs, applies the
 listener's :class:`~pdsidecar.api.access.AccessControl` before the servicer
@@ -41,8 +42,16 @@ class CallWrapper:
         self._ids = itertools.count(1)
 
     def wrap(self, inner: Behavior, method: str) -> Behavior:
+        return self._wrap(inner, method, timed=True)
+
+    def wrap_stream(self, inner: Behavior, method: str) -> Behavior:
+        """A coroutine server-streaming method: the same, but its (long) lifetime is not
+        filed as latency."""
+        return self._wrap(inner, method, timed=False)
+
+    def _wrap(self, inner: Behavior, method: str, *, timed: bool) -> Behavior:
         handled = self._stats.handled
-        histogram = self._stats.latency.setdefault(method, Histogram())
+        histogram = self._stats.latency.setdefault(method, Histogram()) if timed else Histogram()
         counts = histogram.counts
         clock = time.perf_counter
         ids = self._ids
@@ -77,8 +86,9 @@ class CallWrapper:
                     code = status_code.name
                 key = (method, code)
                 handled[key] = handled.get(key, 0) + 1
-                counts[bisect_left(BUCKETS, elapsed)] += 1
-                histogram.total += elapsed
+                if timed:
+                    counts[bisect_left(BUCKETS, elapsed)] += 1
+                    histogram.total += elapsed
                 if log.isEnabledFor(logging.DEBUG):
                     _log_rpc(method, code, elapsed, context)
 

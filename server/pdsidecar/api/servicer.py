@@ -81,7 +81,9 @@ class CredentialsServicer:
             raise
 
     @staticmethod
-    def _query(request: pb.GetCredentialsRequest | pb.ValidateAccountRequest) -> AccountQuery:
+    def _query(
+        request: pb.GetCredentialsRequest | pb.ValidateAccountRequest | pb.WatchCredentialsRequest,
+    ) -> AccountQuery:
         """The validated query of a GetCredentials or ValidateAccount request."""
         check = RequestValidator()
         ref = request.account

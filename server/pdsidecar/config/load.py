@@ -76,6 +76,8 @@ def _policy_from(table: Mapping[str, Any]) -> Policy:
         raise ConfigError("[policy] token_mandatory_margin must not exceed token_refresh_margin")
     if policy.upstream_concurrency < 1 or policy.max_attempts < 1:
         raise ConfigError("[policy] upstream_concurrency and max_attempts must be at least 1")
+    if policy.max_watchers < 0 or policy.watch_jitter < 0:
+        raise ConfigError("[policy] max_watchers and watch_jitter must not be negative")
     return policy
 
 

@@ -113,6 +113,10 @@ class CredentialBroker:
             rejected=rejected,
             started_at=started_at,
         )
+        return self.result_for(query, account)
+
+    def result_for(self, query: AccountQuery, account: Account) -> CredentialsResult:
+        """What ``query`` gets from ``account`` (raises its blocking AccountProblem)."""
         check = self._check(account, query)
         problem = check.blocking
         if problem is not None:
@@ -122,7 +126,26 @@ class CredentialBroker:
             raise AccountProblem(problem.message, reason=problem.reason, metadata=metadata)
         assert check.credentials is not None  # a check without a blocking problem has them
         return CredentialsResult(
-            check.credentials, account, account.expires_at, self._currency(key, account)
+            check.credentials, account, account.expires_at, self._currency(_key(query), account)
+        )
+
+    async def reread(self, query: AccountQuery, replaces: Account) -> Account:
+        """The account anew from Pipedream, unless the cache already holds a newer copy
+        than ``replaces``; through the cache's single flight (for watchers, see watch.py)."""
+        upstream = self._connection(query.connection)
+        key, started_at = _key(query), self._clock.monotonic()
+
+        # In the fleet's tier a copy is never this very object: one with the same values
+        # counts as not newer.
+        def same(cached: Account) -> bool:
+            return cached is replaces or cached.credentials == replaces.credentials
+
+        return await self.cache.get(
+            key,
+            self._fetch(key, upstream, same, started_at),
+            deadline=None,
+            rejected=lambda cached: cached is replaces,
+            started_at=started_at,
         )
 
     def _currency(self, key: CacheKey, account: Account) -> Callable[[], bool]:
@@ -255,6 +278,11 @@ class CredentialBroker:
             optional_fields=query.optional_fields,
             external_user_id=query.external_user_id,
         )
+
+
+def key_of(query: AccountQuery) -> CacheKey:
+    """The cache key of the account ``query`` names."""
+    return _key(query)
 
 
 def _key(query: AccountQuery) -> CacheKey:

@@ -97,6 +97,8 @@ class AccountCache:
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
         self.stats = CacheStats()
+        # Called with every account stored (a fetch answered); the watchers' hook.
+        self.on_store: Callable[[CacheKey, Account], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -266,6 +268,8 @@ class AccountCache:
         self._entries.pop(key, None)  # re-insert at the young end
         self._entries[key] = entry
         self._evict()
+        if self.on_store is not None:
+            self.on_store(key, entry.account)
 
     def _evict(self) -> None:
         entries = self._entries

@@ -2,7 +2,10 @@
 
 To observe or check a call, a method's behavior is wrapped in a coroutine of
 the same ``(request, context) -> response`` shape, so unary-unary semantics
-are kept; streaming handlers (health Watch, reflection) pass through.
+are kept. A unary-stream method written as a coroutine (it writes with
+``context.write``, like WatchCredentials) has that shape too and is wrapped
+when a ``wrap_stream`` is given; async-generator streams (health Watch) and
+bidirectional ones (reflection) pass through.
 
 Where it happens matters on the hot path. A ``grpc.aio`` server interceptor
 runs as extra coroutines on every call, before the handler is even chosen.
@@ -15,6 +18,7 @@ by default, is a real interceptor (:class:`UnaryInterceptor`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -46,21 +50,38 @@ def with_behavior(handler: Handler, behavior: Behavior) -> Handler:
     )
 
 
+def with_stream_behavior(handler: Handler, behavior: Behavior) -> Handler:
+    """``handler`` with another (coroutine) unary-stream behavior, same (de)serializers."""
+    return grpc.unary_stream_rpc_method_handler(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 class Wrapped:
     """Wrapped handlers, built once per original handler (kept by identity)."""
 
-    def __init__(self, wrap: Wrap) -> None:
+    def __init__(self, wrap: Wrap, wrap_stream: Wrap | None = None) -> None:
         self._wrap = wrap
+        self._wrap_stream = wrap_stream
         self._built: dict[int, tuple[Handler, Handler]] = {}
 
     def get(self, handler: Handler, method: str) -> Handler:
-        if handler is None or handler.unary_unary is None:
-            return handler  # None (an unknown method), or a stream: untouched
+        if handler is None:
+            return handler  # an unknown method
         built = self._built.get(id(handler))
-        if built is None or built[0] is not handler:
+        if built is not None and built[0] is handler:
+            return built[1]
+        if handler.unary_unary is not None:
             inner: Behavior = handler.unary_unary  # type: ignore[assignment]  # sync-typed stub
             built = (handler, with_behavior(handler, self._wrap(inner, method)))
-            self._built[id(handler)] = built
+        elif self._wrap_stream is not None and inspect.iscoroutinefunction(handler.unary_stream):
+            inner = handler.unary_stream
+            built = (handler, with_stream_behavior(handler, self._wrap_stream(inner, method)))
+        else:
+            return handler  # other streams: untouched
+        self._built[id(handler)] = built
         return built[1]
 
 
@@ -75,11 +96,14 @@ class _WrappedGeneric(_GenericBase):
 
 
 class WrappingRegistrar:
-    """Takes service registrations in place of ``server``, wrapping unary handlers."""
+    """Takes service registrations in place of ``server``, wrapping unary handlers
+    (and coroutine unary-stream handlers with ``wrap_stream``)."""
 
-    def __init__(self, server: grpc.aio.Server, wrap: Wrap) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, wrap: Wrap, wrap_stream: Wrap | None = None
+    ) -> None:
         self._server = server
-        self._wrapped = Wrapped(wrap)
+        self._wrapped = Wrapped(wrap, wrap_stream)
 
     def add_generic_rpc_handlers(self, generic_handlers: Sequence[Generic]) -> None:
         self._server.add_generic_rpc_handlers(

@@ -35,17 +35,20 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from pdsidecar.api import watching
 from pdsidecar.api.access import AccessControl, TokenHolder
 from pdsidecar.api.calls import CallWrapper
 from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
+from pdsidecar.credentials.watch import WatchHub
 from pdsidecar.observe.http import CountingTransport
 from pdsidecar.observe.logs import REDACTOR, Redactor
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
+from pdsidecar.observe.watch_metrics import WatchCollector
 from pdsidecar.observe.wrapping import WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
@@ -131,6 +134,9 @@ class Sidecar:
         self.tokens = TokenHolder(settings.api_token)
         self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
         self._servicer = CredentialsServicer(self.service, self.clock)
+        # WatchCredentials streams: one hub per process, fed by the account cache.
+        self.watchers = WatchHub(self.service, settings.policy, self.clock, watching.render)
+        self._watching = watching.CredentialsWatching(self.watchers, self.clock)
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
         self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
@@ -151,6 +157,7 @@ class Sidecar:
                     self._token_readings,
                 )
             )
+            registry.register(WatchCollector(lambda: (self.watchers.stats, self.watchers.feeds)))
             registry.register(fleets.FleetCollector(lambda: self.fleet))
             self.metrics = MetricsServer(registry, metrics_listen.host, metrics_listen.port)
         self._learn_secrets()
@@ -198,8 +205,9 @@ class Sidecar:
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
             wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
-            registrar: Any = WrappingRegistrar(server, wrapper.wrap)
+            registrar: Any = WrappingRegistrar(server, wrapper.wrap, wrapper.wrap_stream)
             add_to_server(self._servicer, registrar)
+            watching.add_to_server(self._watching, registrar)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
             # v1 and v1alpha, answering for methods too (ghz, grpcurl describe).
             enable_reflection((SERVICE_NAME, health.SERVICE_NAME), registrar)
@@ -250,8 +258,10 @@ class Sidecar:
 
     def _apply(self, settings: Settings, connections: Mapping[str, PipedreamConnection]) -> None:
         """Swap in reloaded settings and connections (listener addresses stay as they are)."""
+        replaced = {n for n, c in self.connections.items() if connections.get(n) is not c}
         self.service.replace_connections(settings, connections)
         self.settings, self.connections = settings, connections
+        self.watchers.reread_connections(replaced)
         self.tokens.set(settings.api_token)
         for listener in settings.listeners:
             self._access[listener.address].update(listener)
@@ -269,6 +279,9 @@ class Sidecar:
     async def stop(self, grace: float = 10.0) -> None:
         await self.readiness.stop()
         await self.health.enter_graceful_shutdown()
+        # Watch streams would hold the grace period open: end them now, UNAVAILABLE,
+        # so their clients reconnect (to the next sidecar).
+        self.watchers.close(watching.stopping())
         await self._close(grace)
 
     async def _close(self, grace: float) -> None:
@@ -312,6 +325,11 @@ def _grpc_server(
             # sidecar on the same port must fail to start, not share it.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", 1 << 20),
+            # Calls arriving faster than the server takes them wait in a queue that
+            # grpc cancels past 1,000 (CANCELLED): too few for a fleet of watchers
+            # reconnecting at once after a restart.
+            ("grpc.server.max_pending_requests", 20_000),
+            ("grpc.server.max_pending_requests_hard_limit", 40_000),
         ],
     )
 

@@ -4,6 +4,7 @@
 //	credentials access_token=<token> fields=<names,...>
 //	valid=<true|false> problems=<REASON,...>
 //	refreshed=<true|false> expires_at=<RFC 3339, UTC>
+//	watch access_token=<token> expires_at=<RFC 3339, UTC>
 //	error code=<GRPC_CODE> reason=<ErrorInfo reason or ->
 //
 // Errors are read the rich-error way: the google.rpc.Status in the
@@ -12,11 +13,16 @@
 // after that delay, up to --attempts times. Calls without RetryInfo are not
 // retried.
 //
+// watch opens WatchCredentials and prints a line for the first value and for
+// every rotation after it (--count N: stop after N lines). A stream ending
+// UNAVAILABLE (the sidecar restarting) is opened again; any other error ends it.
+//
 // Usage:
 //
 //	pdsidecar-example [--target HOST:PORT] get      --project P --account A --source S
 //	pdsidecar-example [--target HOST:PORT] validate --project P --account A --source S
 //	pdsidecar-example [--target HOST:PORT] refresh  [--connection C] [--force]
+//	pdsidecar-example [--target HOST:PORT] watch    --project P --account A --source S [--count N]
 //
 // Flags fall back to PDSIDECAR_TARGET (default 127.0.0.1:50051),
 // PDSIDECAR_PROJECT, PDSIDECAR_ACCOUNT, PDSIDECAR_SOURCE and
@@ -52,7 +58,7 @@ const (
 type options struct {
 	target, project, account, source, connection string
 	force                                        bool
-	attempts                                     int
+	attempts, count                              int
 }
 
 func env(name, fallback string) string {
@@ -63,7 +69,7 @@ func env(name, fallback string) string {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh} [flags]")
+	fmt.Fprintln(w, "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh|watch} [flags]")
 }
 
 func flags() *flag.FlagSet {
@@ -81,6 +87,7 @@ func parse(fs *flag.FlagSet, args []string) (string, options, error) {
 	fs.StringVar(&o.connection, "connection", env("PDSIDECAR_CONNECTION", "default"), "connection name")
 	fs.BoolVar(&o.force, "force", false, "refresh: refresh even when not yet due")
 	fs.IntVar(&o.attempts, "attempts", 3, "attempts per call when the sidecar sends RetryInfo")
+	fs.IntVar(&o.count, "count", 0, "watch: stop after this many values (0: never)")
 	// Flags may come before and after the command.
 	if err := fs.Parse(args); err != nil {
 		return "", o, err
@@ -208,10 +215,43 @@ func run(command string, o options, client pdsidecarv1.CredentialsServiceClient)
 			return err
 		}
 		fmt.Printf("refreshed=%t expires_at=%s\n", resp.GetRefreshed(), rfc3339(resp.GetExpiresAt()))
+	case "watch":
+		return watch(o, client)
 	default:
 		return fmt.Errorf("unknown command %q", command)
 	}
 	return nil
+}
+
+// watch prints every value of the account's credentials as the sidecar pushes
+// it. The stream has no deadline: it lives as long as the sync does.
+func watch(o options, client pdsidecarv1.CredentialsServiceClient) error {
+	request := &pdsidecarv1.WatchCredentialsRequest{Account: accountRef(o), Source: o.source}
+	printed := 0
+	for {
+		stream, err := client.WatchCredentials(context.Background(), request, grpc.WaitForReady(true))
+		if err != nil {
+			return err
+		}
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				if status.Code(err) != codes.Unavailable {
+					return err
+				}
+				ce := readError(err)
+				fmt.Fprintf(os.Stderr, "stream ended UNAVAILABLE (reason=%s); reconnecting\n", ce.reason)
+				time.Sleep(100 * time.Millisecond)
+				break
+			}
+			fmt.Printf("watch access_token=%s expires_at=%s\n",
+				resp.GetCredentials()["access_token"], rfc3339(resp.GetExpiresAt()))
+			printed++
+			if o.count > 0 && printed >= o.count {
+				return nil
+			}
+		}
+	}
 }
 
 func main() {
@@ -220,7 +260,7 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		// --help is a request, not a mistake: usage and flags on stdout, exit 0.
 		usage(os.Stdout)
-		fmt.Println("commands: get, validate, refresh; flags:")
+		fmt.Println("commands: get, validate, refresh, watch; flags:")
 		fs.SetOutput(os.Stdout)
 		fs.PrintDefaults()
 		return

@@ -115,6 +115,31 @@ def get_credentials(
     )
 
 
+def watch_credentials(
+    project_id: str,
+    account_id: str,
+    source: str,
+    *,
+    connection: str,
+    environment_name: str,
+    external_user_id: str,
+    required_fields: Sequence[str],
+    optional_fields: Sequence[str],
+) -> pb.WatchCredentialsRequest:
+    return pb.WatchCredentialsRequest(
+        account=account_ref(
+            project_id,
+            account_id,
+            connection=connection,
+            environment_name=environment_name,
+            external_user_id=external_user_id,
+        ),
+        source=source,
+        required_fields=list(required_fields),
+        optional_fields=list(optional_fields),
+    )
+
+
 def validate_account(
     project_id: str,
     account_id: str,

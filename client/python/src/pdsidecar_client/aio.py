@@ -11,7 +11,7 @@ channel never connected names the target and gRPC's last connection error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,7 +19,9 @@ import grpc
 
 from pdsidecar_client import _requests as rq
 from pdsidecar_client import channels as ch
+from pdsidecar_client._watching import WatchSpec
 from pdsidecar_client.errors import CredentialsError
+from pdsidecar_client.refreshable_aio import AsyncRefreshableCredentials
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
@@ -204,3 +206,81 @@ class AsyncCredentialsClient:
             self._stub.ListAccounts, request, timeout
         )
         return response
+
+    async def watch_credentials(
+        self,
+        project_id: str,
+        account_id: str,
+        source: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        external_user_id: str = "",
+        required_fields: Sequence[str] = (),
+        optional_fields: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> AsyncIterator[pb.WatchCredentialsResponse]:
+        """The raw WatchCredentials stream (``async for``); see
+        :meth:`CredentialsClient.watch_credentials`."""
+        spec = WatchSpec(
+            project_id,
+            account_id,
+            source,
+            connection,
+            environment,
+            external_user_id,
+            tuple(required_fields),
+            tuple(optional_fields),
+        )
+        call = self._open_watch(self._watch_request(spec), timeout)
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as error:
+            raise CredentialsError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    async def refreshable_credentials(
+        self,
+        project_id: str,
+        account_id: str,
+        source: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        external_user_id: str = "",
+        required_fields: Sequence[str] = (),
+        optional_fields: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> AsyncRefreshableCredentials:
+        """Credentials kept current for a whole sync (see
+        :mod:`pdsidecar_client.refreshable_aio`); returns once the first value is in."""
+        spec = WatchSpec(
+            project_id,
+            account_id,
+            source,
+            connection,
+            environment,
+            external_user_id,
+            tuple(required_fields),
+            tuple(optional_fields),
+        )
+        return await AsyncRefreshableCredentials(self, spec)._start(timeout or self._timeout)
+
+    def _watch_request(self, spec: WatchSpec) -> pb.WatchCredentialsRequest:
+        return rq.watch_credentials(
+            spec.project_id,
+            spec.account_id,
+            spec.source,
+            connection=spec.connection,
+            environment_name=spec.environment,
+            external_user_id=spec.external_user_id,
+            required_fields=spec.required_fields,
+            optional_fields=spec.optional_fields,
+        )
+
+    def _open_watch(self, request: pb.WatchCredentialsRequest, timeout: float | None = None) -> Any:
+        return self._stub.WatchCredentials(
+            request, timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+        )

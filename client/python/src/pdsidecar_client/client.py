@@ -11,7 +11,7 @@ channel never connected names the target and gRPC's last connection error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,7 +19,9 @@ import grpc
 
 from pdsidecar_client import _requests as rq
 from pdsidecar_client import channels as ch
+from pdsidecar_client._watching import WatchSpec
 from pdsidecar_client.errors import CredentialsError
+from pdsidecar_client.refreshable import RefreshableCredentials
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
@@ -208,3 +210,87 @@ class CredentialsClient:
         )
         response: pb.ListAccountsResponse = self._call(self._stub.ListAccounts, request, timeout)
         return response
+
+    def watch_credentials(
+        self,
+        project_id: str,
+        account_id: str,
+        source: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        external_user_id: str = "",
+        required_fields: Sequence[str] = (),
+        optional_fields: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Iterator[pb.WatchCredentialsResponse]:
+        """The raw WatchCredentials stream: GetCredentials' answer now, then each new value.
+
+        Ends by raising :class:`CredentialsError` (UNAVAILABLE when the sidecar stops:
+        open it again). No deadline unless ``timeout`` is given. For a sync,
+        :meth:`refreshable_credentials` does the reconnecting for you.
+        """
+        spec = WatchSpec(
+            project_id,
+            account_id,
+            source,
+            connection,
+            environment,
+            external_user_id,
+            tuple(required_fields),
+            tuple(optional_fields),
+        )
+        call = self._open_watch(self._watch_request(spec), timeout)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise CredentialsError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    def refreshable_credentials(
+        self,
+        project_id: str,
+        account_id: str,
+        source: str,
+        *,
+        connection: str = "",
+        environment: str = "",
+        external_user_id: str = "",
+        required_fields: Sequence[str] = (),
+        optional_fields: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> RefreshableCredentials:
+        """Credentials kept current for a whole sync (see :mod:`pdsidecar_client.refreshable`).
+
+        Returns once the first value is in (raises :class:`CredentialsError` if
+        it cannot be had within ``timeout``); ``close()`` it, or use ``with``.
+        """
+        spec = WatchSpec(
+            project_id,
+            account_id,
+            source,
+            connection,
+            environment,
+            external_user_id,
+            tuple(required_fields),
+            tuple(optional_fields),
+        )
+        return RefreshableCredentials(self, spec, timeout=timeout or self._timeout)
+
+    def _watch_request(self, spec: WatchSpec) -> pb.WatchCredentialsRequest:
+        return rq.watch_credentials(
+            spec.project_id,
+            spec.account_id,
+            spec.source,
+            connection=spec.connection,
+            environment_name=spec.environment,
+            external_user_id=spec.external_user_id,
+            required_fields=spec.required_fields,
+            optional_fields=spec.optional_fields,
+        )
+
+    def _open_watch(self, request: pb.WatchCredentialsRequest, timeout: float | None = None) -> Any:
+        return self._stub.WatchCredentials(
+            request, timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+        )

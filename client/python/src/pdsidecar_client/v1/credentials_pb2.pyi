@@ -91,6 +91,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """Pipedream refused the request as invalid (HTTP 400 or 422), for example an
     unknown project or environment; retrying will not help.
     """
+    REASON_TOO_MANY_WATCHERS: _Reason.ValueType  # 18
+    """The sidecar already holds its maximum number of WatchCredentials streams."""
+    REASON_SIDECAR_STOPPING: _Reason.ValueType  # 19
+    """The sidecar is shutting down; reconnect (to the next sidecar)."""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason names every failure and every account problem. The ErrorInfo reason
@@ -134,6 +138,10 @@ REASON_UPSTREAM_REQUEST_REJECTED: Reason.ValueType  # 17
 """Pipedream refused the request as invalid (HTTP 400 or 422), for example an
 unknown project or environment; retrying will not help.
 """
+REASON_TOO_MANY_WATCHERS: Reason.ValueType  # 18
+"""The sidecar already holds its maximum number of WatchCredentials streams."""
+REASON_SIDECAR_STOPPING: Reason.ValueType  # 19
+"""The sidecar is shutting down; reconnect (to the next sidecar)."""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final
@@ -537,3 +545,94 @@ class ListAccountsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAccountsResponse: _TypeAlias = ListAccountsResponse  # noqa: Y015
+
+@_typing.final
+class WatchCredentialsRequest(_message.Message):
+    """The fields of a GetCredentialsRequest, without rejected_access_token (call
+    GetCredentials with it; the watchers of the account get the new value).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELDS_FIELD_NUMBER: _builtins.int
+    OPTIONAL_FIELDS_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    @_builtins.property
+    def account(self) -> Global___AccountRef: ...
+    @_builtins.property
+    def required_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def optional_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        account: Global___AccountRef | None = ...,
+        source: _builtins.str = ...,
+        required_fields: _abc.Iterable[_builtins.str] | None = ...,
+        optional_fields: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "optional_fields", b"optional_fields", "required_fields", b"required_fields", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCredentialsRequest: _TypeAlias = WatchCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class WatchCredentialsResponse(_message.Message):
+    """One value of the watched credentials; the fields (and their numbers) are
+    GetCredentialsResponse's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CredentialsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credentials(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Credential values under Airweave field names."""
+
+    @_builtins.property
+    def account(self) -> Global___AccountInfo: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the source token expires, if Pipedream reports it."""
+
+    def __init__(
+        self,
+        *,
+        credentials: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        account: Global___AccountInfo | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "credentials", b"credentials", "expires_at", b"expires_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchCredentialsResponse: _TypeAlias = WatchCredentialsResponse  # noqa: Y015

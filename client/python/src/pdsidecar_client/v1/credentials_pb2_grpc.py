@@ -55,6 +55,11 @@ class CredentialsServiceStub:
                 request_serializer=pdsidecar_dot_v1_dot_credentials__pb2.ListAccountsRequest.SerializeToString,
                 response_deserializer=pdsidecar_dot_v1_dot_credentials__pb2.ListAccountsResponse.FromString,
                 _registered_method=True)
+        self.WatchCredentials = channel.unary_stream(
+                '/pdsidecar.v1.CredentialsService/WatchCredentials',
+                request_serializer=pdsidecar_dot_v1_dot_credentials__pb2.WatchCredentialsRequest.SerializeToString,
+                response_deserializer=pdsidecar_dot_v1_dot_credentials__pb2.WatchCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class CredentialsServiceServicer:
@@ -91,6 +96,19 @@ class CredentialsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCredentials(self, request, context):
+        """WatchCredentials streams an account's credentials: the first message at
+        once (what GetCredentials would answer), then one each time the
+        credentials change (Pipedream refreshed the source token, or a
+        rejected_access_token refetch found a new one). Account problems end the
+        stream with GetCredentials' status; Pipedream outages do not (the last
+        good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+        reconnect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CredentialsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +131,11 @@ def add_CredentialsServiceServicer_to_server(servicer, server):
                     servicer.ListAccounts,
                     request_deserializer=pdsidecar_dot_v1_dot_credentials__pb2.ListAccountsRequest.FromString,
                     response_serializer=pdsidecar_dot_v1_dot_credentials__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'WatchCredentials': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCredentials,
+                    request_deserializer=pdsidecar_dot_v1_dot_credentials__pb2.WatchCredentialsRequest.FromString,
+                    response_serializer=pdsidecar_dot_v1_dot_credentials__pb2.WatchCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +247,33 @@ class CredentialsService:
             '/pdsidecar.v1.CredentialsService/ListAccounts',
             pdsidecar_dot_v1_dot_credentials__pb2.ListAccountsRequest.SerializeToString,
             pdsidecar_dot_v1_dot_credentials__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pdsidecar.v1.CredentialsService/WatchCredentials',
+            pdsidecar_dot_v1_dot_credentials__pb2.WatchCredentialsRequest.SerializeToString,
+            pdsidecar_dot_v1_dot_credentials__pb2.WatchCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

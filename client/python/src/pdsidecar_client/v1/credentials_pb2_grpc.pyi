@@ -53,6 +53,15 @@ class CredentialsServiceStub:
     """
     ListAccounts: _grpc.UnaryUnaryMultiCallable[_credentials_pb2.ListAccountsRequest, _credentials_pb2.ListAccountsResponse]
     """ListAccounts lists a project's connected accounts, without credential values."""
+    WatchCredentials: _grpc.UnaryStreamMultiCallable[_credentials_pb2.WatchCredentialsRequest, _credentials_pb2.WatchCredentialsResponse]
+    """WatchCredentials streams an account's credentials: the first message at
+    once (what GetCredentials would answer), then one each time the
+    credentials change (Pipedream refreshed the source token, or a
+    rejected_access_token refetch found a new one). Account problems end the
+    stream with GetCredentials' status; Pipedream outages do not (the last
+    good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+    reconnect.
+    """
 
 @_typing.type_check_only
 class CredentialsServiceAsyncStub(CredentialsServiceStub):
@@ -71,6 +80,15 @@ class CredentialsServiceAsyncStub(CredentialsServiceStub):
     """
     ListAccounts: _aio.UnaryUnaryMultiCallable[_credentials_pb2.ListAccountsRequest, _credentials_pb2.ListAccountsResponse]  # type: ignore[assignment]
     """ListAccounts lists a project's connected accounts, without credential values."""
+    WatchCredentials: _aio.UnaryStreamMultiCallable[_credentials_pb2.WatchCredentialsRequest, _credentials_pb2.WatchCredentialsResponse]  # type: ignore[assignment]
+    """WatchCredentials streams an account's credentials: the first message at
+    once (what GetCredentials would answer), then one each time the
+    credentials change (Pipedream refreshed the source token, or a
+    rejected_access_token refetch found a new one). Account problems end the
+    stream with GetCredentials' status; Pipedream outages do not (the last
+    good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+    reconnect.
+    """
 
 class CredentialsServiceServicer(metaclass=_abc_1.ABCMeta):
     """CredentialsService hands out the credentials of Pipedream Connect accounts."""
@@ -110,5 +128,20 @@ class CredentialsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_credentials_pb2.ListAccountsResponse, _abc.Awaitable[_credentials_pb2.ListAccountsResponse]]:
         """ListAccounts lists a project's connected accounts, without credential values."""
+
+    @_abc_1.abstractmethod
+    def WatchCredentials(
+        self,
+        request: _credentials_pb2.WatchCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_credentials_pb2.WatchCredentialsResponse], _abc.AsyncIterator[_credentials_pb2.WatchCredentialsResponse]]:
+        """WatchCredentials streams an account's credentials: the first message at
+        once (what GetCredentials would answer), then one each time the
+        credentials change (Pipedream refreshed the source token, or a
+        rejected_access_token refetch found a new one). Account problems end the
+        stream with GetCredentials' status; Pipedream outages do not (the last
+        good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+        reconnect.
+        """
 
 def add_CredentialsServiceServicer_to_server(servicer: CredentialsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -16,6 +16,8 @@ import dev.pdsidecar.v1.RefreshTokenRequest;
 import dev.pdsidecar.v1.RefreshTokenResponse;
 import dev.pdsidecar.v1.ValidateAccountRequest;
 import dev.pdsidecar.v1.ValidateAccountResponse;
+import dev.pdsidecar.v1.WatchCredentialsRequest;
+import dev.pdsidecar.v1.WatchCredentialsResponse;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
@@ -26,6 +28,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -42,6 +45,7 @@ import java.util.stream.Collectors;
  *   credentials access_token=&lt;token&gt; fields=&lt;names,...&gt;
  *   valid=&lt;true|false&gt; problems=&lt;REASON,...&gt;
  *   refreshed=&lt;true|false&gt; expires_at=&lt;RFC 3339, UTC&gt;
+ *   watch access_token=&lt;token&gt; expires_at=&lt;RFC 3339, UTC&gt;
  *   error code=&lt;GRPC_CODE&gt; reason=&lt;ErrorInfo reason or -&gt;
  * </pre>
  *
@@ -49,10 +53,15 @@ import java.util.stream.Collectors;
  * grpc-status-details-bin trailer; a call with RetryInfo is retried after that delay, up to
  * --attempts times. Calls without RetryInfo are not retried.
  *
+ * <p>watch opens WatchCredentials and prints a line for the first value and for every rotation
+ * after it (--count N: stop after N lines). A stream ending UNAVAILABLE (the sidecar restarting)
+ * is opened again; any other error ends it.
+ *
  * <pre>
  *   java -jar pdsidecar-example.jar [--target HOST:PORT] get      --project P --account A --source S
  *   java -jar pdsidecar-example.jar [--target HOST:PORT] validate --project P --account A --source S
  *   java -jar pdsidecar-example.jar [--target HOST:PORT] refresh  [--connection C] [--force]
+ *   java -jar pdsidecar-example.jar [--target HOST:PORT] watch    --project P --account A --source S [--count N]
  * </pre>
  *
  * Flags fall back to PDSIDECAR_TARGET (default 127.0.0.1:50051), PDSIDECAR_PROJECT,
@@ -62,13 +71,13 @@ public final class PdsidecarExample {
   private static final long CALL_TIMEOUT_SECONDS = 10;
   private static final Duration MAX_RETRY_DELAY = Duration.ofSeconds(30);
   private static final String USAGE =
-      "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh} [flags]";
+      "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh|watch} [flags]";
 
   private PdsidecarExample() {}
 
   private static final String HELP =
       USAGE
-          + "\ncommands: get, validate, refresh; flags:\n"
+          + "\ncommands: get, validate, refresh, watch; flags:\n"
           + "  --target HOST:PORT   the sidecar (default: $PDSIDECAR_TARGET, else 127.0.0.1:50051)\n"
           + "  --project ID         Pipedream project id, proj_... ($PDSIDECAR_PROJECT)\n"
           + "  --account ID         connected account id, apn_... ($PDSIDECAR_ACCOUNT)\n"
@@ -76,6 +85,7 @@ public final class PdsidecarExample {
           + "  --connection NAME    connection name (default: $PDSIDECAR_CONNECTION, else default)\n"
           + "  --force              refresh: refresh even when not yet due\n"
           + "  --attempts N         attempts per call when the sidecar sends RetryInfo (default 3)\n"
+          + "  --count N            watch: stop after N values (default 0: never)\n"
           + "  -h, --help           this help";
 
   private static final class UsageException extends Exception {
@@ -122,6 +132,7 @@ public final class PdsidecarExample {
     o.put("source", env("PDSIDECAR_SOURCE", ""));
     o.put("connection", env("PDSIDECAR_CONNECTION", "default"));
     o.put("attempts", "3");
+    o.put("count", "0");
     o.put("force", "false");
     List<String> positionals = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
@@ -240,7 +251,44 @@ public final class PdsidecarExample {
             "refreshed=%b expires_at=%s%n",
             resp.getRefreshed(), rfc3339(resp.hasExpiresAt(), resp.getExpiresAt()));
       }
+      case "watch" -> watch(stub, account, o.get("source"), Integer.parseInt(o.get("count")));
       default -> throw new UsageException("unknown command \"" + o.get("command") + "\"");
+    }
+  }
+
+  /**
+   * Prints every value of the account's credentials as the sidecar pushes it. The stream has no
+   * deadline: it lives as long as the sync does.
+   */
+  private static void watch(
+      CredentialsServiceBlockingStub stub, AccountRef account, String source, int count)
+      throws InterruptedException {
+    WatchCredentialsRequest request =
+        WatchCredentialsRequest.newBuilder().setAccount(account).setSource(source).build();
+    int printed = 0;
+    while (true) {
+      try {
+        Iterator<WatchCredentialsResponse> stream =
+            stub.withWaitForReady().watchCredentials(request);
+        while (stream.hasNext()) {
+          WatchCredentialsResponse resp = stream.next();
+          System.out.printf(
+              "watch access_token=%s expires_at=%s%n",
+              resp.getCredentialsOrDefault("access_token", ""),
+              rfc3339(resp.hasExpiresAt(), resp.getExpiresAt()));
+          System.out.flush();
+          if (count > 0 && ++printed >= count) {
+            return;
+          }
+        }
+      } catch (StatusRuntimeException e) {
+        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
+          throw e;
+        }
+        System.err.println(
+            "stream ended UNAVAILABLE (reason=" + CallError.of(e).reason() + "); reconnecting");
+      }
+      Thread.sleep(100);
     }
   }
 

@@ -86,6 +86,21 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_pdsidecar_v1_ListAccountsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pdsidecar_v1_WatchCredentialsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pdsidecar_v1_WatchCredentialsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pdsidecar_v1_WatchCredentialsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pdsidecar_v1_WatchCredentialsResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_pdsidecar_v1_WatchCredentialsResponse_CredentialsEntry_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_pdsidecar_v1_WatchCredentialsResponse_CredentialsEntry_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -153,37 +168,53 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "ze\022\035\n\npage_token\030\007 \001(\tR\tpageToken\"u\n\024Lis" +
       "tAccountsResponse\0225\n\010accounts\030\001 \003(\0132\031.pd" +
       "sidecar.v1.AccountInfoR\010accounts\022&\n\017next" +
-      "_page_token\030\002 \001(\tR\rnextPageToken*c\n\013Envi" +
-      "ronment\022\033\n\027ENVIRONMENT_UNSPECIFIED\020\000\022\032\n\026" +
-      "ENVIRONMENT_PRODUCTION\020\001\022\033\n\027ENVIRONMENT_" +
-      "DEVELOPMENT\020\002*\271\004\n\006Reason\022\026\n\022REASON_UNSPE" +
-      "CIFIED\020\000\022\032\n\026REASON_INVALID_REQUEST\020\001\022\037\n\033" +
-      "REASON_CONNECTION_NOT_FOUND\020\002\022\034\n\030REASON_" +
-      "ACCOUNT_NOT_FOUND\020\003\022\037\n\033REASON_SOURCE_NOT" +
-      "_SUPPORTED\020\004\022\037\n\033REASON_ACCOUNT_APP_MISMA" +
-      "TCH\020\005\022$\n REASON_CREDENTIALS_NOT_AVAILABL" +
-      "E\020\006\022\"\n\036REASON_MISSING_REQUIRED_FIELDS\020\007\022" +
-      "\027\n\023REASON_ACCOUNT_DEAD\020\010\022\037\n\033REASON_PROVI" +
-      "DER_AUTH_FAILED\020\t\022\027\n\023REASON_RATE_LIMITED" +
-      "\020\n\022\037\n\033REASON_UPSTREAM_UNAVAILABLE\020\013\022 \n\034R" +
-      "EASON_ACCOUNT_USER_MISMATCH\020\014\022\034\n\030REASON_" +
-      "ACCOUNT_UNHEALTHY\020\r\022\032\n\026REASON_UNAUTHENTI" +
-      "CATED\020\016\022\034\n\030REASON_PERMISSION_DENIED\020\017\022\034\n" +
-      "\030REASON_DEADLINE_EXCEEDED\020\020\022$\n REASON_UP" +
-      "STREAM_REQUEST_REJECTED\020\0212\377\002\n\022Credential" +
-      "sService\022[\n\016GetCredentials\022#.pdsidecar.v" +
-      "1.GetCredentialsRequest\032$.pdsidecar.v1.G" +
-      "etCredentialsResponse\022^\n\017ValidateAccount" +
-      "\022$.pdsidecar.v1.ValidateAccountRequest\032%" +
-      ".pdsidecar.v1.ValidateAccountResponse\022U\n" +
-      "\014RefreshToken\022!.pdsidecar.v1.RefreshToke" +
-      "nRequest\032\".pdsidecar.v1.RefreshTokenResp" +
-      "onse\022U\n\014ListAccounts\022!.pdsidecar.v1.List" +
-      "AccountsRequest\032\".pdsidecar.v1.ListAccou" +
-      "ntsResponseBh\n\020dev.pdsidecar.v1B\020Credent" +
-      "ialsProtoP\001Z@github.com/pdsidecar/pdside" +
-      "car/client/go/pdsidecarv1;pdsidecarv1b\006p" +
-      "roto3"
+      "_page_token\030\002 \001(\tR\rnextPageToken\"\267\001\n\027Wat" +
+      "chCredentialsRequest\0222\n\007account\030\001 \001(\0132\030." +
+      "pdsidecar.v1.AccountRefR\007account\022\026\n\006sour" +
+      "ce\030\002 \001(\tR\006source\022\'\n\017required_fields\030\003 \003(" +
+      "\tR\016requiredFields\022\'\n\017optional_fields\030\004 \003" +
+      "(\tR\016optionalFields\"\245\002\n\030WatchCredentialsR" +
+      "esponse\022Y\n\013credentials\030\001 \003(\01327.pdsidecar" +
+      ".v1.WatchCredentialsResponse.Credentials" +
+      "EntryR\013credentials\0223\n\007account\030\002 \001(\0132\031.pd" +
+      "sidecar.v1.AccountInfoR\007account\0229\n\nexpir" +
+      "es_at\030\003 \001(\0132\032.google.protobuf.TimestampR" +
+      "\texpiresAt\032>\n\020CredentialsEntry\022\020\n\003key\030\001 " +
+      "\001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001*c\n\013En" +
+      "vironment\022\033\n\027ENVIRONMENT_UNSPECIFIED\020\000\022\032" +
+      "\n\026ENVIRONMENT_PRODUCTION\020\001\022\033\n\027ENVIRONMEN" +
+      "T_DEVELOPMENT\020\002*\364\004\n\006Reason\022\026\n\022REASON_UNS" +
+      "PECIFIED\020\000\022\032\n\026REASON_INVALID_REQUEST\020\001\022\037" +
+      "\n\033REASON_CONNECTION_NOT_FOUND\020\002\022\034\n\030REASO" +
+      "N_ACCOUNT_NOT_FOUND\020\003\022\037\n\033REASON_SOURCE_N" +
+      "OT_SUPPORTED\020\004\022\037\n\033REASON_ACCOUNT_APP_MIS" +
+      "MATCH\020\005\022$\n REASON_CREDENTIALS_NOT_AVAILA" +
+      "BLE\020\006\022\"\n\036REASON_MISSING_REQUIRED_FIELDS\020" +
+      "\007\022\027\n\023REASON_ACCOUNT_DEAD\020\010\022\037\n\033REASON_PRO" +
+      "VIDER_AUTH_FAILED\020\t\022\027\n\023REASON_RATE_LIMIT" +
+      "ED\020\n\022\037\n\033REASON_UPSTREAM_UNAVAILABLE\020\013\022 \n" +
+      "\034REASON_ACCOUNT_USER_MISMATCH\020\014\022\034\n\030REASO" +
+      "N_ACCOUNT_UNHEALTHY\020\r\022\032\n\026REASON_UNAUTHEN" +
+      "TICATED\020\016\022\034\n\030REASON_PERMISSION_DENIED\020\017\022" +
+      "\034\n\030REASON_DEADLINE_EXCEEDED\020\020\022$\n REASON_" +
+      "UPSTREAM_REQUEST_REJECTED\020\021\022\034\n\030REASON_TO" +
+      "O_MANY_WATCHERS\020\022\022\033\n\027REASON_SIDECAR_STOP" +
+      "PING\020\0232\344\003\n\022CredentialsService\022[\n\016GetCred" +
+      "entials\022#.pdsidecar.v1.GetCredentialsReq" +
+      "uest\032$.pdsidecar.v1.GetCredentialsRespon" +
+      "se\022^\n\017ValidateAccount\022$.pdsidecar.v1.Val" +
+      "idateAccountRequest\032%.pdsidecar.v1.Valid" +
+      "ateAccountResponse\022U\n\014RefreshToken\022!.pds" +
+      "idecar.v1.RefreshTokenRequest\032\".pdsideca" +
+      "r.v1.RefreshTokenResponse\022U\n\014ListAccount" +
+      "s\022!.pdsidecar.v1.ListAccountsRequest\032\".p" +
+      "dsidecar.v1.ListAccountsResponse\022c\n\020Watc" +
+      "hCredentials\022%.pdsidecar.v1.WatchCredent" +
+      "ialsRequest\032&.pdsidecar.v1.WatchCredenti" +
+      "alsResponse0\001Bh\n\020dev.pdsidecar.v1B\020Crede" +
+      "ntialsProtoP\001Z@github.com/pdsidecar/pdsi" +
+      "decar/client/go/pdsidecarv1;pdsidecarv1b" +
+      "\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -262,6 +293,24 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_pdsidecar_v1_ListAccountsResponse_descriptor,
         new java.lang.String[] { "Accounts", "NextPageToken", });
+    internal_static_pdsidecar_v1_WatchCredentialsRequest_descriptor =
+      getDescriptor().getMessageType(11);
+    internal_static_pdsidecar_v1_WatchCredentialsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pdsidecar_v1_WatchCredentialsRequest_descriptor,
+        new java.lang.String[] { "Account", "Source", "RequiredFields", "OptionalFields", });
+    internal_static_pdsidecar_v1_WatchCredentialsResponse_descriptor =
+      getDescriptor().getMessageType(12);
+    internal_static_pdsidecar_v1_WatchCredentialsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pdsidecar_v1_WatchCredentialsResponse_descriptor,
+        new java.lang.String[] { "Credentials", "Account", "ExpiresAt", });
+    internal_static_pdsidecar_v1_WatchCredentialsResponse_CredentialsEntry_descriptor =
+      internal_static_pdsidecar_v1_WatchCredentialsResponse_descriptor.getNestedType(0);
+    internal_static_pdsidecar_v1_WatchCredentialsResponse_CredentialsEntry_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_pdsidecar_v1_WatchCredentialsResponse_CredentialsEntry_descriptor,
+        new java.lang.String[] { "Key", "Value", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.TimestampProto.getDescriptor();
   }

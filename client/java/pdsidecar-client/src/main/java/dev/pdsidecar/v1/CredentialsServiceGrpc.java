@@ -139,6 +139,37 @@ public final class CredentialsServiceGrpc {
     return getListAccountsMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.pdsidecar.v1.WatchCredentialsRequest,
+      dev.pdsidecar.v1.WatchCredentialsResponse> getWatchCredentialsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "WatchCredentials",
+      requestType = dev.pdsidecar.v1.WatchCredentialsRequest.class,
+      responseType = dev.pdsidecar.v1.WatchCredentialsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+  public static io.grpc.MethodDescriptor<dev.pdsidecar.v1.WatchCredentialsRequest,
+      dev.pdsidecar.v1.WatchCredentialsResponse> getWatchCredentialsMethod() {
+    io.grpc.MethodDescriptor<dev.pdsidecar.v1.WatchCredentialsRequest, dev.pdsidecar.v1.WatchCredentialsResponse> getWatchCredentialsMethod;
+    if ((getWatchCredentialsMethod = CredentialsServiceGrpc.getWatchCredentialsMethod) == null) {
+      synchronized (CredentialsServiceGrpc.class) {
+        if ((getWatchCredentialsMethod = CredentialsServiceGrpc.getWatchCredentialsMethod) == null) {
+          CredentialsServiceGrpc.getWatchCredentialsMethod = getWatchCredentialsMethod =
+              io.grpc.MethodDescriptor.<dev.pdsidecar.v1.WatchCredentialsRequest, dev.pdsidecar.v1.WatchCredentialsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "WatchCredentials"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pdsidecar.v1.WatchCredentialsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.pdsidecar.v1.WatchCredentialsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new CredentialsServiceMethodDescriptorSupplier("WatchCredentials"))
+              .build();
+        }
+      }
+    }
+    return getWatchCredentialsMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -246,6 +277,22 @@ public final class CredentialsServiceGrpc {
         io.grpc.stub.StreamObserver<dev.pdsidecar.v1.ListAccountsResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getListAccountsMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * WatchCredentials streams an account's credentials: the first message at
+     * once (what GetCredentials would answer), then one each time the
+     * credentials change (Pipedream refreshed the source token, or a
+     * rejected_access_token refetch found a new one). Account problems end the
+     * stream with GetCredentials' status; Pipedream outages do not (the last
+     * good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+     * reconnect.
+     * </pre>
+     */
+    default void watchCredentials(dev.pdsidecar.v1.WatchCredentialsRequest request,
+        io.grpc.stub.StreamObserver<dev.pdsidecar.v1.WatchCredentialsResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getWatchCredentialsMethod(), responseObserver);
+    }
   }
 
   /**
@@ -326,6 +373,23 @@ public final class CredentialsServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getListAccountsMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * WatchCredentials streams an account's credentials: the first message at
+     * once (what GetCredentials would answer), then one each time the
+     * credentials change (Pipedream refreshed the source token, or a
+     * rejected_access_token refetch found a new one). Account problems end the
+     * stream with GetCredentials' status; Pipedream outages do not (the last
+     * good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+     * reconnect.
+     * </pre>
+     */
+    public void watchCredentials(dev.pdsidecar.v1.WatchCredentialsRequest request,
+        io.grpc.stub.StreamObserver<dev.pdsidecar.v1.WatchCredentialsResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncServerStreamingCall(
+          getChannel().newCall(getWatchCredentialsMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -388,6 +452,24 @@ public final class CredentialsServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getListAccountsMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * WatchCredentials streams an account's credentials: the first message at
+     * once (what GetCredentials would answer), then one each time the
+     * credentials change (Pipedream refreshed the source token, or a
+     * rejected_access_token refetch found a new one). Account problems end the
+     * stream with GetCredentials' status; Pipedream outages do not (the last
+     * good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+     * reconnect.
+     * </pre>
+     */
+    @io.grpc.ExperimentalApi("https://github.com/grpc/grpc-java/issues/10918")
+    public io.grpc.stub.BlockingClientCall<?, dev.pdsidecar.v1.WatchCredentialsResponse>
+        watchCredentials(dev.pdsidecar.v1.WatchCredentialsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingV2ServerStreamingCall(
+          getChannel(), getWatchCredentialsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -449,6 +531,23 @@ public final class CredentialsServiceGrpc {
     public dev.pdsidecar.v1.ListAccountsResponse listAccounts(dev.pdsidecar.v1.ListAccountsRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getListAccountsMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * WatchCredentials streams an account's credentials: the first message at
+     * once (what GetCredentials would answer), then one each time the
+     * credentials change (Pipedream refreshed the source token, or a
+     * rejected_access_token refetch found a new one). Account problems end the
+     * stream with GetCredentials' status; Pipedream outages do not (the last
+     * good value stands). A sidecar shutting down ends it with UNAVAILABLE:
+     * reconnect.
+     * </pre>
+     */
+    public java.util.Iterator<dev.pdsidecar.v1.WatchCredentialsResponse> watchCredentials(
+        dev.pdsidecar.v1.WatchCredentialsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
+          getChannel(), getWatchCredentialsMethod(), getCallOptions(), request);
     }
   }
 
@@ -522,6 +621,7 @@ public final class CredentialsServiceGrpc {
   private static final int METHODID_VALIDATE_ACCOUNT = 1;
   private static final int METHODID_REFRESH_TOKEN = 2;
   private static final int METHODID_LIST_ACCOUNTS = 3;
+  private static final int METHODID_WATCH_CREDENTIALS = 4;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -555,6 +655,10 @@ public final class CredentialsServiceGrpc {
         case METHODID_LIST_ACCOUNTS:
           serviceImpl.listAccounts((dev.pdsidecar.v1.ListAccountsRequest) request,
               (io.grpc.stub.StreamObserver<dev.pdsidecar.v1.ListAccountsResponse>) responseObserver);
+          break;
+        case METHODID_WATCH_CREDENTIALS:
+          serviceImpl.watchCredentials((dev.pdsidecar.v1.WatchCredentialsRequest) request,
+              (io.grpc.stub.StreamObserver<dev.pdsidecar.v1.WatchCredentialsResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -602,6 +706,13 @@ public final class CredentialsServiceGrpc {
               dev.pdsidecar.v1.ListAccountsRequest,
               dev.pdsidecar.v1.ListAccountsResponse>(
                 service, METHODID_LIST_ACCOUNTS)))
+        .addMethod(
+          getWatchCredentialsMethod(),
+          io.grpc.stub.ServerCalls.asyncServerStreamingCall(
+            new MethodHandlers<
+              dev.pdsidecar.v1.WatchCredentialsRequest,
+              dev.pdsidecar.v1.WatchCredentialsResponse>(
+                service, METHODID_WATCH_CREDENTIALS)))
         .build();
   }
 
@@ -654,6 +765,7 @@ public final class CredentialsServiceGrpc {
               .addMethod(getValidateAccountMethod())
               .addMethod(getRefreshTokenMethod())
               .addMethod(getListAccountsMethod())
+              .addMethod(getWatchCredentialsMethod())
               .build();
         }
       }

@@ -157,6 +157,22 @@ public enum Reason
    * <code>REASON_UPSTREAM_REQUEST_REJECTED = 17;</code>
    */
   REASON_UPSTREAM_REQUEST_REJECTED(17),
+  /**
+   * <pre>
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   * </pre>
+   *
+   * <code>REASON_TOO_MANY_WATCHERS = 18;</code>
+   */
+  REASON_TOO_MANY_WATCHERS(18),
+  /**
+   * <pre>
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   * </pre>
+   *
+   * <code>REASON_SIDECAR_STOPPING = 19;</code>
+   */
+  REASON_SIDECAR_STOPPING(19),
   UNRECOGNIZED(-1),
   ;
 
@@ -310,6 +326,22 @@ public enum Reason
    * <code>REASON_UPSTREAM_REQUEST_REJECTED = 17;</code>
    */
   public static final int REASON_UPSTREAM_REQUEST_REJECTED_VALUE = 17;
+  /**
+   * <pre>
+   * The sidecar already holds its maximum number of WatchCredentials streams.
+   * </pre>
+   *
+   * <code>REASON_TOO_MANY_WATCHERS = 18;</code>
+   */
+  public static final int REASON_TOO_MANY_WATCHERS_VALUE = 18;
+  /**
+   * <pre>
+   * The sidecar is shutting down; reconnect (to the next sidecar).
+   * </pre>
+   *
+   * <code>REASON_SIDECAR_STOPPING = 19;</code>
+   */
+  public static final int REASON_SIDECAR_STOPPING_VALUE = 19;
 
 
   public final int getNumber() {
@@ -354,6 +386,8 @@ public enum Reason
       case 15: return REASON_PERMISSION_DENIED;
       case 16: return REASON_DEADLINE_EXCEEDED;
       case 17: return REASON_UPSTREAM_REQUEST_REJECTED;
+      case 18: return REASON_TOO_MANY_WATCHERS;
+      case 19: return REASON_SIDECAR_STOPPING;
       default: return null;
     }
   }

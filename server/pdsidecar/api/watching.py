@@ -1,0 +1,90 @@
+"""WatchCredentials, the stream: the gRPC face of :mod:`pdsidecar.credentials.watch`.
+
+The request is validated as GetCredentials' is (same query, same errors), the
+first message is GetCredentials' answer, and every later one is written as the
+hub renders it: serialized once per group of identical watchers, so a rotation
+seen by a thousand streams is serialized once, not a thousand times. Errors end
+the stream with the status GetCredentials would send. The handler is a
+coroutine writing with ``context.write`` (not an async generator), so the
+per-call wrapper (:mod:`pdsidecar.api.calls`) wraps it as it wraps unary methods.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from pdsidecar.api import convert
+from pdsidecar.api.servicer import CredentialsServicer
+from pdsidecar.api.status import to_grpc_status
+from pdsidecar.clock import Clock
+from pdsidecar.credentials.broker import CredentialsResult
+from pdsidecar.credentials.watch import WatchHub
+from pdsidecar.credentials.watchers import Watcher
+from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
+from pdsidecar_client.v1 import credentials_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+METHOD = "WatchCredentials"
+
+
+def render(result: CredentialsResult) -> bytes:
+    """A WatchCredentialsResponse on the wire, made once per group of watchers."""
+    return pb.WatchCredentialsResponse(
+        credentials=result.credentials,
+        account=convert.account_info(result.account),
+        expires_at=convert.timestamp(result.expires_at),
+    ).SerializeToString()
+
+
+def stopping() -> SidecarError:
+    return SidecarError(
+        "pdsidecar is shutting down; reconnect to watch again", reason="SIDECAR_STOPPING"
+    )
+
+
+class CredentialsWatching:
+    """The WatchCredentials method, over a :class:`WatchHub`."""
+
+    def __init__(self, hub: WatchHub, clock: Clock) -> None:
+        self._hub = hub
+        self._clock = clock
+
+    async def WatchCredentials(self, request: bytes, context: Context) -> None:
+        watcher: Watcher | None = None
+        try:
+            try:
+                parsed = pb.WatchCredentialsRequest.FromString(request)
+            except DecodeError:
+                violation = FieldViolation("(request)", "is not a WatchCredentialsRequest message")
+                raise InvalidRequest([violation]) from None
+            query = CredentialsServicer._query(parsed)
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else self._clock.monotonic() + remaining
+            watcher = await self._hub.watch(query, deadline=deadline)
+            while True:
+                await context.write(await watcher.next())
+        except SidecarError as error:
+            status = to_grpc_status(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.error("%s failed with an unexpected error", METHOD, exc_info=False)
+            log.debug("unexpected error detail", exc_info=True)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in pdsidecar")
+        finally:
+            if watcher is not None:
+                self._hub.leave(watcher)
+
+
+def add_to_server(watching: CredentialsWatching, server: grpc.aio.Server) -> None:
+    """Registers WatchCredentials (raw bytes in and out) beside the unary methods."""
+    handlers = {METHOD: grpc.unary_stream_rpc_method_handler(watching.WatchCredentials)}
+    name = pb.DESCRIPTOR.services_by_name["CredentialsService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

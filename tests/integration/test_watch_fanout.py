@@ -1,0 +1,80 @@
+"""1,000 watchers on 100 accounts: one upstream read per account per rotation.
+
+Each account rotates on the emulator's schedule; ten streams watch each one
+(five with the default fields, five asking for the access token alone: two
+groups per feed). Counted at the emulator: while every watcher receives two
+rotations, the account route is read exactly once per rotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import grpc
+import pytest
+from pdsidecar_emulator import DEMO_PROJECT_ID, Emulator
+
+from pdsidecar.runtime.sidecar import Sidecar
+from pdsidecar.settings import Policy
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support.requests import ref
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+ACCOUNTS, PER_ACCOUNT = 100, 10
+LIFETIME, LEAD = 6.0, 2.0  # a rotation every 4 s
+ROTATIONS = 2
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return Policy(backoff_initial=0.01, backoff_max=0.05, max_watchers=ACCOUNTS * PER_ACCOUNT)
+
+
+async def test_thousand_watchers_cost_one_read_per_account_per_rotation(
+    emulator: Emulator, sidecar: Sidecar
+) -> None:
+    state = emulator.state
+    ids = state.add_generated_accounts(ACCOUNTS, app="notion")
+    for account_id in ids:
+        state.rotations.start(state.get_account(DEMO_PROJECT_ID, account_id), LIFETIME, LEAD)
+    requests = [
+        pb.WatchCredentialsRequest(
+            account=ref(account_id),
+            source="notion",
+            required_fields=["access_token"] if n % 2 else [],
+        )
+        for account_id in ids
+        for n in range(PER_ACCOUNT)
+    ]
+    received: Counter[int] = Counter()
+    async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        calls = [stub.WatchCredentials(request) for request in requests]
+        firsts = await asyncio.gather(*(call.read() for call in calls))
+        assert len(sidecar.watchers) == ACCOUNTS * PER_ACCOUNT
+        assert sidecar.watchers.feeds == ACCOUNTS
+        state.reset_stats()
+        before = {k: s.rotations for k, s in state.rotations.schedules.items()}
+
+        async def follow(index: int, call: grpc.aio.UnaryStreamCall) -> set[str]:  # type: ignore[type-arg]
+            tokens = {firsts[index].credentials["access_token"]}
+            for _ in range(ROTATIONS):
+                message = await asyncio.wait_for(call.read(), LIFETIME * 3)
+                tokens.add(message.credentials["access_token"])
+                received[index] += 1
+            return tokens
+
+        seen = await asyncio.gather(*(follow(i, call) for i, call in enumerate(calls)))
+        rotations = sum(s.rotations - before[k] for k, s in state.rotations.schedules.items())
+        reads = state.requests["account"]
+        for call in calls:
+            call.cancel()
+
+    assert all(len(tokens) == ROTATIONS + 1 for tokens in seen)
+    assert rotations == ACCOUNTS * ROTATIONS
+    # Every rotation was read once, by the one feed of its account, for all ten watchers.
+    assert reads == rotations
+    assert sidecar.watchers.stats.rereads == reads

@@ -34,6 +34,7 @@ from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings, SharedCacheConfig
 from pdsidecar.shared.sealing import Keyring
+from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.certs import Certs
 from tests.support.logsink import LogSink
@@ -367,3 +368,21 @@ async def test_the_tier_over_tls(
             assert emulator.state.tokens_issued == 1
             assert all(s.fleet and s.fleet.store.stats.errors == 0 for s, _ in sidecars)
         assert server.client().dbsize() == 2
+
+
+async def test_a_refetch_on_one_sidecar_reaches_the_watchers_of_the_others(
+    settings: Settings, emulator: Emulator, redis_server: RedisServer
+) -> None:
+    request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    watch = pb.WatchCredentialsRequest(account=request.account, source="notion")
+    async with fleet(settings, shared(redis_server), 2) as [(_, one), (_, two)]:
+        call = two.WatchCredentials(watch)
+        old = (await call.read()).credentials["access_token"]
+        new = emulator.state.rotate_access_token(DEMO_PROJECT_ID, DEMO_NOTION_ACCOUNT_ID)
+        retry = get_request(DEMO_NOTION_ACCOUNT_ID, "notion", rejected_access_token=old)
+        assert (await one.GetCredentials(retry)).credentials["access_token"] == new
+        # The fleet's invalidation makes the other sidecar re-read (from Redis) and push.
+        pushed = await asyncio.wait_for(call.read(), 10)
+        call.cancel()
+        assert pushed.credentials["access_token"] == new
+        assert emulator.state.requests["account"] == 2

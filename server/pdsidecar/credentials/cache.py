@@ -99,6 +99,8 @@ class AccountCache:
         self.stats = CacheStats()
         # Called with every account stored (a fetch answered); the watchers' hook.
         self.on_store: Callable[[CacheKey, Account], None] | None = None
+        # Called when the fleet said an entry is dead and it was dropped (shared tier).
+        self.on_invalidated: Callable[[CacheKey], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -326,9 +326,11 @@ class SharedAccounts:
         def older(entry: CacheEntry) -> bool:
             return entry.fetched_at < newer
 
-        for key in self._keys.get(tag, ()):
+        for key in list(self._keys.get(tag, ())):
             if self._cache.invalidate_if(key, older):
                 self.stats.invalidated += 1
+                if self._cache.on_invalidated is not None:
+                    self._cache.on_invalidated(key)
 
 
 def _wall(clock: Clock, monotonic: float) -> float:

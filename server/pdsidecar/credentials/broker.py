@@ -12,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from pdsidecar.clock import Clock
 from pdsidecar.credentials import mapping, paging
-from pdsidecar.credentials.cache import AccountCache, CacheKey
+from pdsidecar.credentials.cache import AccountCache, CacheKey, Fetch
 from pdsidecar.credentials.mapping import Problem
+from pdsidecar.credentials.shared_accounts import SharedAccounts
 from pdsidecar.errors import (
     AccountNotFound,
     AccountProblem,
@@ -84,6 +85,8 @@ class CredentialBroker:
         self._clock = clock
         self.cache = cache if cache is not None else AccountCache(settings.policy, clock)
         self._page_tokens = paging.PageTokens()
+        # The fleet's shared tier, when configured (set by the runtime).
+        self.shared: SharedAccounts | None = None
 
     async def get_credentials(
         self,
@@ -102,18 +105,12 @@ class CredentialBroker:
                 metadata=_metadata(query),
             )
         key = _key(query)
+        rejected = _holds(rejected_access_token) if rejected_access_token else None
         account = await self.cache.get(
             key,
-            lambda: upstream.get_account(
-                # The fetch is shared by every waiter, so it runs on the upstream's own
-                # timeouts, not on this caller's deadline (see account_cache).
-                query.project_id,
-                query.environment,
-                query.account_id,
-                deadline=None,
-            ),
+            self._fetch(key, upstream, rejected, started_at),
             deadline=deadline,
-            rejected=_holds(rejected_access_token) if rejected_access_token else None,
+            rejected=rejected,
             started_at=started_at,
         )
         return self.result_for(query, account)
@@ -136,14 +133,19 @@ class CredentialBroker:
         """The account anew from Pipedream, unless the cache already holds a newer copy
         than ``replaces``; through the cache's single flight (for watchers, see watch.py)."""
         upstream = self._connection(query.connection)
+        key, started_at = _key(query), self._clock.monotonic()
+
+        # In the fleet's tier a copy is never this very object: one with the same values
+        # counts as not newer.
+        def same(cached: Account) -> bool:
+            return cached is replaces or cached.credentials == replaces.credentials
+
         return await self.cache.get(
-            _key(query),
-            lambda: upstream.get_account(
-                query.project_id, query.environment, query.account_id, deadline=None
-            ),
+            key,
+            self._fetch(key, upstream, same, started_at),
             deadline=None,
             rejected=lambda cached: cached is replaces,
-            started_at=self._clock.monotonic(),
+            started_at=started_at,
         )
 
     def _currency(self, key: CacheKey, account: Account) -> Callable[[], bool]:
@@ -161,13 +163,8 @@ class CredentialBroker:
             problem = Problem("SOURCE_NOT_SUPPORTED", _unsupported(query.source))
             return Validation(False, (problem,), None)
         try:
-            account = await self.cache.get(
-                _key(query),
-                lambda: upstream.get_account(
-                    query.project_id, query.environment, query.account_id, deadline=None
-                ),
-                deadline=deadline,
-            )
+            key = _key(query)
+            account = await self.cache.get(key, self._fetch(key, upstream), deadline=deadline)
         except AccountNotFound as error:
             return Validation(False, (Problem(error.reason, error.message),), None)
         check = self._check(account, query)
@@ -236,6 +233,23 @@ class CredentialBroker:
 
     async def aclose(self) -> None:
         await self.cache.aclose()
+
+    def _fetch(
+        self,
+        key: CacheKey,
+        upstream: PipedreamConnection,
+        rejected: Callable[[Account], bool] | None = None,
+        started_at: float | None = None,
+    ) -> Fetch:
+        def fetch() -> Awaitable[Account]:
+            # The fetch is shared by every waiter, so it runs on the upstream's own
+            # timeouts, not on one caller's deadline (see credentials/cache.py).
+            return upstream.get_account(key[1], key[2], key[3], deadline=None)
+
+        if self.shared is None:
+            return fetch
+        client_id = upstream.connection.client_id
+        return self.shared.fetcher(key, client_id, fetch, rejected, started_at)
 
     def _connection(self, name: str) -> PipedreamConnection:
         found = self._connections.get(name)

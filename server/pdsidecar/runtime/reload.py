@@ -15,6 +15,8 @@ config again (secrets from their files and variables too) and applies the plan:
   for the next call);
 - ``[[listeners]]`` allow-lists are replaced when the listener addresses are
   unchanged.
+- ``[shared_cache]`` (key files re-read): a change replaces the fleet's tier
+  (see :func:`pdsidecar.runtime.fleet.refit`); removing the table turns sharing off.
 
 ``pipedream_url``, ``[policy]`` and listener addresses are bound to the
 running process: a change is logged and ignored until a restart. A config

@@ -75,7 +75,7 @@ def _write(path: Path, text: str) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    state = MixedFaultState(seed=args.seed)
+    state = MixedFaultState(seed=args.seed, read_budget=args.read_budget or None)
     state.add_client(BENCH_CLIENT_ID, os.environ[args.secret_env])
     ids = state.add_generated_accounts(args.accounts)
     tokens = {}
@@ -120,6 +120,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.08)
     parser.add_argument("--secret-env", default="PDSIDECAR_BENCH_SECRET")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--read-budget",
+        type=int,
+        default=0,
+        help="Pipedream's account reads per project per 5 minutes (0: no budget)",
+    )
     args = parser.parse_args()
     try:
         import uvloop

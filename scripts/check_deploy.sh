@@ -88,7 +88,7 @@ fi
 log "runtime install: healthy over its Unix socket, clean exit on SIGTERM"
 
 # --- 3. Kubernetes manifests against the schemas, offline ----------------------------
-manifests=(deploy/kubernetes/*.yaml)
+manifests=(deploy/kubernetes/*.yaml deploy/kubernetes/fleet/*.yaml)
 log "kubernetes-validate --strict (Kubernetes $KUBERNETES_VERSION) ${manifests[*]}"
 "$venv/bin/kubernetes-validate" --strict --kubernetes-version "$KUBERNETES_VERSION" "${manifests[@]}"
 

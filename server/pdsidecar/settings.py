@@ -91,6 +91,26 @@ class ConnectionConfig:
 
 
 @dataclass(frozen=True)
+class SharedCacheConfig:
+    """The ``[shared_cache]`` table: the fleet's shared, encrypted tier on Redis.
+
+    ``keys`` are the decoded 32-byte AES-256 keys, the first one encrypts, all
+    decrypt (rotation without a flag day). ``password`` is the Redis ACL password.
+    """
+
+    url: str
+    keys: tuple[Secret, ...] = field(repr=False)
+    username: str | None = None
+    password: Secret | None = None
+    namespace: str = "pdsidecar"
+    # Every Redis command gives up after this long; the call then goes on locally.
+    timeout: float = 0.05
+    cluster: bool = False
+    # How long a fetch lock outlives a holder that died (the holder renews it while alive).
+    lock_ttl: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     pipedream_url: str = DEFAULT_PIPEDREAM_URL
     connections: Mapping[str, ConnectionConfig] = field(default_factory=dict)
@@ -99,6 +119,8 @@ class Settings:
     listeners: tuple[ListenerConfig, ...] = ()
     # Every RPC but health and reflection must carry it, when set.
     api_token: Secret | None = None
+    # None: no shared tier, every process keeps its own token and cache.
+    shared_cache: SharedCacheConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ Pipedream routes: ``POST /v1/oauth/token``, ``GET /v1/connect/{project_id}/accou
 applies the route's injected faults (latency and stalls are ``asyncio.sleep``s, so concurrent
 requests wait concurrently), and the two account routes move the in-flight gauge.
 
+The account route keeps Pipedream's budget (``EmulatorState.read_budget`` reads per project
+per ``read_window`` seconds, 2,000 per 5 minutes by default): beyond it, 429 with Retry-After.
+
 Control routes (JSON, no auth, loopback only) live under ``/_emulator/``: see control.py.
 Nothing here logs: the access log is off, so neither tokens nor credentials reach a log.
 """
@@ -12,6 +15,7 @@ Nothing here logs: the access log is off, so neither tokens nor credentials reac
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from types import TracebackType
@@ -124,6 +128,9 @@ async def _account(request: web.Request, state: EmulatorState) -> web.Response:
     if isinstance(gate, web.Response):
         return gate
     info = request.match_info
+    wait = state.take_read(info["project_id"])
+    if wait is not None:
+        return _error(429, "rate limit exceeded", str(math.ceil(wait)))
     account = state.get_account(info["project_id"], info["account_id"], gate)
     if account is None:
         return _error(404, "record not found")

@@ -8,6 +8,7 @@ TypeError answer 400, KeyError 404, always as ``{"error": "..."}``.
   message, latency, stall, stall_probability, seed}, each group optional; DELETE takes a
   ``route`` query.
 - ``POST /_emulator/tokens/revoke``; ``POST /_emulator/tokens/lifetime`` {expires_in}.
+- ``POST /_emulator/budget`` {reads (null: off), window}: Pipedream's account-read budget.
 - ``POST /_emulator/clients`` {client_id, client_secret}; ``DELETE /_emulator/clients/{id}``.
 - ``POST /_emulator/accounts`` (see ``_add_account``); ``POST /_emulator/accounts/generate``
   {n, app, project_id, environment, external_id} -> {ids}.
@@ -168,6 +169,13 @@ def _add_client(_: web.Request, state: EmulatorState, body: JSON) -> JSON:
     return {"client_id": client.client_id}
 
 
+def _budget(_: web.Request, state: EmulatorState, body: JSON) -> JSON:
+    reads = body.get("reads", state.read_budget)
+    window = float(body.get("window", state.read_window))
+    state.set_read_budget(None if reads is None else int(reads), window)
+    return {"reads": state.read_budget, "window": state.read_window}
+
+
 def add_control_routes(app: web.Application) -> None:
     """Register the control routes; they act on ``app[STATE_KEY]``."""
     r, c = app.router, _control
@@ -178,6 +186,7 @@ def add_control_routes(app: web.Application) -> None:
     r.add_delete("/_emulator/faults", c(_clear_faults))
     r.add_post("/_emulator/tokens/revoke", c(lambda _r, s, _b: {"revoked": s.revoke_tokens()}))
     r.add_post("/_emulator/tokens/lifetime", c(_token_lifetime))
+    r.add_post("/_emulator/budget", c(_budget))
     r.add_post("/_emulator/clients", c(_add_client))
     r.add_delete(
         "/_emulator/clients/{client_id}",

@@ -18,7 +18,7 @@ import hmac
 import random
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any, Literal
@@ -45,6 +45,9 @@ from .rotation import Rotations
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 SOURCE_TOKEN_LIFETIME = 3600  # Pipedream-held source tokens (e.g. Notion) live an hour
+# Pipedream's budget: account reads per project per window; beyond it, 429 with Retry-After.
+READ_BUDGET = 2000
+READ_WINDOW = 300.0
 RouteSpec = Route | Literal["all"]
 
 
@@ -62,6 +65,8 @@ class EmulatorState:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         token_lifetime: int = 3600,
+        read_budget: int | None = READ_BUDGET,
+        read_window: float = READ_WINDOW,
     ) -> None:
         self.clock = clock  # wall seconds; tests swap it to expire tokens without sleeping
         self.rng = random.Random(seed)
@@ -78,6 +83,10 @@ class EmulatorState:
         self.tokens_issued = 0
         self.in_flight = 0  # account and list requests being served (delays included)
         self.max_in_flight = 0
+        # None: no budget. Reads are counted per project in a sliding window.
+        self.read_budget = read_budget
+        self.read_window = read_window
+        self._reads: dict[str, deque[float]] = {}
         # Scheduled source-token rotation and the fake source API's check (rotation.py).
         self.rotations = Rotations(lambda: self.clock(), self._retired.update)
 
@@ -355,6 +364,27 @@ class EmulatorState:
 
     def faults_json(self) -> JSON:
         return {r: vars(self.faults[r]).copy() for r in ROUTES}
+
+    # --- Pipedream's read budget ---
+    def set_read_budget(self, reads: int | None, window: float = READ_WINDOW) -> None:
+        """``reads`` account reads per project per ``window`` seconds; None turns it off."""
+        if (reads is not None and reads < 1) or window <= 0:
+            raise ValueError("the budget needs at least 1 read and a positive window")
+        self.read_budget, self.read_window = reads, window
+        self._reads.clear()
+
+    def take_read(self, project_id: str) -> float | None:
+        """Count one account read; the seconds to wait instead when the budget is spent."""
+        if self.read_budget is None:
+            return None
+        now = self.clock()
+        reads = self._reads.setdefault(project_id, deque())
+        while reads and reads[0] <= now - self.read_window:
+            reads.popleft()
+        if len(reads) >= self.read_budget:
+            return max(reads[0] + self.read_window - now, 0.001)
+        reads.append(now)
+        return None
 
     # --- counters and the concurrency gauge ---
     def record(self, route: Route, status: int) -> None:

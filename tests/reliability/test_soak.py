@@ -32,7 +32,8 @@ ACCOUNTS = 200
 
 @pytest.fixture
 async def faulty() -> AsyncIterator[Emulator]:
-    state = MixedFaultState(seed=11, token_lifetime=4)  # API token refreshed every ~2 s
+    # API token refreshed every ~2 s; no read budget: this test is about faults, not 429s.
+    state = MixedFaultState(seed=11, token_lifetime=4, read_budget=None)
     state.add_client(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
     state.add_generated_accounts(ACCOUNTS)
     async with Emulator(state) as emulator:

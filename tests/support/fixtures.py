@@ -27,6 +27,7 @@ from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support import exercised
 from tests.support.certs import Certs, make_certs
 from tests.support.logsink import SECRETS, LogSink
+from tests.support.redis import RedisServer, redis_servers
 from tests.support.sidecars import TEST_POLICY, ServeProcess, demo_settings
 
 
@@ -170,3 +171,10 @@ def sockdir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="pd-", dir="/tmp"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server(log_sink: LogSink) -> Iterator[RedisServer]:
+    """A real redis-server on a Unix socket with an ACL password (see support/redis.py)."""
+    with redis_servers(1, log_sink) as servers:
+        yield servers[0]

@@ -25,6 +25,8 @@ A config file is TOML::
 
 Without a file, PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET define the
 connection ``default`` and PDSIDECAR_PIPEDREAM_URL overrides the API URL.
+The optional ``[shared_cache]`` table (see :mod:`pdsidecar.config.shared`) lets a
+fleet share Pipedream tokens and accounts through Redis.
 PDSIDECAR_API_TOKEN sets the sidecar's API token (the bearer token callers send),
 with or without a file.
 """
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pdsidecar.config.listen import listeners_from_toml
+from pdsidecar.config.shared import shared_cache_from
 from pdsidecar.secret import Secret
 from pdsidecar.settings import (
     DEFAULT_CONNECTION,
@@ -161,7 +164,14 @@ def read_api_token(data: Mapping[str, Any], env: Mapping[str, str]) -> Secret | 
 
 
 def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
-    known = {"pipedream_url", "policy", "connections", "listeners", "api_token_file"}
+    known = {
+        "pipedream_url",
+        "policy",
+        "connections",
+        "listeners",
+        "api_token_file",
+        "shared_cache",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown top-level keys {unknown}; known keys are {sorted(known)}")
@@ -184,6 +194,7 @@ def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Se
         policy=_policy_from(policy_table),
         listeners=listeners_from_toml(data.get("listeners", [])),
         api_token=read_api_token(data, env),
+        shared_cache=shared_cache_from(data.get("shared_cache")),
     )
 
 

@@ -19,8 +19,9 @@ from typing import Final
 
 from pdsidecar.clock import Clock
 from pdsidecar.credentials import mapping, paging
-from pdsidecar.credentials.cache import AccountCache, CacheKey
+from pdsidecar.credentials.cache import AccountCache, CacheKey, Fetch
 from pdsidecar.credentials.mapping import Problem
+from pdsidecar.credentials.shared_accounts import SharedAccounts
 from pdsidecar.errors import (
     AccountNotFound,
     AccountProblem,
@@ -87,6 +88,8 @@ class CredentialBroker:
         self._clock = clock
         self.cache = cache if cache is not None else AccountCache(settings.policy, clock)
         self._page_tokens = paging.PageTokens()
+        # The fleet's shared tier, when configured (set by the runtime).
+        self.shared: SharedAccounts | None = None
 
     async def get_credentials(
         self,
@@ -107,15 +110,9 @@ class CredentialBroker:
                 metadata=_metadata(query),
             )
         key = _key(query)
-
-        def fetch() -> Awaitable[Account]:
-            # The fetch is shared by every waiter, so it runs on the upstream's own
-            # timeouts, not on this caller's deadline (see account_cache).
-            return upstream.get_account(
-                query.project_id, query.environment, query.account_id, deadline=None
-            )
-
-        account = await self.cache.get(key, fetch, deadline=deadline, caller=caller)
+        account = await self.cache.get(
+            key, self._fetch(key, upstream), deadline=deadline, caller=caller
+        )
         if (
             _belongs(account, query)
             and allowed_sources is not None
@@ -126,12 +123,13 @@ class CredentialBroker:
         if rejected_access_token and _belongs(account, query):
             # Only after the tenant check: another user's caller learns nothing by timing,
             # and costs no upstream read. Compared with the access credential only.
+            rejected = _holds_access(rejected_access_token, query.source)
             account = await self.cache.get(
                 key,
-                fetch,
+                self._fetch(key, upstream, rejected, started_at),
                 deadline=deadline,
                 caller=caller,
-                rejected=_holds_access(rejected_access_token, query.source),
+                rejected=rejected,
                 rejected_value=_digest(rejected_access_token),
                 started_at=started_at,
             )
@@ -155,15 +153,20 @@ class CredentialBroker:
         """The account anew from Pipedream, unless the cache already holds a newer copy
         than ``replaces``; through the cache's single flight (for watchers, see watch.py)."""
         upstream = self._connection(query.connection)
+        key, started_at = _key(query), self._clock.monotonic()
+
+        # In the fleet's tier a copy is never this very object: one with the same values
+        # counts as not newer.
+        def same(cached: Account) -> bool:
+            return cached is replaces or cached.credentials == replaces.credentials
+
         return await self.cache.get(
-            _key(query),
-            lambda: upstream.get_account(
-                query.project_id, query.environment, query.account_id, deadline=None
-            ),
+            key,
+            self._fetch(key, upstream, same, started_at),
             deadline=None,
             caller=WATCHERS,
             rejected=lambda cached: cached is replaces,
-            started_at=self._clock.monotonic(),
+            started_at=started_at,
         )
 
     def _currency(self, key: CacheKey, account: Account) -> Callable[[], bool]:
@@ -188,13 +191,9 @@ class CredentialBroker:
             problem = Problem("SOURCE_NOT_SUPPORTED", _unsupported(query.source))
             return Validation(False, (problem,), None)
         try:
+            key = _key(query)
             account = await self.cache.get(
-                _key(query),
-                lambda: upstream.get_account(
-                    query.project_id, query.environment, query.account_id, deadline=None
-                ),
-                deadline=deadline,
-                caller=caller,
+                key, self._fetch(key, upstream), deadline=deadline, caller=caller
             )
         except AccountNotFound as error:
             return Validation(False, (Problem(error.reason, error.message),), None)
@@ -269,6 +268,23 @@ class CredentialBroker:
 
     async def aclose(self) -> None:
         await self.cache.aclose()
+
+    def _fetch(
+        self,
+        key: CacheKey,
+        upstream: PipedreamConnection,
+        rejected: Callable[[Account], bool] | None = None,
+        started_at: float | None = None,
+    ) -> Fetch:
+        def fetch() -> Awaitable[Account]:
+            # The fetch is shared by every waiter, so it runs on the upstream's own
+            # timeouts, not on one caller's deadline (see credentials/cache.py).
+            return upstream.get_account(key[1], key[2], key[3], deadline=None)
+
+        if self.shared is None:
+            return fetch
+        client_id = upstream.connection.client_id
+        return self.shared.fetcher(key, client_id, fetch, rejected, started_at)
 
     def _connection(self, name: str) -> PipedreamConnection:
         found = self._connections.get(name)

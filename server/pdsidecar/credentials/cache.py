@@ -65,7 +65,19 @@ log = logging.getLogger(__name__)
 
 # (connection, project_id, environment, account_id)
 CacheKey = tuple[str, str, str, str]
-Fetch = Callable[[], Awaitable[Account]]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """An account with deadlines set elsewhere (the fleet's shared tier), all monotonic."""
+
+    account: Account
+    fetched_at: float
+    fresh_until: float
+    usable_until: float
+
+
+Fetch = Callable[[], Awaitable[Account | Fetched]]
 
 MIN_FRESH: Final = 5.0
 # How long past fresh an account without expires_at (API keys) may be served stale.
@@ -111,6 +123,8 @@ class AccountCache:
         self.stats = CacheStats()
         # Called with every account stored (a fetch answered); the watchers' hook.
         self.on_store: Callable[[CacheKey, Account], None] | None = None
+        # Called when the fleet said an entry is dead and it was dropped (shared tier).
+        self.on_invalidated: Callable[[CacheKey], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -300,7 +314,7 @@ class AccountCache:
         try:
             started = self._clock.monotonic()
             try:
-                account = await fetch()
+                result = await fetch()
             except AccountNotFound as error:
                 if self._generations.get(key[0], 0) == generation:
                     self._entries.pop(key, None)
@@ -309,9 +323,15 @@ class AccountCache:
             except UpstreamError as error:
                 self._back_off(key, error)
                 raise
-            if self._generations.get(key[0], 0) == generation:
-                self._store(key, account, started)
-            return account
+            # Detached by a reload: the callers that waited get it, the cache does not.
+            current = self._generations.get(key[0], 0) == generation
+            if isinstance(result, Fetched):
+                if current:
+                    self._put(key, CacheEntry(*_fields(result)))
+                return result.account
+            if current:
+                self._store(key, result, started)
+            return result
         finally:
             self.gate.release(ticket)
 
@@ -333,20 +353,15 @@ class AccountCache:
             entry.fresh_until = max(entry.fresh_until, min(now + pause, entry.usable_until))
 
     def _store(self, key: CacheKey, account: Account, fetched_at: float) -> None:
-        policy = self._policy
-        fresh = fetched_at + policy.credentials_max_age
-        if account.expires_at is None:
-            usable = max(fresh, fetched_at + MIN_FRESH) + STALE_ALLOWANCE
-        else:
-            usable = wall_to_monotonic(self._clock, account.expires_at)
-            fresh = min(fresh, usable - policy.credentials_expiry_margin)
-        fresh = max(fresh, fetched_at + MIN_FRESH)
+        self._put(key, deadlines(self._policy, self._clock, account, fetched_at))
+
+    def _put(self, key: CacheKey, entry: CacheEntry) -> None:
         self._entries.pop(key, None)  # re-insert at the young end
         self._recall.found(key)
-        self._entries[key] = CacheEntry(account, fetched_at, fresh, usable)
+        self._entries[key] = entry
         self._evict()
         if self.on_store is not None:
-            self.on_store(key, account)
+            self.on_store(key, entry.account)
 
     def _evict(self) -> None:
         entries = self._entries
@@ -358,6 +373,22 @@ class AccountCache:
                 entries[key] = entry  # second chance: back to the young end
             else:
                 self.stats.evictions += 1
+
+
+def deadlines(policy: Policy, clock: Clock, account: Account, fetched_at: float) -> CacheEntry:
+    """A new entry for ``account`` fetched at ``fetched_at``, fresh and usable per ``policy``."""
+    fresh = fetched_at + policy.credentials_max_age
+    if account.expires_at is None:
+        usable = max(fresh, fetched_at + MIN_FRESH) + STALE_ALLOWANCE
+    else:
+        usable = wall_to_monotonic(clock, account.expires_at)
+        fresh = min(fresh, usable - policy.credentials_expiry_margin)
+    fresh = max(fresh, fetched_at + MIN_FRESH)
+    return CacheEntry(account, fetched_at, fresh, usable)
+
+
+def _fields(result: Fetched) -> tuple[Account, float, float, float]:
+    return result.account, result.fetched_at, result.fresh_until, result.usable_until
 
 
 def _ids(key: CacheKey) -> dict[str, str]:

@@ -91,6 +91,7 @@ class WatchHub:
         self._stopping: SidecarError | None = None
         self.stats = WatchStats()
         broker.cache.on_store = self._stored
+        broker.cache.on_invalidated = self._invalidated
 
     def __len__(self) -> int:
         return self.stats.watchers
@@ -176,6 +177,12 @@ class WatchHub:
                 feed.unchanged = 0
             self._apply(feed, account)
             self._schedule(feed)
+
+    def _invalidated(self, key: CacheKey) -> None:
+        """The fleet replaced this account's value (shared tier): re-read it now."""
+        feed = self._feeds.get(key)
+        if feed is not None:
+            self._schedule(feed, 0.0)
 
     def _apply(self, feed: Feed, account: Account) -> None:
         if account is feed.account:

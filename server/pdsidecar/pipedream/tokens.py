@@ -6,7 +6,8 @@ import asyncio
 import copy
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol
 
 from pdsidecar.clock import Clock
 from pdsidecar.errors import DeadlineExceeded, RateLimited, SidecarError
@@ -16,6 +17,30 @@ from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy
 
 logger = logging.getLogger(__name__)
+
+# With a shared tier: while another sidecar refreshes in the advisory window, ask the
+# tier again after this long (the current token serves meanwhile).
+SHARED_RECHECK: Final = 1.0
+
+
+class TokenSource(Protocol):
+    """Where a provider gets tokens besides Pipedream: the fleet's shared tier."""
+
+    async def obtain(
+        self,
+        provider: TokenProvider,
+        fetch: Callable[[], Awaitable[PipedreamToken]],
+        *,
+        force: bool,
+        deadline: float | None,
+    ) -> tuple[PipedreamToken, float | None]:
+        """A token, and None if ``fetch`` (one Pipedream request) made it, else the
+        lifetime it was issued with (another sidecar fetched it)."""
+        ...
+
+    def rejected(self, token: Secret) -> None:
+        """Pipedream answered 401 to ``token``."""
+        ...
 
 
 class _Window(enum.Enum):
@@ -74,11 +99,25 @@ class TokenProvider:
         # Told each new token and how long it lives, in seconds (the log
         # redaction filter learns it this way).
         self.on_token: Callable[[Secret, float], None] | None = None
+        # The fleet's shared tier, when configured: tokens come from there first.
+        self.shared: TokenSource | None = None
 
     @property
     def last_success_mono(self) -> float | None:
         """Monotonic time of the last successful token request (readiness)."""
         return self._last_success
+
+    @property
+    def current(self) -> PipedreamToken | None:
+        return self._token
+
+    def is_fresh(self, token: PipedreamToken) -> bool:
+        """Outside both refresh windows (served as is)."""
+        return self._window(token) is _Window.FRESH
+
+    def is_usable(self, token: PipedreamToken) -> bool:
+        """Outside the mandatory window (may be served while someone refreshes)."""
+        return self._window(token) is not _Window.MANDATORY
 
     def status(self) -> TokenStatus | None:
         """The current token's expiry, never the token; None before the first one."""
@@ -98,6 +137,8 @@ class TokenProvider:
 
     def invalidate(self, rejected: Secret) -> None:
         """Drop the token Pipedream rejected, unless another caller already replaced it."""
+        if self.shared is not None:
+            self.shared.rejected(rejected)
         if self._token is not None and self._token.value == rejected:
             logger.info("connection %s: Pipedream rejected its token; dropping it", self._name)
             self._token = None
@@ -110,7 +151,7 @@ class TokenProvider:
             fresh = current is not None and self._window(current) is _Window.FRESH
             if current is not None and fresh and (not force or self._forced_lately()):
                 return self._status(current, refreshed=False)
-            token = await self._fetch_locked(deadline)
+            token = await self._fetch_locked(deadline, force=force)
             if force:
                 self._last_forced = self._clock.monotonic()
             return self._status(token, refreshed=True)
@@ -150,14 +191,25 @@ class TokenProvider:
         finally:
             self._lock.release()
 
-    async def _fetch_locked(self, deadline: float | None) -> PipedreamToken:
+    async def _fetch_locked(self, deadline: float | None, force: bool = False) -> PipedreamToken:
+        issued_for: float | None = None
         try:
-            token = await self._client.fetch_token(self.connection, deadline=deadline)
+            if self.shared is None:
+                token = await self._client.fetch_token(self.connection, deadline=deadline)
+            else:
+                token, issued_for = await self.shared.obtain(
+                    self,
+                    lambda: self._client.fetch_token(self.connection, deadline=deadline),
+                    force=force,
+                    deadline=deadline,
+                )
         except SidecarError as error:
             self.refreshes_failed += 1
             self._note_failure(error)
             logger.info("connection %s: token request failed (%s)", self._name, error.reason)
             raise
+        if issued_for is not None:
+            return self._adopt(token, issued_for)
         now = self._clock.monotonic()
         self.refreshes_ok += 1
         if self.on_token is not None:
@@ -167,16 +219,34 @@ class TokenProvider:
             self._name,
             token.expires_at_mono - now,
         )
+        self._keep(token, now, token.expires_at_mono - now)
+        return token
+
+    def _keep(self, token: PipedreamToken, now: float, lifetime: float) -> None:
+        # Shrink the margins for a short-lived token (see the class docstring).
+        lifetime = max(lifetime, 0.0)
+        self._advisory_margin = min(self._policy.token_refresh_margin, lifetime / 2)
+        self._mandatory_margin = min(self._policy.token_mandatory_margin, lifetime / 4)
         self._token = token
         self._failures = 0
         self._last_failure = None
         self._retry_not_before = float("-inf")
         self._last_success = now
-        # Shrink the margins for a short-lived token (see the class docstring).
-        lifetime = max(token.expires_at_mono - now, 0.0)
-        self._advisory_margin = min(self._policy.token_refresh_margin, lifetime / 2)
-        self._mandatory_margin = min(self._policy.token_mandatory_margin, lifetime / 4)
-        return token
+
+    def _adopt(self, token: PipedreamToken, lifetime: float) -> PipedreamToken:
+        """A token another sidecar fetched (or the current one, while another refreshes)."""
+        now = self._clock.monotonic()
+        current = self._token
+        if current is None or current.value != token.value:
+            if self.on_token is not None:
+                self.on_token(token.value, token.expires_at_mono - now)
+            logger.debug("connection %s: using the fleet's Pipedream token", self._name)
+            self._keep(token, now, lifetime)
+            current = token
+        if self._window(current) is not _Window.FRESH:
+            # Another sidecar is refreshing it: ask the fleet again in a moment, not per call.
+            self._retry_not_before = now + SHARED_RECHECK
+        return current
 
     def _note_failure(self, error: SidecarError) -> None:
         policy = self._policy

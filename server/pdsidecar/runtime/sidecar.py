@@ -57,6 +57,7 @@ from pdsidecar.pipedream.connection import (
     make_http_client,
     make_pipedream_client,
 )
+from pdsidecar.runtime import fleet as fleets
 from pdsidecar.runtime import reload as reloading
 from pdsidecar.runtime.listeners import (
     add_port,
@@ -125,10 +126,14 @@ class Sidecar:
             settings, wrap_transport=lambda inner: CountingTransport(inner, self.http_stats)
         )
         self._pipedream = make_pipedream_client(settings, self._http, self.clock)
+        # The fleet's shared tier on Redis, with a [shared_cache] table (runtime/fleet.py).
+        self.fleet = fleets.Fleet.create(settings, self.clock)
         self.connections: Mapping[str, PipedreamConnection] = {
             name: self._connect(config) for name, config in settings.connections.items()
         }
         self.service = CredentialBroker(settings, self.connections, self.clock)
+        if self.fleet is not None:
+            self.fleet.attach_broker(self.service)
 
         # Health: liveness is the server's "" status; readiness is the service's.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -165,6 +170,7 @@ class Sidecar:
                 )
             )
             registry.register(WatchCollector(lambda: (self.watchers.stats, self.watchers.feeds)))
+            registry.register(fleets.FleetCollector(lambda: self.fleet))
             self.metrics = MetricsServer(registry, metrics_listen.host, metrics_listen.port)
         self._learn_secrets()
 
@@ -200,6 +206,8 @@ class Sidecar:
             await self._close(grace=0)
             raise
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if self.fleet is not None:
+            self.fleet.start()
         await self.readiness.start(prime=self._prime_tokens)
         log.info("pdsidecar listening on %s", ", ".join(self.bound + self.health_bound))
         if self.settings.api_token is None:
@@ -253,6 +261,7 @@ class Sidecar:
             for name, config in change.settings.connections.items()
         }
         self._apply(change.settings, connections)
+        self.fleet = fleets.refit(self.fleet, self.settings, self.clock, connections, self.service)
         self.readiness.prime(change.added + change.changed)
         self.reload_stats.ok += 1
         log.info(
@@ -268,7 +277,12 @@ class Sidecar:
         return True
 
     def _connect(self, config: ConnectionConfig) -> PipedreamConnection:
-        return PipedreamConnection.create(config, self._pipedream, self.settings.policy, self.clock)
+        connection = PipedreamConnection.create(
+            config, self._pipedream, self.settings.policy, self.clock
+        )
+        if self.fleet is not None:
+            self.fleet.attach(connection)
+        return connection
 
     def _apply(self, settings: Settings, connections: Mapping[str, PipedreamConnection]) -> None:
         """Swap in reloaded settings and connections (listener addresses stay as they are)."""
@@ -310,6 +324,9 @@ class Sidecar:
         if self._tracing is not None:
             await self._tracing.shutdown()
         await self.service.aclose()
+        if self.fleet is not None:
+            await self.fleet.aclose()
+        await fleets.close_retired()
         await self._http.aclose()
 
     def _learn_secrets(self) -> None:

@@ -1,0 +1,379 @@
+"""The shared tier's Redis side: sealed values, locks with owners, fleet-wide events.
+
+:class:`SharedStore` is all the sidecar says to Redis. The adapters above it
+(:mod:`pdsidecar.pipedream.shared_tokens`, :mod:`pdsidecar.credentials.shared_accounts`)
+decide what to share; this module decides how, and keeps Redis trouble away from
+callers:
+
+- Every command runs within ``timeout``. Any failure (unreachable, slow, out of
+  memory, an ACL refusal) raises :class:`SharedUnavailable`, which the adapters
+  answer by doing what one process does alone. The store then stays out of the
+  way for ``RETRY_AFTER`` seconds, so a dead Redis costs no call a timeout, and
+  tries again by itself. Each change of state (down, back) is logged once and
+  counted; each failure is counted.
+- A value that does not open (tampered, moved under another key, another key
+  set) is a miss: counted, logged without its content, never returned.
+- Locks are ``SET NX PX`` with a random owner value; renewal and release are
+  compare-and-set Lua scripts, so a holder whose lock expired never releases the
+  next holder's lock.
+- Events (a value was written or invalidated) go to one channel
+  (:mod:`pdsidecar.shared.events`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pdsidecar.clock import Clock
+from pdsidecar.settings import SharedCacheConfig
+from pdsidecar.shared.events import Events, Listener, message
+from pdsidecar.shared.sealing import Keyring, Unreadable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# After a failure, Redis is left alone this long before the next try.
+RETRY_AFTER: Final = 1.0
+# Timeouts in a row that mark Redis down (one slow answer under load is not an outage);
+# any other failure (refused, reset, OOM, ACL) marks it down at once.
+TIMEOUTS_DOWN: Final = 3
+# Connections per sidecar (per node in a cluster); callers beyond wait within the timeout.
+MAX_CONNECTIONS: Final = 32
+
+_DELETE_IF: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+# Take the lock and read the value in one round trip (same hash tag: same slot in a cluster).
+_LOCK_GET: Final = """
+local taken = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {taken and 1 or 0, redis.call('get', KEYS[2])}
+"""
+# Store the value, tell the fleet, release the lock if still ours: one round trip.
+_STORE_RELEASE: Final = """
+if ARGV[1] ~= '' then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+redis.call('publish', ARGV[3], ARGV[4])
+if redis.call('get', KEYS[2]) == ARGV[5] then redis.call('del', KEYS[2]) end
+return 1
+"""
+_RENEW_IF: Final = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class SharedUnavailable(Exception):
+    """Redis did not answer in time or refused; go on without it (already logged, counted)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One account's or token's place in Redis: a hash tag per key of the keyring."""
+
+    namespace: str
+    tags: tuple[str, ...]
+
+    @property
+    def tag(self) -> str:
+        return self.tags[0]
+
+    def name(self, suffix: str, index: int = 0) -> bytes:
+        return f"{self.namespace}:{{{self.tags[index]}}}:{suffix}".encode()
+
+
+@dataclass(frozen=True)
+class Read:
+    """A value read and opened: its plaintext, and the stored bytes under ``name``."""
+
+    data: bytes
+    blob: bytes
+    name: bytes
+
+
+@dataclass
+class Lease:
+    """A held lock; ``released`` once a store-and-release let it go."""
+
+    slot: Slot
+    owner: str
+    released: bool = False
+
+
+@dataclass
+class SharedStats:
+    reads: int = 0
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    unreadable: int = 0  # values that did not open: tampered, moved, unknown key
+    errors: int = 0  # Redis commands that failed or timed out
+    skipped: int = 0  # commands not sent while Redis was marked down
+    outages: int = 0  # changes of state to "down"
+    up: bool = True
+
+
+class SharedStore:
+    def __init__(
+        self,
+        config: SharedCacheConfig,
+        clock: Clock,
+        *,
+        client: Any = None,
+        subscriber: Any = None,
+    ) -> None:
+        self.config = config
+        self.keyring = Keyring(config.keys)
+        self._clock = clock
+        self._redis: Any = client if client is not None else _client(config)
+        self.events = Events(
+            subscriber if subscriber is not None else _pubsub_client(config),
+            f"{config.namespace}:events",
+        )
+        self._down_until = float("-inf")
+        self._timeouts = 0
+        self.stats = SharedStats()
+
+    def slot(self, *parts: str) -> Slot:
+        return Slot(self.config.namespace, self.keyring.tags(*parts))
+
+    @property
+    def available(self) -> bool:
+        return self._clock.monotonic() >= self._down_until
+
+    # --- values -------------------------------------------------------------------------
+    async def get(self, slot: Slot, suffix: str) -> Read | None:
+        """The opened value, looked up under each key's name; None if absent or unreadable."""
+        self.stats.reads += 1
+        for index in range(len(slot.tags)):
+            name = slot.name(suffix, index)
+            blob = await self._run(lambda name=name: self._redis.get(name))  # type: ignore[misc]
+            read = self._open(name, blob)
+            if read is not None:
+                self.stats.hits += 1
+                return read
+        self.stats.misses += 1
+        return None
+
+    def _open(self, name: bytes, blob: Any) -> Read | None:
+        if blob is None:
+            return None
+        try:
+            data = self.keyring.open(name, bytes(blob))
+        except Unreadable:
+            self.stats.unreadable += 1
+            log.warning(
+                "shared cache: a value under %s does not decrypt (tampered, moved, or "
+                "sealed with a key this sidecar lacks); treated as a miss",
+                name.decode(),
+            )
+            return None
+        return Read(data, bytes(blob), name)
+
+    async def put(self, slot: Slot, suffix: str, data: bytes, ttl: float) -> Read:
+        """Seal and store ``data`` under the writing key's name for ``ttl`` seconds."""
+        name = slot.name(suffix)
+        blob = self.keyring.seal(name, data)
+        millis = max(int(ttl * 1000), 1)
+        await self._run(lambda: self._redis.set(name, blob, px=millis))
+        self.stats.writes += 1
+        return Read(data, blob, name)
+
+    async def delete_if(self, read: Read) -> bool:
+        """Delete the value ``read`` came from, only if it still holds those bytes."""
+        deleted = await self._run(lambda: self._redis.eval(_DELETE_IF, 1, read.name, read.blob))
+        return bool(deleted)
+
+    async def delete(self, slot: Slot, suffix: str) -> None:
+        names = [slot.name(suffix, i) for i in range(len(slot.tags))]
+        for name in names:
+            await self._run(lambda name=name: self._redis.delete(name))  # type: ignore[misc]
+
+    # --- locks --------------------------------------------------------------------------
+    async def lock_get(self, slot: Slot, suffix: str) -> tuple[Lease | None, Read | None]:
+        """Take the slot's lock if free, and read the value (writing key's name), at once."""
+        owner = secrets.token_hex(12)
+        millis = int(self.config.lock_ttl * 1000)
+        lock, name = slot.name("l"), slot.name(suffix)
+        taken, blob = await self._run(
+            lambda: self._redis.eval(_LOCK_GET, 2, lock, name, owner, millis)
+        )
+        self.stats.reads += 1
+        read = self._open(name, blob)
+        if read is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return (Lease(slot, owner) if taken else None), read
+
+    async def store_release(
+        self, lease: Lease, suffix: str, data: bytes | None, ttl: float, kind: str, stamp: float
+    ) -> None:
+        """Store ``data`` (None: nothing) for ``ttl`` s, publish the event, release the lock."""
+        slot = lease.slot
+        name = slot.name(suffix)
+        blob = self.keyring.seal(name, data) if data is not None and ttl > 0 else b""
+        text = message(kind, slot.tag, stamp)
+        millis = max(int(ttl * 1000), 1)
+        lock = slot.name("l")
+        await self._run(
+            lambda: self._redis.eval(
+                _STORE_RELEASE, 2, name, lock, blob, millis, self.events.channel, text, lease.owner
+            )
+        )
+        if blob:
+            self.stats.writes += 1
+        lease.released = True
+
+    async def renew(self, slot: Slot, owner: str, ttl: float | None = None) -> bool:
+        millis = int((ttl or self.config.lock_ttl) * 1000)
+        name = slot.name("l")
+        renewed = await self._run(lambda: self._redis.eval(_RENEW_IF, 1, name, owner, millis))
+        return bool(renewed)
+
+    async def unlock(self, slot: Slot, owner: str) -> None:
+        """Release the lock if this owner still holds it; Redis trouble is not raised."""
+        name = slot.name("l")
+        with contextlib.suppress(SharedUnavailable):
+            await self._run(lambda: self._redis.eval(_DELETE_IF, 1, name, owner))
+
+    @contextlib.asynccontextmanager
+    async def holding(self, lease: Lease) -> Any:
+        """Keep the lock alive while the body runs (a fetch may outlast the TTL), then free it."""
+        ttl = self.config.lock_ttl
+        slot, owner = lease.slot, lease.owner
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                with contextlib.suppress(SharedUnavailable):
+                    if not await self.renew(slot, owner):
+                        return
+
+        task = asyncio.get_running_loop().create_task(keep())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if not lease.released:
+                await self.unlock(slot, owner)
+
+    # --- events -------------------------------------------------------------------------
+    async def publish(self, kind: str, slot: Slot, stamp: float) -> None:
+        """Tell the fleet (``kind`` w: written, i: invalidated; ``stamp``: wall seconds)."""
+        text = message(kind, slot.tag, stamp)
+        with contextlib.suppress(SharedUnavailable):
+            await self._run(lambda: self._redis.publish(self.events.channel, text))
+
+    def add_listener(self, listener: Listener) -> None:
+        self.events.add_listener(listener)
+
+    async def wait(self, slot: Slot, timeout: float) -> None:
+        """Until an event about ``slot`` arrives, or ``timeout`` passes."""
+        await self.events.wait(slot.tag, timeout)
+
+    def start(self) -> None:
+        self.events.start()
+
+    async def subscribed(self, timeout: float) -> bool:
+        """Whether the event subscription is up (waits up to ``timeout``; for tests)."""
+        return await self.events.subscribed(timeout)
+
+    async def aclose(self) -> None:
+        await self.events.aclose()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+    # --- every command goes through here -----------------------------------------------
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
+        if not self.available:
+            self.stats.skipped += 1
+            raise SharedUnavailable
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                result = await command()
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(error)
+            raise SharedUnavailable from None
+        self._timeouts = 0
+        # Back only on a command sent after the pause (not one already in flight at the failure).
+        if not self.stats.up and self.available:
+            self.stats.up = True
+            log.warning("shared cache: Redis answers again; sharing resumes")
+        return result
+
+    def _failed(self, error: BaseException) -> None:
+        self.stats.errors += 1
+        if _slow(error):
+            self._timeouts += 1
+            if self._timeouts < TIMEOUTS_DOWN:
+                return
+        self._down_until = self._clock.monotonic() + RETRY_AFTER
+        if self.stats.up:
+            self.stats.up = False
+            self.stats.outages += 1
+            log.warning(
+                "shared cache: Redis failed (%s); each sidecar goes on alone (own token, own "
+                "cache) and tries Redis again every %.0f s",
+                _describe(error),
+                RETRY_AFTER,
+            )
+
+
+def _slow(error: BaseException) -> bool:
+    """Too slow rather than broken: a timeout, or no pooled connection free in time."""
+    if isinstance(error, (TimeoutError, RedisTimeoutError)):
+        return True
+    return isinstance(error, RedisConnectionError) and "No connection available" in str(error)
+
+
+def _describe(error: BaseException) -> str:
+    if _slow(error):
+        return "timeout"
+    # Redis error texts name the command's problem (OOM, NOPERM, connection refused), not
+    # the values sent; still, only the first line and never more than that.
+    text = str(error).splitlines()[0][:120] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _options(config: SharedCacheConfig) -> dict[str, Any]:
+    return {
+        "username": config.username,
+        "password": config.password.reveal() if config.password is not None else None,
+        "socket_timeout": config.timeout,
+        "socket_connect_timeout": config.timeout,
+    }
+
+
+def _client(config: SharedCacheConfig) -> Any:
+    if config.cluster:
+        return RedisCluster.from_url(
+            config.url, max_connections=MAX_CONNECTIONS, **_options(config)
+        )
+    # A bounded pool: a burst of misses must not open a connection each (Redis has a
+    # client limit, and a fleet shares it).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.url, max_connections=MAX_CONNECTIONS, timeout=config.timeout, **_options(config)
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def _pubsub_client(config: SharedCacheConfig) -> Any:
+    # A plain connection even in cluster mode: PUBLISH reaches every node of a cluster.
+    # No read timeout: the subscription waits for events as long as it takes.
+    options = {**_options(config), "socket_timeout": None, "socket_connect_timeout": 2.0}
+    return aioredis.Redis.from_url(config.url, **options)

@@ -1,0 +1,248 @@
+"""A fleet: 5 real ``pdsidecar serve`` processes, one real Redis, one emulator.
+
+Every count is the emulator's: Pipedream token and account requests made by the
+whole fleet. Callers run in this process, spread over the 5 sidecars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
+
+from pdsidecar_client.v1 import credentials_pb2 as pb
+from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support.redis import RedisServer, make_key_file
+from tests.support.requests import get_request
+from tests.support.sidecars import ServeProcess, write_config
+from tests.support.waiting import eventually, free_port
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+Stub = pb_grpc.CredentialsServiceStub
+
+
+def fleet_config(
+    tmp_path: Path, emulator: Emulator, redis: RedisServer, keys: list[Path], **extra: Any
+) -> Path:
+    table = redis.config_toml(keys, namespace="fleet", timeout_ms=500, **extra)
+    return write_config(tmp_path / "fleet.toml", emulator.url, {"default": DEMO_CLIENT_ID}, table)
+
+
+@contextlib.asynccontextmanager
+async def stubs_for(processes: list[ServeProcess]) -> AsyncIterator[list[Stub]]:
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = []
+        for process in processes:
+            target = (await process.bound())[0]
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
+            stubs.append(pb_grpc.CredentialsServiceStub(channel))
+        yield stubs
+
+
+async def start_fleet(
+    serve: Callable[..., ServeProcess], config: Path, n: int
+) -> list[ServeProcess]:
+    processes = [
+        serve("--config", str(config), "--listen", "127.0.0.1:0", "--log-level", "debug")
+        for _ in range(n)
+    ]
+    for process in processes:
+        await process.wait_for(r"readiness: SERVING")
+    return processes
+
+
+def access_token(response: pb.GetCredentialsResponse) -> str:
+    return str(response.credentials["access_token"])
+
+
+async def test_a_thousand_cold_callers_on_five_sidecars_make_one_read(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    processes = await start_fleet(serve, config, 5)
+    state = emulator.state
+    assert state.tokens_issued == 1, "one Pipedream token for the fleet"
+    async with stubs_for(processes) as stubs:
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        answers = await asyncio.gather(
+            *(stubs[i % 5].GetCredentials(request, timeout=30) for i in range(1000))
+        )
+        assert len({access_token(a) for a in answers}) == 1
+        assert state.requests["account"] == 1
+        assert state.tokens_issued == 1
+
+        ids = state.add_generated_accounts(200)
+        answers = await asyncio.gather(
+            *(
+                stubs[(i + k) % 5].GetCredentials(get_request(account_id, "notion"), timeout=30)
+                for i, account_id in enumerate(ids)
+                for k in range(5)
+            )
+        )
+        assert len(answers) == 1000
+        assert state.requests["account"] == 1 + 200
+        assert state.tokens_issued == 1
+    # What Redis holds is sealed: the suite's secret scan reads every key and value
+    # (support/redis.py); no key names an account or the project.
+    keys = [k.decode() for k in redis_server.client().keys("*")]
+    assert keys and not any(DEMO_PROJECT_ID in k or "apn_" in k for k in keys)
+
+
+async def test_a_rejected_token_from_three_sidecars_is_refetched_once(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    processes = await start_fleet(serve, config, 5)
+    state = emulator.state
+    async with stubs_for(processes) as stubs:
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        old = {access_token(await stub.GetCredentials(request)) for stub in stubs}
+        assert len(old) == 1 and state.requests["account"] == 1
+        (rejected,) = old
+        new = state.rotate_access_token(DEMO_PROJECT_ID, DEMO_NOTION_ACCOUNT_ID)
+        retry = get_request(DEMO_NOTION_ACCOUNT_ID, "notion", rejected_access_token=rejected)
+        answers = await asyncio.gather(*(stub.GetCredentials(retry) for stub in stubs[:3]))
+        assert [access_token(a) for a in answers] == [new] * 3
+        assert state.requests["account"] == 2, "one refetch for the fleet"
+
+        # The fleet-wide invalidation reached the two sidecars that were not asked.
+        async def all_new() -> bool:
+            tokens = {access_token(await stub.GetCredentials(request)) for stub in stubs}
+            return tokens == {new}
+
+        await eventually(all_new, timeout=10, every=0.1)
+        assert state.requests["account"] == 2
+
+
+async def test_redis_killed_and_restarted_mid_run_fails_no_call(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    processes = await start_fleet(serve, config, 5)
+    state = emulator.state
+    # Misses all along (a fresh local entry never asks Redis, so it would not notice):
+    # each sidecar walks its own accounts. This test is not about the read budget.
+    state.set_read_budget(None)
+    per_sidecar = 300
+    ids = state.add_generated_accounts(5 * per_sidecar)
+    failures: list[BaseException] = []
+    async with stubs_for(processes) as stubs:
+        stop = asyncio.Event()
+
+        async def load(index: int) -> int:
+            calls = 0
+            while not stop.is_set():
+                account_id = ids[index * per_sidecar + calls % per_sidecar]
+                try:
+                    await stubs[index].GetCredentials(get_request(account_id, "notion"), timeout=10)
+                except grpc.aio.AioRpcError as error:
+                    failures.append(error)
+                calls += 1
+                await asyncio.sleep(0.005)
+            return calls
+
+        workers = [asyncio.ensure_future(load(i)) for i in range(5)]
+        await asyncio.sleep(0.5)
+        redis_server.kill()
+        await asyncio.sleep(1.5)
+        redis_server.start()  # empty, as after a restart without persistence
+        await asyncio.sleep(1.5)
+        stop.set()
+        calls = sum(await asyncio.gather(*workers))
+        assert calls > 100 and not failures
+
+        # Sharing resumed: a new account asked on all 5 sidecars at once is read once.
+        await asyncio.sleep(1.2)  # past the store's retry pause in every sidecar
+        (fresh,) = state.add_generated_accounts(1)
+        before = state.requests["account"]
+        await asyncio.gather(
+            *(stub.GetCredentials(get_request(fresh, "notion"), timeout=10) for stub in stubs)
+        )
+        assert state.requests["account"] - before == 1
+    # Logged once per change of state: down, then back; never once per failed call.
+    for process in processes:
+        messages = [r.get("message", "") for r in process.records()]
+        down = sum("shared cache: Redis failed" in m for m in messages)
+        back = sum("shared cache: Redis answers again" in m for m in messages)
+        assert down >= 1 and down - back in (0, 1), (down, back)
+
+
+async def test_a_fetch_lock_holder_killed_mid_fetch_costs_at_most_the_lock_ttl(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    config = fleet_config(
+        tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")], lock_ttl_ms=1000
+    )
+    holder, other = await start_fleet(serve, config, 2)
+    state = emulator.state
+    async with stubs_for([holder, other]) as (holder_stub, other_stub):
+        state.set_latency(60, "account")
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        stuck = asyncio.ensure_future(holder_stub.GetCredentials(request, timeout=60))
+        await eventually(lambda: state.in_flight == 1, timeout=10)
+        waiting = asyncio.ensure_future(other_stub.GetCredentials(request, timeout=20))
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), "the other sidecar waits for the lock holder"
+        holder.signal(signal.SIGKILL)
+        state.set_latency(0, "account")
+        answer = await waiting
+        assert answer.account.account_id == DEMO_NOTION_ACCOUNT_ID
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await stuck
+
+
+async def test_a_bad_key_file_stops_the_sidecar_with_exit_2(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    short = tmp_path / "short-key"
+    short.write_text("c2hvcnQ=\n", encoding="utf-8")  # 5 bytes
+    config = fleet_config(tmp_path, emulator, redis_server, [short])
+    process = serve("--config", str(config), "--listen", "127.0.0.1:0")
+    assert await process.wait() == 2
+    assert any("AES-256 needs 32" in line for line in process.lines())
+
+
+async def test_workers_share_through_the_tier(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    port = free_port()
+    serve("--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "3")
+    state = emulator.state
+    await eventually(lambda: len(redis_server.client().keys("fleet:*:v")) >= 1, 20)
+    request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+    # Separate connections (no shared subchannel), so the kernel spreads them over workers.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    for _ in range(30):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            stub = pb_grpc.CredentialsServiceStub(channel)
+            await stub.GetCredentials(request, wait_for_ready=True, timeout=10)
+    # Without the tier this costs 3 tokens and up to 3 reads (see test_process.py).
+    assert state.tokens_issued == 1
+    assert state.requests["account"] == 1

@@ -12,6 +12,7 @@ Exceptions form one tree, so callers can catch at any depth::
     +-- InvalidRequest            INVALID_REQUEST (with field violations)
     +-- AccountProblem            something about the account itself;
     |                             ValidateAccount reports these as data
+    +-- Overloaded                OVERLOADED: the sidecar will not queue more for this caller
     +-- UpstreamError             Pipedream refused or failed
         +-- UpstreamRequestRejected  UPSTREAM_REQUEST_REJECTED (HTTP 400/422; not retryable)
         +-- RateLimited           RATE_LIMITED (retry_after from Retry-After)
@@ -117,6 +118,12 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
         True,
         "The sidecar is shutting down: a WatchCredentials stream ends; reconnect.",
     ),
+    "OVERLOADED": ErrorKind(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        True,
+        "The sidecar refused to queue another Pipedream fetch for this caller: it could not "
+        "start before the call's deadline.",
+    ),
 }
 
 
@@ -182,6 +189,12 @@ class AccountNotFound(AccountProblem):
     """Pipedream has no such account (HTTP 404)."""
 
     reason = "ACCOUNT_NOT_FOUND"
+
+
+class Overloaded(SidecarError):
+    """Work refused before it started, to protect Pipedream and the other callers."""
+
+    reason = "OVERLOADED"
 
 
 class UpstreamError(SidecarError):

@@ -50,6 +50,30 @@ class Policy:
     default_retry_after: float = 30.0
     # Largest number of cached accounts (least recently used are evicted).
     cache_max_entries: int = 100_000
+    # Bytes the GetCredentials answer memo may hold (keys, answers and per-entry overhead).
+    memo_max_bytes: int = 32 * 1024 * 1024
+    # ACCOUNT_NOT_FOUND is remembered per account this long: repeated lookups of an id
+    # Pipedream does not know cost no request; an account connected meanwhile works
+    # once it passes.
+    not_found_ttl: float = 3.0
+    # A new account fetch expected to wait longer than this (or than its caller's
+    # deadline) for an upstream slot is refused at once: OVERLOADED with RetryInfo.
+    fetch_queue_wait: float = 10.0
+    # rejected_access_token refetches an account at most once per this interval
+    # while the rejected value stays the same.
+    rejected_token_interval: float = 10.0
+    # RefreshToken(force=true) requests a new Pipedream token at most once per
+    # connection per this interval; forced calls in between get the current token's
+    # status (refreshed=false).
+    forced_refresh_interval: float = 10.0
+    # Unary calls one listener serves at once (WatchCredentials streams, up to
+    # max_watchers, come on top); past it gRPC answers RESOURCE_EXHAUSTED. Requests
+    # are capped at 64 KiB, so what calls in flight hold is bounded too.
+    max_concurrent_rpcs: int = 1024
+    # Calls and streams (HTTP/2 streams) one client connection may have open at
+    # once; gRPC refuses the streams beyond it (the client sees UNAVAILABLE and may
+    # retry), so one connection cannot take every slot.
+    max_streams_per_connection: int = 2048
     # WatchCredentials: most streams one process holds (RESOURCE_EXHAUSTED past it),
     # and the largest random delay (seconds) added to a watched account's scheduled
     # re-read, so accounts refreshed together by Pipedream are not re-read together.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 from pdsidecar_emulator import (
     DEMO_CODA_ACCOUNT_ID,
@@ -15,11 +16,17 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from pdsidecar.clock import ManualClock
+from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import get_request, validate_request
+from tests.support.sidecars import TEST_POLICY
 
 pytestmark = pytest.mark.anyio
+
+# A connection of its own: channels with equal arguments share one by default.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 def pipedream_credentials(emulator: Emulator, account_id: str) -> dict[str, str]:
@@ -90,11 +97,21 @@ async def test_validate_reports_problems_as_data(stub: pb_grpc.CredentialsServic
 
 
 async def test_thousand_cold_callers_cause_one_token_and_one_account_request(
-    stub: pb_grpc.CredentialsServiceStub, emulator: Emulator
+    sidecar: Sidecar, emulator: Emulator
 ) -> None:
     emulator.state.set_latency(0.05)  # keep the first fetch in flight while the others arrive
     request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
-    responses = await asyncio.gather(*(stub.GetCredentials(request) for _ in range(1000)))
+    # Four connections: one may have at most max_streams_per_connection (512) calls open.
+    channels = [
+        grpc.aio.insecure_channel(sidecar.bound[0], options=OWN_CONNECTION) for _ in range(4)
+    ]
+    try:
+        stubs = [pb_grpc.CredentialsServiceStub(channel) for channel in channels]
+        calls = (stubs[i % 4].GetCredentials(request) for i in range(1000))
+        responses = await asyncio.gather(*calls)
+    finally:
+        for channel in channels:
+            await channel.close()
     assert {r.credentials["access_token"] for r in responses} == {
         pipedream_credentials(emulator, DEMO_NOTION_ACCOUNT_ID)["oauth_access_token"]
     }
@@ -153,12 +170,18 @@ async def test_rejected_access_token_gets_what_pipedream_has_now(
     assert emulator.state.requests["account"] == 1
 
 
-async def test_refresh_token_rpc(stub: pb_grpc.CredentialsServiceStub, emulator: Emulator) -> None:
-    first = await stub.RefreshToken(pb.RefreshTokenRequest())
+async def test_refresh_token_rpc(
+    timed_stub: pb_grpc.CredentialsServiceStub, emulator: Emulator, clock: ManualClock
+) -> None:
+    first = await timed_stub.RefreshToken(pb.RefreshTokenRequest())
     assert first.connection == "default" and first.refreshed
     assert first.expires_at.seconds > 0
-    again = await stub.RefreshToken(pb.RefreshTokenRequest())
+    again = await timed_stub.RefreshToken(pb.RefreshTokenRequest())
     assert not again.refreshed  # far from the early-refresh window
-    forced = await stub.RefreshToken(pb.RefreshTokenRequest(force=True))
+    forced = await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))
     assert forced.refreshed
-    assert emulator.state.requests["token"] == 2
+    again = await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))
+    assert not again.refreshed, "forced refreshes: one token request per interval"
+    clock.advance(TEST_POLICY.forced_refresh_interval)
+    assert (await timed_stub.RefreshToken(pb.RefreshTokenRequest(force=True))).refreshed
+    assert emulator.state.requests["token"] == 3

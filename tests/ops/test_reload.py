@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pdsidecar_emulator import (
 )
 
 from pdsidecar.config.listen import parse_listen
+from pdsidecar.runtime.reload import plan
 from pdsidecar.runtime.workers import check_shareable
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, ListenerConfig, Policy, Settings
@@ -23,6 +25,7 @@ from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import error_of, get_request
 from tests.support.sidecars import API_TOKEN, running
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -100,3 +103,67 @@ def test_workers_need_shareable_listeners() -> None:
         check_shareable(2, [ListenerConfig(parse_listen("127.0.0.1:0"))])
     with pytest.raises(ConfigError, match="Unix socket"):
         check_shareable(2, [ListenerConfig(parse_listen("unix:/run/pd.sock"))])
+
+
+def test_plan_applies_allow_lists_and_names_what_needs_a_restart() -> None:
+    kept = ListenerConfig(
+        parse_listen("unix:/run/pd/a.sock"), allow_sources=frozenset({"notion", "slack"})
+    )
+    dropped = ListenerConfig(parse_listen("unix:/run/pd/b.sock"))
+    old = Settings(listeners=(kept, dropped))
+    tighter = dataclasses.replace(kept, allow_sources=frozenset({"notion"}), socket_mode=0o660)
+    added = ListenerConfig(parse_listen("unix:/run/pd/c.sock"))
+    change = plan(old, Settings(listeners=(tighter, added)))
+    assert change.settings.listeners[0].allow_sources == frozenset({"notion"})
+    assert change.settings.listeners[0].socket_mode == kept.socket_mode
+    assert change.settings.listeners[1] == dropped
+    assert change.allow_lists == ["unix:/run/pd/a.sock"]
+    assert change.ignored == [
+        "[[listeners]] unix:/run/pd/a.sock socket_mode",
+        "[[listeners]] unix:/run/pd/b.sock removed (it serves with its old allow-lists until then)",
+        "[[listeners]] unix:/run/pd/c.sock added",
+    ]
+
+
+async def test_reload_tightens_a_listener_while_another_is_added(
+    settings: Settings, sockdir: Path
+) -> None:
+    listener = ListenerConfig(
+        parse_listen(f"unix:{sockdir}/pd.sock"), allow_sources=frozenset({"notion", "slack"})
+    )
+    current = dataclasses.replace(settings, listeners=(listener,))
+    tighter = dataclasses.replace(listener, allow_sources=frozenset({"notion"}))
+    added = ListenerConfig(parse_listen(f"unix:{sockdir}/new.sock"))
+    pending = [dataclasses.replace(current, listeners=(tighter, added))]
+    async with (
+        running(current, loader=lambda: pending.pop()) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        slack = get_request(DEMO_NOTION_ACCOUNT_ID, "slack")
+        assert (await error_of(stub.GetCredentials(slack))).reason != "PERMISSION_DENIED"
+        assert await sidecar.reload()
+        assert (await error_of(stub.GetCredentials(slack))).reason == "PERMISSION_DENIED"
+
+
+async def test_a_fetch_in_flight_during_a_reload_is_not_cached_for_the_new_config(
+    settings: Settings, emulator: Emulator
+) -> None:
+    rotated = ConnectionConfig("default", DEMO_CLIENT_ID, Secret("rotated-secret"))
+    pending = [dataclasses.replace(settings, connections={"default": rotated})]
+    async with (
+        running(settings, parse_listen("127.0.0.1:0"), loader=lambda: pending.pop()) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        await stub.RefreshToken(pb.RefreshTokenRequest())
+        emulator.state.set_latency(0.5, "account")
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        started = asyncio.ensure_future(stub.GetCredentials(request))
+        await eventually(lambda: emulator.state.in_flight == 1)
+        assert await sidecar.reload()
+        # The caller that started under the old config gets its answer ...
+        assert (await started).credentials["access_token"]
+        # ... but the new config's connection answers the next call itself.
+        error = await error_of(stub.GetCredentials(request))
+        assert error.reason == "PROVIDER_AUTH_FAILED"

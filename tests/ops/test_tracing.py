@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,12 +12,13 @@ from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID
 
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.observe.tracing import setup_tracing
+from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support import exercised
 from tests.support.ci import require
 from tests.support.requests import error_of, get_request
-from tests.support.sidecars import running
+from tests.support.sidecars import API_TOKEN, running
 
 # The otel extra is part of dev, which CI installs: there a missing one fails the run.
 require("opentelemetry.sdk", "the otel extra (pip install -e '.[otel]') is not installed")
@@ -80,3 +82,26 @@ async def test_rpcs_become_server_spans(
     assert attributes["rpc.grpc.status_code"].int_value == grpc.StatusCode.NOT_FOUND.value[0]
     assert second.status.code == 2  # ERROR
     assert all("apn_" not in str(span) for span in spans.spans), "no request fields in spans"
+
+
+async def test_refused_calls_make_no_spans(
+    settings: Settings, collector: tuple[Collector, str]
+) -> None:
+    spans, endpoint = collector
+    tracing = setup_tracing({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert tracing is not None
+    guarded = dataclasses.replace(settings, api_token=Secret(API_TOKEN))
+    refused_trace = "0af7651916cd43dd8448eb211c80319c"
+    async with (
+        running(guarded, parse_listen("127.0.0.1:0"), tracing=tracing) as sidecar,
+        grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
+    ):
+        stub = pb_grpc.CredentialsServiceStub(channel)
+        request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")
+        parent = (("traceparent", f"00-{refused_trace}-00f067aa0ba902b7-01"),)
+        for _ in range(5):
+            error = await error_of(stub.GetCredentials(request, metadata=parent))
+            assert error.reason == "UNAUTHENTICATED"
+        allowed = (("authorization", f"Bearer {API_TOKEN}"),)
+        await stub.GetCredentials(request, metadata=allowed)
+    assert [span.trace_id.hex() == refused_trace for span in spans.spans] == [False]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import Counter
 
 import grpc
 import pytest
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, Emulator
 
+from pdsidecar.observe.logs import GRPC_LOGGER, RoutineCallEnds
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
+from tests.support.logsink import LogSink
 from tests.support.requests import get_request
 
 pytestmark = pytest.mark.anyio
@@ -69,3 +73,38 @@ async def test_after_the_deadline_the_fetched_account_is_cached_for_the_next_cal
     response = await stub.GetCredentials(request, timeout=5)
     assert response.credentials["access_token"]
     assert emulator.state.requests["account"] == 1
+
+
+async def test_answers_that_miss_the_deadline_are_not_logged_as_errors(
+    stub: pb_grpc.CredentialsServiceStub, emulator: Emulator, log_sink: LogSink
+) -> None:
+    """Deadlines right around the upstream's latency: some answers come too late for
+    grpc to send. That is routine, never an ERROR line with a traceback."""
+    await stub.RefreshToken(pb.RefreshTokenRequest())
+    emulator.state.set_latency(0.1, "account")
+    first = len(log_sink.lines)
+    outcomes: Counter[str] = Counter()
+    for i, account in enumerate(emulator.state.add_generated_accounts(80)):
+        outcome, _ = await _timed(
+            stub.GetCredentials(get_request(account, "notion"), timeout=0.09 + (i % 40) * 0.0005)
+        )
+        outcomes[outcome.code().name if isinstance(outcome, grpc.RpcError) else "OK"] += 1
+    await asyncio.sleep(0.2)
+    assert outcomes["DEADLINE_EXCEEDED"] and outcomes["OK"], outcomes
+    errors = [line for line in log_sink.lines[first:] if line.startswith(("ERROR", "CRITICAL"))]
+    assert not errors, errors[:3]
+
+
+def test_grpc_late_answer_errors_become_debug_lines() -> None:
+    record = logging.LogRecord(
+        GRPC_LOGGER,
+        logging.ERROR,
+        __file__,
+        1,
+        "ExecuteBatchError raised in core by servicer method [%s]",
+        ("/pdsidecar.v1.CredentialsService/GetCredentials",),
+        None,
+    )
+    RoutineCallEnds().filter(record)
+    assert record.levelno == logging.DEBUG and record.exc_info is None
+    assert "GetCredentials: the call ended before its answer was sent" in record.getMessage()

@@ -15,7 +15,7 @@ from pdsidecar.clock import ManualClock
 from pdsidecar.credentials.cache import MIN_FRESH, STALE_ALLOWANCE, AccountCache, CacheKey
 from pdsidecar.errors import (
     AccountNotFound,
-    AccountProblem,
+    Overloaded,
     ProviderAuthFailed,
     RateLimited,
     UpstreamError,
@@ -245,17 +245,101 @@ async def test_stale_served_when_waiter_deadline_expires() -> None:
     source.gate.set()
 
 
-async def test_not_found_is_not_cached_and_drops_the_entry() -> None:
+async def test_not_found_is_remembered_briefly_and_drops_the_entry() -> None:
     cache, clock = make_cache()
     source = Source()
     await cache.get(KEY, source, deadline=None)
     clock.advance(301)
     source.fail = AccountNotFound("gone")
-    for _ in range(2):
-        with pytest.raises(AccountProblem):
+    for _ in range(5):
+        with pytest.raises(AccountNotFound):
             await cache.get(KEY, source, deadline=None)
-    assert source.calls == 3
+    assert source.calls == 2, "the answer is remembered: one request for five calls"
     assert cache.peek(KEY) is None
+    # Connected meanwhile: found once not_found_ttl has passed.
+    source.fail = None
+    clock.advance(POLICY.not_found_ttl)
+    assert await cache.get(KEY, source, deadline=None) is source.account
+    assert source.calls == 3
+
+
+async def test_a_queued_fetch_nobody_waits_for_never_starts() -> None:
+    cache, _clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
+    holder, blocked = Source(), Source()
+    holder.gate = asyncio.Event()
+    first = asyncio.create_task(cache.get(KEY, holder, deadline=None))
+    await eventually(lambda: holder.calls == 1)
+    other = ("default", "proj_1", "production", "apn_2")
+    waiter = asyncio.create_task(cache.get(other, blocked, deadline=None))
+    await eventually(lambda: cache.gate.waiting == 1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert cache.gate.waiting == 0 and cache.stats.withdrawn == 1
+    holder.gate.set()
+    await first
+    await eventually(lambda: cache.gate.busy == 0)
+    assert blocked.calls == 0
+
+
+async def test_a_fetch_that_cannot_start_in_time_is_refused_at_once() -> None:
+    cache, clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
+    holder = Source()
+    holder.gate = asyncio.Event()
+    first = asyncio.create_task(cache.get(KEY, holder, deadline=None))
+    await eventually(lambda: holder.calls == 1)
+    other = ("default", "proj_1", "production", "apn_2")
+    with pytest.raises(Overloaded) as refused:
+        # One fetch ahead takes about INITIAL_DURATION; 10 ms is not enough.
+        await cache.get(other, Source(), deadline=clock.monotonic() + 0.01)
+    assert refused.value.retry_after and refused.value.retry_after > 0
+    holder.gate.set()
+    await first
+
+
+async def test_free_slots_go_round_robin_over_callers() -> None:
+    cache, _clock = make_cache(dataclasses.replace(POLICY, upstream_concurrency=1))
+    holder = Source()
+    holder.gate = asyncio.Event()
+    first = asyncio.create_task(cache.get(KEY, holder, deadline=None, caller="a"))
+    await eventually(lambda: holder.calls == 1)
+    order: list[str] = []
+
+    def source(name: str) -> Callable[[], Coroutine[Any, Any, Account]]:
+        async def fetch() -> Account:
+            order.append(name)
+            return make_account(name)
+
+        return fetch
+
+    busy = [
+        asyncio.create_task(
+            cache.get(("d", "p", "e", f"apn_a{i}"), source(f"a{i}"), deadline=None, caller="a")
+        )
+        for i in range(5)
+    ]
+    await eventually(lambda: cache.gate.waiting == 5)
+    late = asyncio.create_task(
+        cache.get(("d", "p", "e", "apn_b"), source("b"), deadline=None, caller="b")
+    )
+    await eventually(lambda: cache.gate.waiting == 6)
+    holder.gate.set()
+    await asyncio.gather(first, late, *busy)
+    assert order.index("b") <= 1, order
+
+
+async def test_a_fetch_detached_by_a_reload_is_not_cached() -> None:
+    cache, _ = make_cache()
+    source = Source()
+    source.gate = asyncio.Event()
+    waiter = asyncio.create_task(cache.get(KEY, source, deadline=None))
+    await eventually(lambda: source.calls == 1)
+    cache.drop_connection(KEY[0])
+    source.gate.set()
+    assert await waiter is source.account  # the caller that waited still gets its answer
+    assert cache.peek(KEY) is None
+    await cache.get(KEY, source, deadline=None)
+    assert source.calls == 2
 
 
 def _holds(token: str) -> Callable[[Account], bool]:

@@ -214,7 +214,7 @@ async def test_invalidate_drops_only_the_current_token(
     assert fake.counts["token"] == 2
 
 
-async def test_refresh_reports_whether_it_fetched_and_force_always_does(
+async def test_refresh_reports_whether_it_fetched_and_force_fetches_once_per_interval(
     fake: FakePipedream, clock: ManualClock
 ) -> None:
     tokens = provider(fake, clock)
@@ -227,8 +227,24 @@ async def test_refresh_reports_whether_it_fetched_and_force_always_does(
     clock.advance(LIFETIME - ADVISORY + 1)
     assert (await tokens.refresh()).refreshed is True
     assert (await tokens.refresh(force=True)).refreshed is True
+    # Forced again right after: the token the last forced refresh got is reported.
+    assert (await tokens.refresh(force=True)).refreshed is False
     assert fake.counts["token"] == 3
+    clock.advance(FAST_POLICY.forced_refresh_interval)
+    assert (await tokens.refresh(force=True)).refreshed is True
+    assert fake.counts["token"] == 4
     assert tokens.status() == status.__class__("tenant-a", clock.wall() + LIFETIME, False)
+    assert fake.counts["token"] == 4
+
+
+async def test_a_hundred_forced_refreshes_cost_one_token_request(
+    fake: FakePipedream, clock: ManualClock
+) -> None:
+    tokens = provider(fake, clock)
+    await tokens.token()
+    results = await asyncio.gather(*(tokens.refresh(force=True) for _ in range(100)))
+    assert [r.refreshed for r in results].count(True) == 1
+    assert fake.counts["token"] == 2
 
 
 async def test_a_short_lived_token_is_not_refreshed_on_every_call(

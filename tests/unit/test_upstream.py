@@ -162,6 +162,8 @@ async def test_token_status_and_forced_refresh(fake: FakePipedream, clock: Manua
     forced = await up.refresh_token(force=True, deadline=None)
     assert forced.refreshed and forced.connection == "tenant-a"
     assert up.token_status() == forced.__class__("tenant-a", forced.expires_at, False)
+    assert not (await up.refresh_token(force=True, deadline=None)).refreshed  # just forced
+    clock.advance(Policy().forced_refresh_interval)
     assert (await up.refresh_token(force=True, deadline=None)).refreshed
     assert fake.counts["token"] == 2
 

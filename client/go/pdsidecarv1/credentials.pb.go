@@ -127,6 +127,8 @@ const (
 	Reason_REASON_TOO_MANY_WATCHERS Reason = 18
 	// The sidecar is shutting down; reconnect (to the next sidecar).
 	Reason_REASON_SIDECAR_STOPPING Reason = 19
+	// The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
+	Reason_REASON_OVERLOADED Reason = 20
 )
 
 // Enum value maps for Reason.
@@ -152,6 +154,7 @@ var (
 		17: "REASON_UPSTREAM_REQUEST_REJECTED",
 		18: "REASON_TOO_MANY_WATCHERS",
 		19: "REASON_SIDECAR_STOPPING",
+		20: "REASON_OVERLOADED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":               0,
@@ -174,6 +177,7 @@ var (
 		"REASON_UPSTREAM_REQUEST_REJECTED": 17,
 		"REASON_TOO_MANY_WATCHERS":         18,
 		"REASON_SIDECAR_STOPPING":          19,
+		"REASON_OVERLOADED":                20,
 	}
 )
 
@@ -1259,7 +1263,7 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\vEnvironment\x12\x1b\n" +
 	"\x17ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENVIRONMENT_PRODUCTION\x10\x01\x12\x1b\n" +
-	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xf4\x04\n" +
+	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\x8b\x05\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x01\x12\x1f\n" +
@@ -1281,7 +1285,8 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\x18REASON_DEADLINE_EXCEEDED\x10\x10\x12$\n" +
 	" REASON_UPSTREAM_REQUEST_REJECTED\x10\x11\x12\x1c\n" +
 	"\x18REASON_TOO_MANY_WATCHERS\x10\x12\x12\x1b\n" +
-	"\x17REASON_SIDECAR_STOPPING\x10\x132\xe4\x03\n" +
+	"\x17REASON_SIDECAR_STOPPING\x10\x13\x12\x15\n" +
+	"\x11REASON_OVERLOADED\x10\x142\xe4\x03\n" +
 	"\x12CredentialsService\x12[\n" +
 	"\x0eGetCredentials\x12#.pdsidecar.v1.GetCredentialsRequest\x1a$.pdsidecar.v1.GetCredentialsResponse\x12^\n" +
 	"\x0fValidateAccount\x12$.pdsidecar.v1.ValidateAccountRequest\x1a%.pdsidecar.v1.ValidateAccountResponse\x12U\n" +

@@ -10,6 +10,10 @@ about every call before the servicer sees it:
 - With allow-lists, the request's connection (the empty name is ``default``)
   and source must be listed; else PERMISSION_DENIED. ``ListAccounts`` must
   then name an allowed source, since without one it lists every app.
+- A listener with ``allow_sources`` refuses ``RefreshToken(force=true)``: the
+  Pipedream token belongs to the whole connection, every app included, and a
+  caller limited to some apps has no business replacing it. Without ``force``
+  it only reports the token's expiry (and refreshes a token that is due).
 
 Both answer through the error table, so the status carries ``ErrorInfo``. The
 token lives in a :class:`TokenHolder` that a config reload updates in place.
@@ -18,11 +22,12 @@ token lives in a :class:`TokenHolder` that a config reload updates in place.
 from __future__ import annotations
 
 import hmac
+from contextvars import ContextVar
 from typing import Any, Final
 
 from google.protobuf.message import DecodeError, Message
 
-from pdsidecar.api.validation import connection_name
+from pdsidecar.api.validation import connection_name, shorten
 from pdsidecar.errors import SidecarError
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ListenerConfig
@@ -55,10 +60,15 @@ class AccessControl:
     def __init__(self, tokens: TokenHolder, listener: ListenerConfig) -> None:
         self._tokens = tokens
         self._listener = listener
+        self.name = listener.address.grpc_target
 
     def update(self, listener: ListenerConfig) -> None:
         """New allow-lists after a reload (the address stays)."""
         self._listener = listener
+
+    @property
+    def allowed_sources(self) -> frozenset[str] | None:
+        return self._listener.allow_sources
 
     @staticmethod
     def guards(method: str) -> bool:
@@ -94,13 +104,36 @@ class AccessControl:
         connection = connection_name(connection)
         allowed = listener.allow_connections
         if allowed is not None and connection not in allowed:
-            return _denied(f"connection '{connection}'", {"connection": connection})
+            shown = shorten(connection)
+            return _denied(f"connection '{shown}'", {"connection": shown})
         sources = listener.allow_sources
+        if sources is not None and getattr(request, "force", False):
+            return _denied("RefreshToken with force=true (it allows some sources only)", {})
         source = getattr(request, "source", None)
         if sources is not None and source is not None and source not in sources:
-            what = f"source '{source}'" if source else "a request without a source"
-            return _denied(what, {"source": source})
+            shown = shorten(source)
+            what = f"source '{shown}'" if source else "a request without a source"
+            return _denied(what, {"source": shown})
         return None
+
+
+# The listener a call came in on; set per call by the call wrapper (api/calls.py).
+LISTENER: ContextVar[AccessControl | None] = ContextVar("pdsidecar_listener", default=None)
+
+
+def caller_key(peer: str) -> str:
+    """Who is calling, for per-caller queues: the listener and the gRPC peer.
+
+    (gRPC names every peer of a Unix socket ``unix:``: there the listener is the caller.)
+    """
+    listener = LISTENER.get()
+    return f"{listener.name} {peer}" if listener is not None else peer
+
+
+def allowed_sources() -> frozenset[str] | None:
+    """The calling listener's ``allow_sources`` (None: every source)."""
+    listener = LISTENER.get()
+    return listener.allowed_sources if listener is not None else None
 
 
 def _token_matches(given: Any, expected: str) -> bool:

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from typing import Any, Final
 
-from pdsidecar.api.access import AccessControl
+from pdsidecar.api.access import LISTENER, AccessControl
 from pdsidecar.api.status import to_grpc_status
 from pdsidecar.observe.logs import REQUEST_ID
 from pdsidecar.observe.stats import BUCKETS, Histogram, RpcStats
@@ -66,6 +66,7 @@ class CallWrapper:
                 elif name == "x-request-id":
                     request_id = str(value)[:64]
             REQUEST_ID.set(request_id or f"{_PREFIX}{next(ids)}")
+            LISTENER.set(access)
             code = "UNKNOWN"
             try:
                 if access is not None:

@@ -17,11 +17,14 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from pdsidecar.api import convert
+from pdsidecar.api.access import allowed_sources, caller_key
+from pdsidecar.api.memo import ResponseMemo, canonical
 from pdsidecar.api.status import to_grpc_status
 from pdsidecar.api.validation import RequestValidator
 from pdsidecar.clock import Clock
 from pdsidecar.credentials.broker import AccountQuery, CredentialBroker
 from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
+from pdsidecar.settings import Policy
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -35,26 +38,29 @@ class CredentialsServicer:
     """The four methods of ``pdsidecar.v1.CredentialsService``; :func:`add_to_server`
     registers them (GetCredentials on raw bytes, see :meth:`GetCredentialsRaw`)."""
 
-    def __init__(self, service: CredentialBroker, clock: Clock, memo_size: int = 100_000) -> None:
+    def __init__(
+        self, service: CredentialBroker, clock: Clock, memo_max_bytes: int = Policy.memo_max_bytes
+    ) -> None:
         self._service = service
         self._clock = clock
-        self._memo = ResponseMemo(memo_size)
+        self.memo = ResponseMemo(memo_max_bytes)
 
     async def GetCredentialsRaw(self, request: bytes, context: Context) -> bytes:
         """GetCredentials on the wire format: the hot path for cached accounts.
 
         The answer for a cached account does not change while its cache entry
         is current, so the serialized response is kept, keyed by the request's
-        own bytes, and sent again without parsing or building a message.
+        own bytes, and sent again without parsing or building a message. Only
+        canonical requests are kept (see :mod:`pdsidecar.api.memo`).
         """
-        reused = self._memo.get(request)
+        reused = self.memo.get(request)
         if reused is not None:
             return reused
         parsed = await _parse(pb.GetCredentialsRequest, request, context)
         response, still_current = await self._get_credentials(parsed, context)
         serialized = response.SerializeToString()
-        if not parsed.rejected_access_token:
-            self._memo.put(request, serialized, still_current)
+        if not parsed.rejected_access_token and canonical(request, parsed):
+            self.memo.put(request, serialized, still_current)
         return serialized
 
     def _deadline(self, context: Context) -> float | None:
@@ -111,6 +117,8 @@ class CredentialsServicer:
                 query,
                 rejected_access_token=request.rejected_access_token or None,
                 deadline=self._deadline(context),
+                caller=caller_key(context.peer()),
+                allowed_sources=allowed_sources(),
             )
             response = pb.GetCredentialsResponse(
                 credentials=result.credentials,
@@ -131,6 +139,8 @@ class CredentialsServicer:
             validation = await self._service.validate_account(
                 query,
                 deadline=self._deadline(context),
+                caller=caller_key(context.peer()),
+                allowed_sources=allowed_sources(),
             )
             return pb.ValidateAccountResponse(
                 valid=validation.valid,
@@ -202,35 +212,6 @@ async def _abort(context: Context, error: SidecarError) -> None:
     """Ends the call with the error's rich status (always raises)."""
     status = to_grpc_status(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
-
-
-class ResponseMemo:
-    """Serialized answers by request bytes, each valid while its check says so.
-
-    Bounded: past ``size`` entries the oldest are dropped (a dict keeps
-    insertion order). Entries whose check fails are removed when next read.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = max(1, size)
-        self._entries: dict[bytes, tuple[bytes, Callable[[], bool]]] = {}
-
-    def get(self, request: bytes) -> bytes | None:
-        found = self._entries.get(request)
-        if found is None:
-            return None
-        response, still_current = found
-        if still_current():
-            return response
-        self._entries.pop(request, None)
-        return None
-
-    def put(self, request: bytes, response: bytes, still_current: Callable[[], bool]) -> None:
-        entries = self._entries
-        entries.pop(request, None)
-        entries[request] = (response, still_current)
-        while len(entries) > self._size:
-            del entries[next(iter(entries))]
 
 
 def _parsing(

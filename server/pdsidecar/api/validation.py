@@ -3,6 +3,13 @@
 Every problem found becomes a ``google.rpc.BadRequest`` field violation whose
 description says what was wrong and what is expected, so a person can fix the
 call without reading the server's code.
+
+Every id has a length cap (Pipedream's own ids are far shorter): ``project_id``
+and ``account_id`` 64 characters, connection, source and field names 64,
+``external_user_id`` 256, ``page_token`` 2048. A status never carries more of
+what the caller sent than a short prefix (:func:`shorten`), and at most
+``MAX_VIOLATIONS`` violations, so it always fits gRPC's 8 KiB metadata limit
+with its ErrorInfo.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from pdsidecar.errors import FieldViolation, InvalidRequest
 from pdsidecar.settings import DEFAULT_CONNECTION
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
-_PROJECT_ID: Final = re.compile(r"proj_[A-Za-z0-9]+")
-_ACCOUNT_ID: Final = re.compile(r"apn_[A-Za-z0-9]+")
+MAX_ID: Final = 64
+_PROJECT_ID: Final = re.compile(r"proj_[A-Za-z0-9]{1,59}")
+_ACCOUNT_ID: Final = re.compile(r"apn_[A-Za-z0-9]{1,60}")
 _NAME: Final = re.compile(r"[a-z0-9_]{1,64}")
 _CONNECTION: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MAX_FIELDS: Final = 32
@@ -24,6 +32,9 @@ MAX_EXTERNAL_USER_ID: Final = 256
 MAX_PAGE_SIZE: Final = 100
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE_TOKEN: Final = 2048
+MAX_VIOLATIONS: Final = 8
+# How much of a caller's value an error message shows.
+SHOWN_PREFIX: Final = 40
 
 # Sent to Pipedream as x-pd-environment; UNSPECIFIED means production.
 _ENVIRONMENT_NAMES: Final[dict[int, str]] = {
@@ -45,7 +56,10 @@ class RequestValidator:
         self.violations: list[FieldViolation] = []
 
     def fail(self, field: str, description: str) -> None:
-        self.violations.append(FieldViolation(field, description))
+        if len(self.violations) < MAX_VIOLATIONS:
+            self.violations.append(FieldViolation(field, description))
+        elif len(self.violations) == MAX_VIOLATIONS:
+            self.violations.append(FieldViolation("(request)", "has more invalid fields"))
 
     def done(self) -> None:
         if self.violations:
@@ -65,7 +79,9 @@ class RequestValidator:
             self.fail(field, "is required: the Pipedream project id, like 'proj_abc123'")
         elif not _PROJECT_ID.fullmatch(value):
             self.fail(
-                field, f"{_shown(value)} is not a project id: expected 'proj_' + letters/digits"
+                field,
+                f"{_shown(value)} is not a project id: expected 'proj_' + letters/digits, "
+                f"at most {MAX_ID} characters",
             )
         return value
 
@@ -74,7 +90,9 @@ class RequestValidator:
             self.fail(field, "is required: the connected account id, like 'apn_abc123'")
         elif not _ACCOUNT_ID.fullmatch(value):
             self.fail(
-                field, f"{_shown(value)} is not an account id: expected 'apn_' + letters/digits"
+                field,
+                f"{_shown(value)} is not an account id: expected 'apn_' + letters/digits, "
+                f"at most {MAX_ID} characters",
             )
         return value
 
@@ -129,6 +147,13 @@ class RequestValidator:
         return value
 
 
+def shorten(value: str) -> str:
+    """At most a short prefix of a caller's value, for a message or ErrorInfo metadata."""
+    if len(value) <= SHOWN_PREFIX:
+        return value
+    return f"{value[: SHOWN_PREFIX - 3]}... ({len(value)} characters)"
+
+
 def _shown(value: str) -> str:
     """A user-supplied value, quoted and cut short, for an error message."""
-    return repr(value if len(value) <= 80 else value[:77] + "...")
+    return repr(shorten(value))

@@ -18,13 +18,15 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from pdsidecar.api import convert
+from pdsidecar.api.access import allowed_sources
 from pdsidecar.api.servicer import CredentialsServicer
 from pdsidecar.api.status import to_grpc_status
 from pdsidecar.clock import Clock
+from pdsidecar.credentials import mapping
 from pdsidecar.credentials.broker import CredentialsResult
 from pdsidecar.credentials.watch import WatchHub
 from pdsidecar.credentials.watchers import Watcher
-from pdsidecar.errors import FieldViolation, InvalidRequest, SidecarError
+from pdsidecar.errors import AccountProblem, FieldViolation, InvalidRequest, SidecarError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,14 @@ def render(result: CredentialsResult) -> bytes:
     ).SerializeToString()
 
 
+def _concealed(error: SidecarError, source: str) -> SidecarError:
+    """On a source-restricted listener, an app mismatch does not name the account's app."""
+    if error.reason != mapping.APP_MISMATCH or allowed_sources() is None:
+        return error
+    hidden = mapping.other_app(error.metadata.get("account_id", "?"), source)
+    return AccountProblem(hidden.message, reason=hidden.reason, metadata=error.metadata)
+
+
 def stopping() -> SidecarError:
     return SidecarError(
         "pdsidecar is shutting down; reconnect to watch again", reason="SIDECAR_STOPPING"
@@ -57,12 +67,14 @@ class CredentialsWatching:
 
     async def WatchCredentials(self, request: bytes, context: Context) -> None:
         watcher: Watcher | None = None
+        source = ""
         try:
             try:
                 parsed = pb.WatchCredentialsRequest.FromString(request)
             except DecodeError:
                 violation = FieldViolation("(request)", "is not a WatchCredentialsRequest message")
                 raise InvalidRequest([violation]) from None
+            source = parsed.source
             query = CredentialsServicer._query(parsed)
             remaining = context.time_remaining()
             deadline = None if remaining is None else self._clock.monotonic() + remaining
@@ -70,7 +82,7 @@ class CredentialsWatching:
             while True:
                 await context.write(await watcher.next())
         except SidecarError as error:
-            status = to_grpc_status(error)
+            status = to_grpc_status(_concealed(error, source))
             await context.abort(status.code, status.details, status.trailing_metadata)
         except grpc.aio.AbortError:
             raise

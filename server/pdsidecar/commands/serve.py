@@ -66,7 +66,7 @@ def add_parser(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--socket-mode",
-        type=lambda value: parse_socket_mode(value),
+        type=_socket_mode,
         default=0o600,
         metavar="MODE",
         help="file mode of the --listen Unix sockets, octal (default 0600; 0660 lets the group in)",
@@ -137,6 +137,15 @@ def add_parser(subparsers: Any) -> None:
         help="JSON lines or plain text on stderr (default json)",
     )
     serve.set_defaults(run=run)
+
+
+def _socket_mode(value: str) -> int:
+    # argparse turns ArgumentTypeError into a usage message and exit 2; a ConfigError
+    # raised here would escape it as a traceback.
+    try:
+        return parse_socket_mode(value)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--socket-mode: ")) from None
 
 
 def _emulator_settings(url: str) -> Settings:

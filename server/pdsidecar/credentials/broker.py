@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings
 
 _NO_VALUE: Final = Secret("")
+# The fetch gate's caller for watchers' re-reads: a fair queue of their own.
+WATCHERS: Final = "(watchers)"
 
 
 def _never() -> bool:
@@ -94,6 +97,8 @@ class CredentialBroker:
         *,
         rejected_access_token: str | None = None,
         deadline: float | None,
+        caller: str = "",
+        allowed_sources: frozenset[str] | None = None,
     ) -> CredentialsResult:
         started_at = self._clock.monotonic()
         upstream = self._connection(query.connection)
@@ -105,14 +110,29 @@ class CredentialBroker:
                 metadata=_metadata(query),
             )
         key = _key(query)
-        rejected = _holds(rejected_access_token) if rejected_access_token else None
         account = await self.cache.get(
-            key,
-            self._fetch(key, upstream, rejected, started_at),
-            deadline=deadline,
-            rejected=rejected,
-            started_at=started_at,
+            key, self._fetch(key, upstream), deadline=deadline, caller=caller
         )
+        if (
+            _belongs(account, query)
+            and allowed_sources is not None
+            and not mapping.serves_app(allowed_sources, account.app_slug)
+        ):
+            hidden = mapping.other_app(account.id, query.source)
+            raise AccountProblem(hidden.message, reason=hidden.reason, metadata=_metadata(query))
+        if rejected_access_token and _belongs(account, query):
+            # Only after the tenant check: another user's caller learns nothing by timing,
+            # and costs no upstream read. Compared with the access credential only.
+            rejected = _holds_access(rejected_access_token, query.source)
+            account = await self.cache.get(
+                key,
+                self._fetch(key, upstream, rejected, started_at),
+                deadline=deadline,
+                caller=caller,
+                rejected=rejected,
+                rejected_value=_digest(rejected_access_token),
+                started_at=started_at,
+            )
         return self.result_for(query, account)
 
     def result_for(self, query: AccountQuery, account: Account) -> CredentialsResult:
@@ -144,6 +164,7 @@ class CredentialBroker:
             key,
             self._fetch(key, upstream, same, started_at),
             deadline=None,
+            caller=WATCHERS,
             rejected=lambda cached: cached is replaces,
             started_at=started_at,
         )
@@ -154,7 +175,14 @@ class CredentialBroker:
             return _never  # served stale, or already replaced: not reusable
         return functools.partial(self.cache.is_current, key, entry)
 
-    async def validate_account(self, query: AccountQuery, *, deadline: float | None) -> Validation:
+    async def validate_account(
+        self,
+        query: AccountQuery,
+        *,
+        deadline: float | None,
+        caller: str = "",
+        allowed_sources: frozenset[str] | None = None,
+    ) -> Validation:
         """Account problems come back as data; connection and upstream errors raise."""
         upstream = self._connection(query.connection)
         self._require_user(query.connection, query.external_user_id, "account.external_user_id")
@@ -164,12 +192,19 @@ class CredentialBroker:
             return Validation(False, (problem,), None)
         try:
             key = _key(query)
-            account = await self.cache.get(key, self._fetch(key, upstream), deadline=deadline)
+            account = await self.cache.get(
+                key, self._fetch(key, upstream), deadline=deadline, caller=caller
+            )
         except AccountNotFound as error:
             return Validation(False, (Problem(error.reason, error.message),), None)
         check = self._check(account, query)
         if any(p.reason == mapping.USER_MISMATCH for p in check.problems):
             return Validation(False, check.problems, None)
+        if allowed_sources is not None and not mapping.serves_app(
+            allowed_sources, account.app_slug
+        ):
+            # A source-restricted listener says nothing about other apps' accounts.
+            return Validation(False, (mapping.other_app(account.id, query.source),), None)
         return Validation(check.blocking is None, check.problems, account)
 
     async def refresh_token(
@@ -307,12 +342,28 @@ def _unsupported(source: str) -> str:
     return f"Source '{source}' cannot be served through Pipedream Connect"
 
 
-def _holds(token: str) -> Callable[[Account], bool]:
-    """Whether an account still holds ``token`` among its credential values."""
+def _belongs(account: Account, query: AccountQuery) -> bool:
+    """Whether the tenant check lets this query see ``account``."""
+    return not query.external_user_id or account.external_id == query.external_user_id
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+def _holds_access(token: str, source: str) -> Callable[[Account], bool]:
+    """Whether an account still holds ``token`` as its access credential.
+
+    Only the fields a source is called with (the OAuth access token, or the API
+    key of a key-based app) count: a refused ``client_id`` or refresh token
+    says nothing about the access token.
+    """
     wanted = token.encode()
+    fields = mapping.access_fields(source)
 
     def holds(account: Account) -> bool:
-        values = account.credentials.values() if account.credentials else ()
+        held = account.credentials or {}
+        values = [held[name] for name in fields if name in held]
         return any(hmac.compare_digest(v.reveal().encode(), wanted) for v in values)
 
     return holds

@@ -16,10 +16,24 @@ Policy (values from :class:`~pdsidecar.settings.Policy`):
   through ``asyncio.shield``; a caller that times out or is cancelled leaves
   the fetch running for the others. The fetch itself runs without any one
   caller's deadline (the upstream's own timeouts and retry budget bound it).
+- Fetches are admitted by a :class:`~pdsidecar.credentials.admission.FetchGate`
+  (fair per caller; refused at once with OVERLOADED when they could not start
+  in time). A fetch still queued there when its last waiting caller leaves is
+  withdrawn: a cancelled caller's work never reaches Pipedream unless it had
+  already started.
 - ``fetched_at`` is when the fetch *started*: the data is at least that new.
-- ACCOUNT_NOT_FOUND is not cached: an account connected a moment later must
-  work at once, and coalescing already bounds concurrent lookups. It does drop
-  any cached entry for the key (the account was deleted).
+- ACCOUNT_NOT_FOUND is remembered for ``not_found_ttl`` seconds (3 by
+  default; at most ``cache_max_entries`` ids): repeated lookups of an unknown
+  id cost one request, and an account connected meanwhile works once that
+  short time has passed. It also drops any cached entry for the key (the
+  account was deleted).
+- ``rejected_access_token`` refetches a fresh entry at most once per
+  ``rejected_token_interval`` per account while the rejected value is the same
+  (see :meth:`AccountCache.get`).
+- Each fetch belongs to its connection's config generation: a reload that
+  drops a connection's accounts (:meth:`AccountCache.drop_connection`) also
+  detaches its fetches in flight, whose results are then given to the callers
+  that waited for them and never cached.
 - Size is bounded by ``cache_max_entries`` with second-chance (CLOCK)
   eviction: a hit only sets a flag; eviction skips flagged entries once.
 """
@@ -34,9 +48,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from pdsidecar.clock import Clock, wall_to_monotonic
+from pdsidecar.credentials.admission import FetchGate, Ticket
+from pdsidecar.credentials.recall import Recall
 from pdsidecar.errors import (
     AccountNotFound,
     DeadlineExceeded,
+    Overloaded,
     RateLimited,
     UpstreamError,
     UpstreamUnavailable,
@@ -88,6 +105,8 @@ class CacheStats:
     stale_served: int = 0  # answers from a stale entry because the upstream failed
     refetches: int = 0  # fetches forced by a rejected token
     evictions: int = 0
+    not_found_hits: int = 0  # ACCOUNT_NOT_FOUND answered from memory
+    withdrawn: int = 0  # queued fetches dropped because every waiter left
 
 
 class AccountCache:
@@ -96,6 +115,11 @@ class AccountCache:
         self._clock = clock
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
+        self._tickets: dict[asyncio.Task[Account], Ticket] = {}
+        self._waiters: dict[CacheKey, int] = {}
+        self._recall = Recall(policy, clock)  # unknown ids, rejected tokens
+        self._generations: dict[str, int] = {}
+        self.gate = FetchGate(policy.upstream_concurrency, policy.fetch_queue_wait, clock)
         self.stats = CacheStats()
         # Called with every account stored (a fetch answered); the watchers' hook.
         self.on_store: Callable[[CacheKey, Account], None] | None = None
@@ -115,27 +139,43 @@ class AccountCache:
         fetch: Fetch,
         *,
         deadline: float | None,
+        caller: str = "",
         rejected: Callable[[Account], bool] | None = None,
+        rejected_value: bytes | None = None,
         started_at: float | None = None,
     ) -> Account:
         """The account for ``key``: cached while fresh, else fetched once for all callers.
+
+        ``caller`` names who asks, for the fetch gate's fair queues.
 
         ``rejected``/``started_at``: the caller's source refused a credential.
         If the cached account still holds it (``rejected`` is true) and was
         fetched before ``started_at``, it is fetched again, however fresh; a
         hundred such callers share that one fetch and get what Pipedream has
-        now. A stale copy is never served to them on upstream errors.
+        now. With ``rejected_value`` (a digest of the refused value) that
+        refetch happens at most once per ``rejected_token_interval``: inside it,
+        the same value gets what Pipedream said a moment ago. A stale copy is
+        never served to them on upstream errors.
         """
-        entry = self._entries.get(key)
+        missing = self._recall.missing(key)
+        if missing is not None:
+            self.stats.not_found_hits += 1
+            raise missing
         now = self._clock.monotonic()
+        entry = self._entries.get(key)
         if entry is not None and now < entry.fresh_until:
-            if rejected is None or not self._must_refetch(entry, rejected, started_at):
+            recall = self._recall
+            if (
+                rejected is None
+                or not self._must_refetch(entry, rejected, started_at)
+                or (key not in self._inflight and recall.refetched_lately(key, rejected_value))
+            ):
                 entry.used = True
                 self.stats.hits += 1
                 return entry.account
             if key not in self._inflight:
                 self.stats.refetches += 1
-        return await self._wait(key, fetch, deadline, rejected)
+        return await self._wait(key, fetch, deadline, rejected, caller)
 
     @staticmethod
     def _must_refetch(
@@ -157,7 +197,15 @@ class AccountCache:
         return False
 
     def drop_connection(self, connection: str) -> int:
-        """Forget every cached account of ``connection`` (config reload); how many."""
+        """Forget every cached account of ``connection`` (config reload); how many.
+
+        Fetches in flight for it are detached: their callers still get their
+        answer, but it is not cached, and the next caller fetches anew.
+        """
+        self._generations[connection] = self._generations.get(connection, 0) + 1
+        for key in [key for key in self._inflight if key[0] == connection]:
+            del self._inflight[key]
+        self._recall.forget_connection(connection)
         keys = [key for key in self._entries if key[0] == connection]
         for key in keys:
             del self._entries[key]
@@ -183,15 +231,29 @@ class AccountCache:
         fetch: Fetch,
         deadline: float | None,
         rejected: Callable[[Account], bool] | None,
+        caller: str,
     ) -> Account:
         task = self._inflight.get(key)
         if task is None:
+            try:
+                ticket = self.gate.admit(caller, deadline)
+            except Overloaded:
+                stale = self._stale_for(key, rejected)
+                if stale is None:
+                    raise
+                self.stats.stale_served += 1
+                return stale.account
             self.stats.misses += 1
-            task = asyncio.get_running_loop().create_task(self._fetch(key, fetch))
+            generation = self._generations.get(key[0], 0)
+            task = asyncio.get_running_loop().create_task(
+                self._fetch(key, fetch, ticket, generation)
+            )
             self._inflight[key] = task
+            self._tickets[task] = ticket
             task.add_done_callback(lambda done: self._fetch_done(key, done))
         else:
             self.stats.coalesced += 1
+        self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
             if deadline is None:
                 return await asyncio.shield(task)
@@ -216,6 +278,23 @@ class AccountCache:
                 "deadline exceeded" if isinstance(error, TimeoutError) else error.reason,
             )
             return stale.account
+        finally:
+            self._leave(key, task)
+
+    def _leave(self, key: CacheKey, task: asyncio.Task[Account]) -> None:
+        """One caller stopped waiting; the last one withdraws a fetch still queued."""
+        left = self._waiters.get(key, 1) - 1
+        if left > 0:
+            self._waiters[key] = left
+            return
+        self._waiters.pop(key, None)
+        ticket = self._tickets.get(task)
+        if task.done() or ticket is None or self._inflight.get(key) is not task:
+            return
+        if self.gate.withdraw(ticket):
+            self.stats.withdrawn += 1
+            del self._inflight[key]  # now: a caller arriving next must not join it
+            task.cancel()
 
     def _stale_for(
         self, key: CacheKey, rejected: Callable[[Account], bool] | None
@@ -230,26 +309,36 @@ class AccountCache:
             return None
         return entry
 
-    async def _fetch(self, key: CacheKey, fetch: Fetch) -> Account:
-        started = self._clock.monotonic()
+    async def _fetch(self, key: CacheKey, fetch: Fetch, ticket: Ticket, generation: int) -> Account:
+        await self.gate.wait(ticket)
         try:
-            result = await fetch()
+            started = self._clock.monotonic()
+            try:
+                result = await fetch()
+            except AccountNotFound as error:
+                if self._generations.get(key[0], 0) == generation:
+                    self._entries.pop(key, None)
+                    self._recall.not_found(key, error)
+                raise
+            except UpstreamError as error:
+                self._back_off(key, error)
+                raise
+            # Detached by a reload: the callers that waited get it, the cache does not.
+            current = self._generations.get(key[0], 0) == generation
             if isinstance(result, Fetched):
-                self._put(key, CacheEntry(*_fields(result)))
+                if current:
+                    self._put(key, CacheEntry(*_fields(result)))
                 return result.account
-            account = result
-        except AccountNotFound:
-            self._entries.pop(key, None)
-            raise
-        except UpstreamError as error:
-            self._back_off(key, error)
-            raise
-        self._store(key, account, started)
-        return account
+            if current:
+                self._store(key, result, started)
+            return result
+        finally:
+            self.gate.release(ticket)
 
     def _fetch_done(self, key: CacheKey, task: asyncio.Task[Account]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
+        self._tickets.pop(task, None)
         if not task.cancelled():
             task.exception()  # retrieved: no "never retrieved" warning if nobody waited
 
@@ -268,6 +357,7 @@ class AccountCache:
 
     def _put(self, key: CacheKey, entry: CacheEntry) -> None:
         self._entries.pop(key, None)  # re-insert at the young end
+        self._recall.found(key)
         self._entries[key] = entry
         self._evict()
         if self.on_store is not None:

@@ -5,7 +5,9 @@ The rules are data (the tables below) plus one pure function,
 for and returns every problem found, in a fixed order, and the credentials
 under Airweave's field names when the account can serve them.
 
-Messages name accounts, apps and field names, never a credential value.
+Messages name accounts, apps and field names, never a credential value. The
+error text Pipedream attaches to a dead or unhealthy account is redacted like a
+log line first (it may quote a token) and cut short.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from pdsidecar.observe.logs import REDACTOR
 from pdsidecar.pipedream.models import Account
 
 # Source short name -> Pipedream app slug, where they differ.
@@ -116,6 +119,23 @@ def pipedream_field(source: str, name: str) -> str:
     return FIELD_NAMES.get(name, name)
 
 
+def access_fields(source: str) -> tuple[str, ...]:
+    """The Pipedream fields a source is called with: its access token or API key."""
+    return tuple(
+        dict.fromkeys(pipedream_field(source, n) for n in ("access_token", "api_key", "api_token"))
+    )
+
+
+def serves_app(sources: frozenset[str], app: str) -> bool:
+    """Whether any of ``sources`` reads accounts of the Pipedream app ``app``."""
+    return any(app_slug(source) == app for source in sources)
+
+
+def other_app(account_id: str, source: str) -> Problem:
+    """An app mismatch told without naming the account's app."""
+    return Problem(APP_MISMATCH, f"Account {account_id} is not an account of '{app_slug(source)}'")
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     reason: str
@@ -171,8 +191,7 @@ def check_account(
             Problem(APP_MISMATCH, app_mismatch_message(account.id, account.app_slug, source))
         )
     if account.dead:
-        text = account.error[:_MAX_ERROR_TEXT]
-        detail = f": {text}" if text else ""
+        detail = _detail(account.error)
         problems.append(
             Problem(DEAD, f"Account {account.id} is dead and must be reconnected{detail}")
         )
@@ -207,9 +226,16 @@ def check_account(
                 if secret is not None:  # a missing optional field is skipped
                     credentials[name] = secret.reveal()
     if account.healthy is False:  # None: Pipedream did not say
-        text = account.error[:_MAX_ERROR_TEXT]
-        detail = f": {text}" if text else ""
+        detail = _detail(account.error)
         problems.append(
             Problem(UNHEALTHY, f"Pipedream reports account {account.id} unhealthy{detail}")
         )
     return Check(tuple(problems), credentials, missing)
+
+
+def _detail(error: str) -> str:
+    """Pipedream's error text for a message: redacted, then cut short."""
+    if not error:
+        return ""
+    text = REDACTOR.redact(error[: _MAX_ERROR_TEXT * 4])
+    return ": " + (text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 3] + "...")

@@ -9,7 +9,9 @@ this sidecar did not mint (edited, invented, or minted before a restart) is
 refused as INVALID_ARGUMENT on ``page_token`` before Pipedream is asked,
 instead of coming back from Pipedream as a bad cursor that looks like an
 outage. The token grants nothing: every listing call still uses the filters of
-the request itself.
+the request itself. Whatever a caller sends as a token (nested JSON, odd types,
+non-ASCII text) is either one of ours or INVALID_ARGUMENT, never an internal
+error.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ class PageTokens:
         if data is None:
             raise _refused("is not a page token from this sidecar; pass it unchanged")
         cursor: str = data["c"]
-        if not hmac.compare_digest(self._tag(cursor, data["q"]), data["s"]):
+        # Bytes: compare_digest refuses non-ASCII str, and a caller may send any text.
+        given = data["s"].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(self._tag(cursor, data["q"]).encode(), given):
             raise _refused(
                 "was not issued by this sidecar process (it was changed, or the sidecar "
                 "restarted since); start again without a page token"
@@ -83,8 +87,8 @@ def _parse(token: str) -> dict[str, Any] | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError):
-        return None
+    except (binascii.Error, ValueError, RecursionError, TypeError):
+        return None  # ValueError covers non-ASCII text and bad UTF-8 as well
     if (
         not isinstance(data, dict)
         or data.get("v") != VERSION

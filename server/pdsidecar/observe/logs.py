@@ -17,9 +17,18 @@ debug lines, and ``exception`` when there is a traceback.
 with its arguments, the traceback text and the request id. It replaces every
 known secret value (connection client secrets, the sidecar's API token, each Pipedream
 token the sidecar received: the sidecar registers them) and every
-token-shaped string (``Bearer ...``, ``access_token=...`` and JSON
-``"client_secret": "..."`` pairs, JWTs, well-known token prefixes, long random
-strings mixing letters and digits or both cases) with ``[REDACTED]``.
+token-shaped string (``Bearer ...`` and ``Basic ...``, ``access_token=...``,
+``client_secret%3D...``, ``x-api-key: ...`` and JSON ``"client_secret": "..."``
+pairs, escaped or not, passwords in ``scheme://user:password@host``, JWTs,
+well-known token prefixes, long random strings mixing letters and digits or
+both cases) with ``[REDACTED]``.
+
+Its cost per line does not grow with the number of tokens it knows. Configured
+secrets (client secrets, the API token) are few and change only on reload: one
+compiled pattern finds them anywhere, and they are never forgotten. Pipedream
+tokens arrive all the time: they sit in a set, and each token-shaped run of the
+line is looked up in it; a token is forgotten an hour after it expired, or,
+past ``capacity`` tokens, oldest first.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import re
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any, Final, TextIO
 
@@ -40,14 +50,18 @@ MASK: Final = "[REDACTED]"
 REQUEST_ID: ContextVar[str | None] = ContextVar("pdsidecar_request_id", default=None)
 
 _PATTERNS: Final = (
-    # "Bearer <token>" anywhere, e.g. a quoted Authorization header.
-    (re.compile(r"(?i)(\bbearer\s+)[^\s\"',;]+"), r"\1" + MASK),
-    # key=value, key: value and "key": "value" for secret-sounding keys.
+    # "Bearer <token>" and "Basic <credentials>" anywhere, e.g. a quoted Authorization header.
+    (re.compile(r"(?i)(\b(?:bearer|basic)\s+)(?!\[REDACTED\])[^\s\"',;\\]+"), r"\1" + MASK),
+    # The password of scheme://user:password@host.
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1" + MASK + "@"),
+    # key=value, key: value, key%3Dvalue and "key": "value" (JSON escaped or not)
+    # for secret-sounding keys.
     (
         re.compile(
-            r"(?i)(\b(?:access_token|refresh_token|id_token|client_secret|api_token|api_key|"
-            r"apikey|secret|password|authorization|token)\b[\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\[REDACTED\])[^\s\"',;&}]+"
+            r"(?i)(\b(?:access_token|refresh_token|id_token|client_secret|api_token|"
+            r"(?:x-)?api[-_]?key|apikey|secret|password|passwd|authorization|token)\b"
+            r"(?:\\?[\"'])?\s*(?:[:=]|%3[ad])\s*(?:\\?[\"'])?)"
+            r"(?!\[REDACTED\])[^\s\"',;&}\\]+"
         ),
         r"\1" + MASK,
     ),
@@ -76,25 +90,48 @@ def redact_token_shapes(text: str) -> str:
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
+# Token-shaped runs looked up in the set of known tokens: the wide form keeps JWT dots
+# and base64 slashes, the narrow one finds a token inside a path or after a dot.
+_RUNS: Final = (re.compile(r"[\w\-.~+/]{8,}"), re.compile(r"[\w\-]{8,}"))
+_RUN_CHARS: Final = re.compile(r"[\w\-.~+/]{8,}")
+# How long a Pipedream token is kept past its expiry (it may still be logged in an error).
+TOKEN_AFTERLIFE: Final = 3600.0
+
+
 class Redactor(logging.Filter):
     """Removes secrets from records; see the module docstring for what counts as one."""
 
     def __init__(self, capacity: int = 4096) -> None:
         super().__init__()
         self._capacity = capacity
-        self._known: OrderedDict[str, None] = OrderedDict()
+        self._known: dict[str, None] = {}  # configured secrets: never forgotten
         self._pattern: re.Pattern[str] | None = None
+        # Pipedream tokens -> monotonic time after which they may be forgotten.
+        self._tokens: OrderedDict[str, float] = OrderedDict()
 
     def remember(self, *values: Secret | str | None) -> None:
-        """Treat these values as secrets from now on (the oldest are forgotten past capacity)."""
-        for value in values:
-            text = value.reveal() if isinstance(value, Secret) else value
-            if not text or len(text) < 4 or text in self._known:
+        """Treat these values as secrets for as long as the process runs."""
+        for text in _texts(values):
+            if text not in self._known:
+                self._known[text] = None
+                self._pattern = None
+
+    def remember_token(self, value: Secret | str, lifetime: float) -> None:
+        """A Pipedream token living ``lifetime`` more seconds: masked until an hour past that."""
+        for text in _texts((value,)):
+            if not _RUN_CHARS.fullmatch(text):
+                self.remember(text)  # not token-shaped: the set lookup would miss it
                 continue
-            self._known[text] = None
-            while len(self._known) > self._capacity:
-                self._known.popitem(last=False)
-            self._pattern = None
+            now = time.monotonic()
+            tokens = self._tokens
+            tokens.pop(text, None)
+            tokens[text] = now + lifetime + TOKEN_AFTERLIFE
+            while tokens and (len(tokens) > self._capacity or next(iter(tokens.values())) < now):
+                tokens.popitem(last=False)
+
+    @property
+    def known_tokens(self) -> int:
+        return len(self._tokens)
 
     def redact(self, text: str) -> str:
         if self._known:
@@ -103,6 +140,10 @@ class Redactor(logging.Filter):
                 values = sorted(self._known, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(v) for v in values))
             text = self._pattern.sub(MASK, text)
+        tokens = self._tokens
+        if tokens:
+            for runs in _RUNS:
+                text = runs.sub(lambda m: MASK if m.group() in tokens else m.group(), text)
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
@@ -125,8 +166,46 @@ class Redactor(logging.Filter):
         return True
 
 
+def _texts(values: Iterable[Secret | str | None]) -> Iterable[str]:
+    for value in values:
+        text = value.reveal() if isinstance(value, Secret) else value
+        if text and len(text) >= 4:
+            yield text
+
+
 # The process's redactor: configure() installs it, the sidecar feeds it secrets.
 REDACTOR: Final = Redactor()
+
+
+class RoutineCallEnds(logging.Filter):
+    """gRPC's ERROR for an answer that came too late, turned into a DEBUG line.
+
+    When a call's deadline passes (or its client cancels) just as the servicer
+    answers, grpc's core refuses the answer and grpc logs "ExecuteBatchError
+    raised in core" with a traceback at ERROR. A caller's deadline is routine:
+    the line is kept, without traceback, at DEBUG (shown only when DEBUG is on).
+    Installed on grpc's logger by :func:`install_grpc_filter`.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("ExecuteBatchError raised in core"):
+            return True
+        method = message.rpartition("[")[2].rstrip("]")
+        record.msg, record.args = f"{method}: the call ended before its answer was sent", None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("pdsidecar.rpc").isEnabledFor(logging.DEBUG)
+
+
+GRPC_LOGGER: Final = "grpc._cython.cygrpc"
+
+
+def install_grpc_filter() -> None:
+    """Put :class:`RoutineCallEnds` on grpc's logger, once."""
+    logger = logging.getLogger(GRPC_LOGGER)
+    if not any(isinstance(f, RoutineCallEnds) for f in logger.filters):
+        logger.addFilter(RoutineCallEnds())
 
 
 class RequestIdFilter(logging.Filter):

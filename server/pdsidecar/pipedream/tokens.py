@@ -71,8 +71,10 @@ class TokenProvider:
 
     Both margins shrink for a token that lives less than twice as long as them,
     so a short-lived token is not refreshed on every call. ``refresh(force=True)``
-    always fetches (after a secret rotation); ``invalidate`` drops the token
-    Pipedream rejected, and only that one.
+    fetches (after a secret rotation) unless a forced refresh fetched less than
+    ``forced_refresh_interval`` ago: then it reports that token, so forced
+    refreshes cost at most one token request per interval whoever sends them.
+    ``invalidate`` drops the token Pipedream rejected, and only that one.
     """
 
     def __init__(
@@ -90,11 +92,13 @@ class TokenProvider:
         self._last_failure: SidecarError | None = None
         self._retry_not_before = float("-inf")
         self._last_success: float | None = None
+        self._last_forced: float | None = None  # when force=True last fetched
         # Token requests by outcome, read by the metrics collector.
         self.refreshes_ok = 0
         self.refreshes_failed = 0
-        # Told each new token (the log redaction filter learns it this way).
-        self.on_token: Callable[[Secret], None] | None = None
+        # Told each new token and how long it lives, in seconds (the log
+        # redaction filter learns it this way).
+        self.on_token: Callable[[Secret, float], None] | None = None
         # The fleet's shared tier, when configured: tokens come from there first.
         self.shared: TokenSource | None = None
 
@@ -144,9 +148,13 @@ class TokenProvider:
         await self._acquire(deadline)
         try:
             current = self._token
-            if not force and current is not None and self._window(current) is _Window.FRESH:
+            fresh = current is not None and self._window(current) is _Window.FRESH
+            if current is not None and fresh and (not force or self._forced_lately()):
                 return self._status(current, refreshed=False)
-            return self._status(await self._fetch_locked(deadline, force=force), refreshed=True)
+            token = await self._fetch_locked(deadline, force=force)
+            if force:
+                self._last_forced = self._clock.monotonic()
+            return self._status(token, refreshed=True)
         finally:
             self._lock.release()
 
@@ -205,7 +213,7 @@ class TokenProvider:
         now = self._clock.monotonic()
         self.refreshes_ok += 1
         if self.on_token is not None:
-            self.on_token(token.value)
+            self.on_token(token.value, token.expires_at_mono - now)
         logger.info(
             "connection %s: new Pipedream token, valid for %.0f s",
             self._name,
@@ -231,7 +239,7 @@ class TokenProvider:
         current = self._token
         if current is None or current.value != token.value:
             if self.on_token is not None:
-                self.on_token(token.value)
+                self.on_token(token.value, token.expires_at_mono - now)
             logger.debug("connection %s: using the fleet's Pipedream token", self._name)
             self._keep(token, now, lifetime)
             current = token
@@ -280,6 +288,11 @@ class TokenProvider:
                 metadata={"connection": self._name},
                 retry_after=self._policy.backoff_max,
             )
+
+    def _forced_lately(self) -> bool:
+        last = self._last_forced
+        interval = self._policy.forced_refresh_interval
+        return last is not None and self._clock.monotonic() < last + interval
 
     def _window(self, token: PipedreamToken) -> _Window:
         left = token.expires_at_mono - self._clock.monotonic()

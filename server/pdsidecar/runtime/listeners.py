@@ -1,7 +1,8 @@
 """Binding listeners to a ``grpc.aio`` server.
 
 A Unix socket is created under a umask, so it never exists with a wider mode
-than asked for.
+than asked for, and its mode is not changed afterwards: a ``chmod`` by path
+would follow whatever a local process swapped in there meanwhile.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import os
 import socket
 import stat
+from collections.abc import Sequence
 
 import grpc
 
@@ -84,5 +86,13 @@ def _add_unix_port(server: grpc.aio.Server, path: str, mode: int) -> str:
         raise ConfigError(f"cannot listen on unix:{path}") from None
     finally:
         os.umask(previous)
-    os.chmod(path, mode)
     return f"unix:{path}"
+
+
+def world_accessible(listeners: Sequence[ListenerConfig]) -> list[str]:
+    """The Unix sockets among ``listeners`` whose mode lets every local user connect."""
+    return [
+        f"unix:{x.address.path} (mode {x.socket_mode:04o})"
+        for x in listeners
+        if x.address.kind == "unix" and x.socket_mode & 0o007
+    ]

@@ -13,14 +13,19 @@ config again (secrets from their files and variables too) and applies the plan:
   connections are forgotten. New tokens are requested in the background.
 - the API token is replaced (a new ``api_token_file`` content takes effect
   for the next call);
-- ``[[listeners]]`` allow-lists are replaced when the listener addresses are
-  unchanged.
+- ``[[listeners]]`` allow-lists are replaced on every listener whose address
+  is in both configs, whatever else changed;
+- connections replaced or removed have their fetches in flight detached: the
+  callers waiting get their answer, the cache never keeps it (see
+  :meth:`~pdsidecar.credentials.cache.AccountCache.drop_connection`).
 - ``[shared_cache]`` (key files re-read): a change replaces the fleet's tier
   (see :func:`pdsidecar.runtime.fleet.refit`); removing the table turns sharing off.
 
-``pipedream_url``, ``[policy]`` and listener addresses are bound to the
-running process: a change is logged and ignored until a restart. A config
-that does not load leaves everything as it was, logged, and counted in
+``pipedream_url``, ``[policy]``, listeners added or removed and a listener's
+``socket_mode`` are bound to the running process: each such change is named
+in the plan (and the log) and waits for a restart; a removed listener keeps
+serving with its old allow-lists until then. A config that does not load
+leaves everything as it was, logged, and counted in
 ``pdsidecar_config_reloads_total{result="failed"}``.
 """
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from pdsidecar.settings import Settings
+from pdsidecar.settings import ListenerConfig, Settings
 
 
 @dataclass
@@ -42,6 +47,8 @@ class Plan:
     removed: list[str] = field(default_factory=list)
     # What changed but only a restart applies, said the way the config names it.
     ignored: list[str] = field(default_factory=list)
+    # Listeners whose allow-lists the reload replaces.
+    allow_lists: list[str] = field(default_factory=list)
 
 
 def plan(old: Settings, new: Settings) -> Plan:
@@ -51,11 +58,11 @@ def plan(old: Settings, new: Settings) -> Plan:
         ignored.append("pipedream_url")
     if new.policy != old.policy:
         ignored.append("[policy]")
-    if [x.address for x in new.listeners] != [x.address for x in old.listeners]:
-        ignored.append("[[listeners]] addresses")
-        new = dataclasses.replace(new, listeners=old.listeners)
-    new = dataclasses.replace(new, pipedream_url=old.pipedream_url, policy=old.policy)
-    result = Plan(new, ignored=ignored)
+    listeners, allow_lists = _listeners(old.listeners, new.listeners, ignored)
+    new = dataclasses.replace(
+        new, pipedream_url=old.pipedream_url, policy=old.policy, listeners=listeners
+    )
+    result = Plan(new, ignored=ignored, allow_lists=allow_lists)
     for name, connection in new.connections.items():
         existing = old.connections.get(name)
         if existing is None:
@@ -64,3 +71,34 @@ def plan(old: Settings, new: Settings) -> Plan:
             result.changed.append(name)
     result.removed = sorted(set(old.connections) - set(new.connections))
     return result
+
+
+def _listeners(
+    old: tuple[ListenerConfig, ...], new: tuple[ListenerConfig, ...], ignored: list[str]
+) -> tuple[tuple[ListenerConfig, ...], list[str]]:
+    """The running listeners with the allow-lists the new config gives them, and which
+    changed; what needs a restart goes into ``ignored``."""
+    incoming = {x.address: x for x in new}
+    running = {x.address for x in old}
+    kept, changed = [], []
+    for listener in old:
+        name = f"[[listeners]] {listener.address.grpc_target}"
+        wanted = incoming.get(listener.address)
+        if wanted is None:
+            ignored.append(f"{name} removed (it serves with its old allow-lists until then)")
+            kept.append(listener)
+            continue
+        if wanted.socket_mode != listener.socket_mode:
+            ignored.append(f"{name} socket_mode")
+        updated = dataclasses.replace(
+            listener,
+            allow_connections=wanted.allow_connections,
+            allow_sources=wanted.allow_sources,
+        )
+        if updated != listener:
+            changed.append(listener.address.grpc_target)
+        kept.append(updated)
+    ignored.extend(
+        f"[[listeners]] {x.address.grpc_target} added" for x in new if x.address not in running
+    )
+    return tuple(kept), changed

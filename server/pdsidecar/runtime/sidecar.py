@@ -12,7 +12,9 @@ the servicer, the credential service, health and the metrics.
 Every unary handler is wrapped as it registers (see
 :mod:`pdsidecar.api.calls`): the wrapper sets the request id, applies the
 listener's access rules (token, allow-lists), counts, times and logs the call.
-Tracing, when OpenTelemetry is on, is an interceptor.
+Tracing, when OpenTelemetry is on, wraps the handler inside that: a span is
+made only for calls the access check let through, so a caller without the API
+token cannot create spans under trace ids of its choosing.
 ``--health-listen`` servers carry only ``grpc.health.v1`` (for kubelet gRPC
 probes on the pod IP), and can therefore bind any address.
 
@@ -44,12 +46,12 @@ from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
 from pdsidecar.credentials.watch import WatchHub
 from pdsidecar.observe.http import CountingTransport
-from pdsidecar.observe.logs import REDACTOR, Redactor
+from pdsidecar.observe.logs import REDACTOR, Redactor, install_grpc_filter
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
 from pdsidecar.observe.watch_metrics import WatchCollector
-from pdsidecar.observe.wrapping import WrappingRegistrar
+from pdsidecar.observe.wrapping import Wrap, WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
     make_http_client,
@@ -57,7 +59,12 @@ from pdsidecar.pipedream.connection import (
 )
 from pdsidecar.runtime import fleet as fleets
 from pdsidecar.runtime import reload as reloading
-from pdsidecar.runtime.listeners import add_port, check_tcp_port, check_unix_path
+from pdsidecar.runtime.listeners import (
+    add_port,
+    check_tcp_port,
+    check_unix_path,
+    world_accessible,
+)
 from pdsidecar.runtime.readiness import Readiness
 from pdsidecar.runtime.tls import TlsFiles, check_bind
 from pdsidecar.secret import Secret
@@ -66,6 +73,7 @@ from pdsidecar.settings import (
     ConnectionConfig,
     ListenAddress,
     ListenerConfig,
+    Policy,
     Settings,
 )
 from pdsidecar_client.v1 import credentials_pb2 as pb
@@ -73,6 +81,7 @@ from pdsidecar_client.v1 import credentials_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CredentialsService"].full_name
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 class Sidecar:
@@ -101,6 +110,7 @@ class Sidecar:
         if len(set(fixed)) != len(fixed):
             raise ConfigError("a listen address is given twice")
         check_bind([x.address for x in self.listeners], tls, allow_insecure_bind)
+        _check_open_sockets(self.listeners, settings.api_token)
         self.settings, self.loader, self.tls = settings, loader, tls
         self.clock = clock or SystemClock()
         self.bound: list[str] = []
@@ -133,7 +143,9 @@ class Sidecar:
         self.rpc_stats = RpcStats()
         self.tokens = TokenHolder(settings.api_token)
         self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
-        self._servicer = CredentialsServicer(self.service, self.clock)
+        self._servicer = CredentialsServicer(
+            self.service, self.clock, settings.policy.memo_max_bytes
+        )
         # WatchCredentials streams: one hub per process, fed by the account cache.
         self.watchers = WatchHub(self.service, settings.policy, self.clock, watching.render)
         self._watching = watching.CredentialsWatching(self.watchers, self.clock)
@@ -171,6 +183,7 @@ class Sidecar:
                 check_unix_path(address.path)
             check_tcp_port(address, self._reuse_port)
         credentials = self.tls.server_credentials() if self.tls is not None else None
+        install_grpc_filter()
         self._build_servers()
         refused: ConfigError | None = None
         try:
@@ -197,15 +210,20 @@ class Sidecar:
             self.fleet.start()
         await self.readiness.start(prime=self._prime_tokens)
         log.info("pdsidecar listening on %s", ", ".join(self.bound + self.health_bound))
+        if self.settings.api_token is None:
+            log.warning(
+                "no API token is set: every local process that can reach %s can read every "
+                "credential this sidecar serves (set PDSIDECAR_API_TOKEN or api_token_file)",
+                ", ".join(self.bound),
+            )
 
     def _build_servers(self) -> None:
-        traced = [self._tracing.interceptor] if self._tracing is not None else []
         for listener in self.listeners:
-            server = _grpc_server(traced, self._reuse_port)
+            server = _grpc_server([], self._reuse_port, self.settings.policy)
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
             wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
-            registrar: Any = WrappingRegistrar(server, wrapper.wrap, wrapper.wrap_stream)
+            registrar: Any = WrappingRegistrar(server, self._wrap_for(wrapper), wrapper.wrap_stream)
             add_to_server(self._servicer, registrar)
             watching.add_to_server(self._watching, registrar)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
@@ -213,9 +231,16 @@ class Sidecar:
             enable_reflection((SERVICE_NAME, health.SERVICE_NAME), registrar)
             self.servers.append((listener, server))
         for address in self._health_listeners:
-            server = _grpc_server([], self._reuse_port)
+            server = _grpc_server([], self._reuse_port, self.settings.policy)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             self.servers.append((ListenerConfig(address), server))
+
+    def _wrap_for(self, wrapper: CallWrapper) -> Wrap:
+        """The call wrapper, with tracing inside it: a span only for calls it lets through."""
+        if self._tracing is None:
+            return wrapper.wrap
+        trace = self._tracing.interceptor.wrap
+        return lambda inner, method: wrapper.wrap(trace(inner, method), method)
 
     async def reload(self) -> bool:
         """Re-read the config and apply it; False (and nothing changed) if it does not load."""
@@ -224,6 +249,7 @@ class Sidecar:
             return False
         try:
             new = self.loader()
+            _check_open_sockets(self.listeners, new.api_token)
         except ConfigError as error:
             self.reload_stats.failed += 1
             log.error("reload failed, keeping the running config: %s", error)
@@ -244,8 +270,10 @@ class Sidecar:
             change.changed or "none",
             change.removed or "none",
         )
+        if change.allow_lists:
+            log.info("reload: new allow-lists on %s", ", ".join(change.allow_lists))
         if change.ignored:
-            log.warning("reload: %s changed; restart to apply", ", ".join(change.ignored))
+            log.warning("reload: restart to apply: %s", "; ".join(change.ignored))
         return True
 
     def _connect(self, config: ConnectionConfig) -> PipedreamConnection:
@@ -310,21 +338,41 @@ class Sidecar:
         for connection in self.connections.values():
             connection.tokens.on_token = self._on_token
 
-    def _on_token(self, token: Secret) -> None:
-        self._redactor.remember(token)
+    def _on_token(self, token: Secret, lifetime: float) -> None:
+        self._redactor.remember_token(token, lifetime)
         self.readiness.poke()
 
 
+def _check_open_sockets(listeners: Sequence[ListenerConfig], api_token: Secret | None) -> None:
+    """Refuse Unix sockets any local user may open while no API token guards them."""
+    open_sockets = world_accessible(listeners)
+    if open_sockets and api_token is None:
+        raise ConfigError(
+            f"{', '.join(open_sockets)} lets every local user connect, and no API token is "
+            "set: use socket mode 0600 or 0660, or set PDSIDECAR_API_TOKEN / api_token_file"
+        )
+
+
 def _grpc_server(
-    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]], reuse_port: bool
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
+    reuse_port: bool,
+    policy: Policy,
 ) -> grpc.aio.Server:
     return grpc.aio.server(
         interceptors=interceptors,
+        # A flood gets RESOURCE_EXHAUSTED from gRPC itself instead of a slow death. gRPC
+        # counts streams too: the watchers the hub admits come on top of the calls.
+        maximum_concurrent_rpcs=max(1, policy.max_concurrent_rpcs + policy.max_watchers),
         options=[
             # Several processes on one port only with --workers; else a second
             # sidecar on the same port must fail to start, not share it.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-            ("grpc.max_receive_message_length", 1 << 20),
+            # Requests are a few hundred bytes; this leaves room for every field at its cap
+            # and bounds what calls in flight hold (the call limit x this).
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            # One client connection cannot take every call slot: its streams past this
+            # are refused (REFUSED_STREAM; clients see UNAVAILABLE).
+            ("grpc.max_concurrent_streams", max(1, policy.max_streams_per_connection)),
             # Calls arriving faster than the server takes them wait in a queue that
             # grpc cancels past 1,000 (CANCELLED): too few for a fleet of watchers
             # reconnecting at once after a restart.

@@ -95,6 +95,8 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The sidecar already holds its maximum number of WatchCredentials streams."""
     REASON_SIDECAR_STOPPING: _Reason.ValueType  # 19
     """The sidecar is shutting down; reconnect (to the next sidecar)."""
+    REASON_OVERLOADED: _Reason.ValueType  # 20
+    """The sidecar refused to queue more work for this caller now; RetryInfo says when to retry."""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason names every failure and every account problem. The ErrorInfo reason
@@ -142,6 +144,8 @@ REASON_TOO_MANY_WATCHERS: Reason.ValueType  # 18
 """The sidecar already holds its maximum number of WatchCredentials streams."""
 REASON_SIDECAR_STOPPING: Reason.ValueType  # 19
 """The sidecar is shutting down; reconnect (to the next sidecar)."""
+REASON_OVERLOADED: Reason.ValueType  # 20
+"""The sidecar refused to queue more work for this caller now; RetryInfo says when to retry."""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final

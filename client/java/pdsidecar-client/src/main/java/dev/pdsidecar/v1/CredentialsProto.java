@@ -183,7 +183,7 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "\001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001*c\n\013En" +
       "vironment\022\033\n\027ENVIRONMENT_UNSPECIFIED\020\000\022\032" +
       "\n\026ENVIRONMENT_PRODUCTION\020\001\022\033\n\027ENVIRONMEN" +
-      "T_DEVELOPMENT\020\002*\364\004\n\006Reason\022\026\n\022REASON_UNS" +
+      "T_DEVELOPMENT\020\002*\213\005\n\006Reason\022\026\n\022REASON_UNS" +
       "PECIFIED\020\000\022\032\n\026REASON_INVALID_REQUEST\020\001\022\037" +
       "\n\033REASON_CONNECTION_NOT_FOUND\020\002\022\034\n\030REASO" +
       "N_ACCOUNT_NOT_FOUND\020\003\022\037\n\033REASON_SOURCE_N" +
@@ -199,22 +199,22 @@ public final class CredentialsProto extends com.google.protobuf.GeneratedFile {
       "\034\n\030REASON_DEADLINE_EXCEEDED\020\020\022$\n REASON_" +
       "UPSTREAM_REQUEST_REJECTED\020\021\022\034\n\030REASON_TO" +
       "O_MANY_WATCHERS\020\022\022\033\n\027REASON_SIDECAR_STOP" +
-      "PING\020\0232\344\003\n\022CredentialsService\022[\n\016GetCred" +
-      "entials\022#.pdsidecar.v1.GetCredentialsReq" +
-      "uest\032$.pdsidecar.v1.GetCredentialsRespon" +
-      "se\022^\n\017ValidateAccount\022$.pdsidecar.v1.Val" +
-      "idateAccountRequest\032%.pdsidecar.v1.Valid" +
-      "ateAccountResponse\022U\n\014RefreshToken\022!.pds" +
-      "idecar.v1.RefreshTokenRequest\032\".pdsideca" +
-      "r.v1.RefreshTokenResponse\022U\n\014ListAccount" +
-      "s\022!.pdsidecar.v1.ListAccountsRequest\032\".p" +
-      "dsidecar.v1.ListAccountsResponse\022c\n\020Watc" +
-      "hCredentials\022%.pdsidecar.v1.WatchCredent" +
-      "ialsRequest\032&.pdsidecar.v1.WatchCredenti" +
-      "alsResponse0\001Bh\n\020dev.pdsidecar.v1B\020Crede" +
-      "ntialsProtoP\001Z@github.com/pdsidecar/pdsi" +
-      "decar/client/go/pdsidecarv1;pdsidecarv1b" +
-      "\006proto3"
+      "PING\020\023\022\025\n\021REASON_OVERLOADED\020\0242\344\003\n\022Creden" +
+      "tialsService\022[\n\016GetCredentials\022#.pdsidec" +
+      "ar.v1.GetCredentialsRequest\032$.pdsidecar." +
+      "v1.GetCredentialsResponse\022^\n\017ValidateAcc" +
+      "ount\022$.pdsidecar.v1.ValidateAccountReque" +
+      "st\032%.pdsidecar.v1.ValidateAccountRespons" +
+      "e\022U\n\014RefreshToken\022!.pdsidecar.v1.Refresh" +
+      "TokenRequest\032\".pdsidecar.v1.RefreshToken" +
+      "Response\022U\n\014ListAccounts\022!.pdsidecar.v1." +
+      "ListAccountsRequest\032\".pdsidecar.v1.ListA" +
+      "ccountsResponse\022c\n\020WatchCredentials\022%.pd" +
+      "sidecar.v1.WatchCredentialsRequest\032&.pds" +
+      "idecar.v1.WatchCredentialsResponse0\001Bh\n\020" +
+      "dev.pdsidecar.v1B\020CredentialsProtoP\001Z@gi" +
+      "thub.com/pdsidecar/pdsidecar/client/go/p" +
+      "dsidecarv1;pdsidecarv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,

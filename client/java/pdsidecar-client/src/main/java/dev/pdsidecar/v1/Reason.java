@@ -173,6 +173,14 @@ public enum Reason
    * <code>REASON_SIDECAR_STOPPING = 19;</code>
    */
   REASON_SIDECAR_STOPPING(19),
+  /**
+   * <pre>
+   * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
+   * </pre>
+   *
+   * <code>REASON_OVERLOADED = 20;</code>
+   */
+  REASON_OVERLOADED(20),
   UNRECOGNIZED(-1),
   ;
 
@@ -342,6 +350,14 @@ public enum Reason
    * <code>REASON_SIDECAR_STOPPING = 19;</code>
    */
   public static final int REASON_SIDECAR_STOPPING_VALUE = 19;
+  /**
+   * <pre>
+   * The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
+   * </pre>
+   *
+   * <code>REASON_OVERLOADED = 20;</code>
+   */
+  public static final int REASON_OVERLOADED_VALUE = 20;
 
 
   public final int getNumber() {
@@ -388,6 +404,7 @@ public enum Reason
       case 17: return REASON_UPSTREAM_REQUEST_REJECTED;
       case 18: return REASON_TOO_MANY_WATCHERS;
       case 19: return REASON_SIDECAR_STOPPING;
+      case 20: return REASON_OVERLOADED;
       default: return null;
     }
   }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pdsidecar.observe.logs import REDACTOR
 from pdsidecar.pipedream.text import caller_text, json_text, unicode_text
 
 
@@ -28,3 +29,11 @@ def test_json_text() -> None:
     assert json_text("as is") == "as is"
     assert json_text(False) == "false" and json_text(None) == "null"
     assert json_text({"b": 1, "a": "\u00e9"}) == '{"a":"\u00e9","b":1}'
+
+
+def test_caller_text_masks_secrets_the_process_holds_even_without_a_token_shape() -> None:
+    # A client secret of plain letters matches no token pattern; only its registration masks it.
+    secret = "plainlettersecretvalue"
+    assert caller_text(f"bad client {secret}") == f"bad client {secret}"
+    REDACTOR.remember(secret)
+    assert secret not in caller_text(f"bad client {secret}")

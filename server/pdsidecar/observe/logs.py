@@ -78,14 +78,6 @@ _PATTERNS: Final = (
 )
 
 
-def redact_token_shapes(text: str) -> str:
-    """``text`` with every token-shaped string masked (the patterns above, no known values):
-    for text from elsewhere, such as Pipedream's error messages, before a caller sees it."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
 # Request ids in this shape are kept as they are (they look random but are not secrets).
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 

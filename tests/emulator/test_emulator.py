@@ -28,6 +28,7 @@ from pdsidecar_emulator import (
     run_emulator,
 )
 
+from tests.support.clocks import FakeClock
 from tests.support.logsink import SECRETS
 
 pytestmark = pytest.mark.anyio
@@ -39,14 +40,6 @@ ACCOUNTS = f"/v1/connect/{DEMO_PROJECT_ID}/accounts"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_795_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -16,20 +16,13 @@ from pdsidecar_emulator import (
     demo_state,
 )
 
+from tests.support.clocks import FakeClock
 from tests.support.logsink import SECRETS
 
 pytestmark = pytest.mark.anyio
 
 ME = "/source/v1/users/me"
 ROTATION = f"/_emulator/accounts/{DEMO_PROJECT_ID}/{DEMO_NOTION_ACCOUNT_ID}/rotation"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_795_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -23,3 +23,15 @@ class LogSink(logging.Handler):
 
 
 SECRETS: set[str] = set()
+
+
+def leaked_secrets(secrets: set[str], lines: list[str]) -> list[str]:
+    """The secrets (8+ characters) that appear in any line.
+
+    One search per secret over the joined text, which stops at the first hit: a secret
+    without a newline cannot match across two lines, so this is the per-line answer.
+    """
+    text = "\n".join(lines)
+    found = {s for s in secrets if len(s) >= 8 and "\n" not in s and s in text}
+    found |= {s for s in secrets if "\n" in s and any(s in line for line in lines)}
+    return sorted(found)

@@ -289,10 +289,12 @@ def test_one_page_at_a_time_with_page_tokens(served: Served) -> None:
     assert "stopped after 2 pages" in bounded.stderr
 
 
-def test_environment_variables_and_unix_socket(served: Served) -> None:
+@pytest.mark.parametrize("project_variable", ["PDSIDECAR_PROJECT", "PDSIDECAR_PROJECT_ID"])
+def test_environment_variables_and_unix_socket(served: Served, project_variable: str) -> None:
+    # PDSIDECAR_PROJECT is the name every example reads; the older _ID spelling still works.
     done = pdsidecar(
         "--json",
-        env={"PDSIDECAR_TARGET": served.unix_target, "PDSIDECAR_PROJECT_ID": DEMO_PROJECT_ID},
+        env={"PDSIDECAR_TARGET": served.unix_target, project_variable: DEMO_PROJECT_ID},
     )
     assert done.returncode == 0, done.stderr
     assert {item["account_id"] for item in json.loads(done.stdout)} == served.production_ids()
@@ -303,7 +305,7 @@ def test_missing_project_is_a_usage_error(served: Served) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.startswith("pdsidecar accounts: --project is required")
-    assert "PDSIDECAR_PROJECT_ID" in done.stderr
+    assert "PDSIDECAR_PROJECT)" in done.stderr
 
 
 def test_sidecar_errors_print_reason_and_message(served: Served) -> None:

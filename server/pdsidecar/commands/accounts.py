@@ -60,9 +60,11 @@ def add_parser(subparsers: Any) -> None:
     client_flags.add_client_flags(parser, timeout=10.0)
     parser.add_argument(
         "--project",
-        default=env.get("PDSIDECAR_PROJECT_ID") or "",
+        # PDSIDECAR_PROJECT, as the examples in every language read it; the older
+        # PDSIDECAR_PROJECT_ID still works.
+        default=env.get("PDSIDECAR_PROJECT") or env.get("PDSIDECAR_PROJECT_ID") or "",
         metavar="PROJECT_ID",
-        help="the Pipedream project, proj_... (default: $PDSIDECAR_PROJECT_ID)",
+        help="the Pipedream project, proj_... (default: $PDSIDECAR_PROJECT)",
     )
     parser.add_argument(
         "--connection", default="", help="the sidecar connection to use (default: 'default')"
@@ -155,7 +157,7 @@ async def run(args: argparse.Namespace) -> int:
 def _usage_problem(args: argparse.Namespace) -> str:
     if not args.project:
         return (
-            "--project is required (or set PDSIDECAR_PROJECT_ID): the Pipedream project id, "
+            "--project is required (or set PDSIDECAR_PROJECT): the Pipedream project id, "
             "like proj_abc123, from the project's Settings page"
         )
     if args.max_pages < 1:

@@ -58,17 +58,22 @@ async def test_counters_move_after_calls(settings: Settings, emulator: Emulator)
             await stub.GetCredentials(request)
         missing = get_request("apn_doesnotexist", "notion")
         assert (await error_of(stub.GetCredentials(missing))).reason == "ACCOUNT_NOT_FOUND"
+        # Asked again at once: answered from the not-found memory, not from Pipedream.
+        assert (await error_of(stub.GetCredentials(missing))).reason == "ACCOUNT_NOT_FOUND"
         text, after = await scrape(sidecar)
 
     assert value(after, "pdsidecar_grpc_server_handled_total", **GET, grpc_code="OK") == 5
-    assert value(after, "pdsidecar_grpc_server_handled_total", **GET, grpc_code="NOT_FOUND") == 1
-    assert value(after, "pdsidecar_grpc_server_handling_seconds_count", **GET) == 6
-    assert value(after, "pdsidecar_grpc_server_handling_seconds_bucket", **GET, le="+Inf") == 6
+    assert value(after, "pdsidecar_grpc_server_handled_total", **GET, grpc_code="NOT_FOUND") == 2
+    assert value(after, "pdsidecar_grpc_server_handling_seconds_count", **GET) == 7
+    assert value(after, "pdsidecar_grpc_server_handling_seconds_bucket", **GET, le="+Inf") == 7
     assert value(after, "pdsidecar_grpc_server_handling_seconds_sum", **GET) > 0
     # The first call fetched, the next four were answered from the cache (or its memo).
     assert value(after, "pdsidecar_cache_misses_total") == 2
     assert value(after, "pdsidecar_cache_hits_total") >= 1
     assert value(after, "pdsidecar_cache_entries") == 1
+    assert value(after, "pdsidecar_cache_not_found_hits_total") == 1
+    for quiet in ("refetches", "withdrawn", "refused"):
+        assert value(after, f"pdsidecar_cache_{quiet}_total") == 0
     assert value(after, "pdsidecar_upstream_requests_total", route="token", status="200") == 1
     assert value(after, "pdsidecar_upstream_requests_total", route="account", status="200") == 1
     assert value(after, "pdsidecar_upstream_requests_total", route="account", status="404") == 1

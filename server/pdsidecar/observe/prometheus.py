@@ -51,6 +51,9 @@ class CacheCounters(Protocol):
     coalesced: int
     stale_served: int
     evictions: int
+    refetches: int
+    not_found_hits: int
+    withdrawn: int
 
 
 class TokenReading(NamedTuple):
@@ -69,7 +72,7 @@ class SidecarCollector(Collector):
         rpcs: RpcStats,
         http: HttpStats,
         reloads: ReloadStats,
-        cache: Callable[[], tuple[CacheCounters, int]],
+        cache: Callable[[], tuple[CacheCounters, int, int]],
         tokens: Callable[[], Mapping[str, TokenReading]],
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -78,13 +81,17 @@ class SidecarCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._rpc_metrics()
-        stats, entries = self._cache()
+        stats, entries, refused = self._cache()
         for name, value, doc in (
             ("hits", stats.hits, "Answers from a fresh cached account."),
             ("misses", stats.misses, "Account fetches started."),
             ("coalesced_waits", stats.coalesced, "Callers that joined a fetch in flight."),
             ("stale_served", stats.stale_served, "Stale answers because Pipedream failed."),
             ("evictions", stats.evictions, "Accounts evicted for size."),
+            ("refetches", stats.refetches, "Fetches forced by a rejected access token."),
+            ("not_found_hits", stats.not_found_hits, "ACCOUNT_NOT_FOUND answered from memory."),
+            ("withdrawn", stats.withdrawn, "Queued fetches dropped: every waiter had left."),
+            ("refused", refused, "Fetches refused at once as OVERLOADED (admission control)."),
         ):
             yield CounterMetricFamily(f"pdsidecar_cache_{name}", doc, value=value)
         yield GaugeMetricFamily("pdsidecar_cache_entries", "Accounts cached.", value=entries)

@@ -165,7 +165,11 @@ class Sidecar:
                     self.rpc_stats,
                     self.http_stats,
                     self.reload_stats,
-                    lambda: (self.service.cache.stats, len(self.service.cache)),
+                    lambda: (
+                        self.service.cache.stats,
+                        len(self.service.cache),
+                        self.service.cache.gate.refused,
+                    ),
                     self._token_readings,
                 )
             )

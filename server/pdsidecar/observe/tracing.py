@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from pdsidecar.observe.wrapping import Behavior, Context, UnaryInterceptor
+from pdsidecar.observe.wrapping import Behavior, Context
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Tracing:
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
-        self.interceptor = TracingInterceptor(provider)
+        self.wrapper = TracingWrapper(provider)
 
     async def shutdown(self) -> None:
         # Flushing talks to the collector synchronously: off the event loop.
@@ -81,9 +81,10 @@ def setup_tracing(env: Mapping[str, str]) -> Tracing | None:
     return Tracing(provider)
 
 
-class TracingInterceptor(UnaryInterceptor):
+class TracingWrapper:
+    """Wraps a unary method's behavior in a SERVER span (see observe/wrapping.py)."""
+
     def __init__(self, provider: TracerProvider) -> None:
-        super().__init__()
         self._tracer = provider.get_tracer("pdsidecar")
 
     def wrap(self, inner: Behavior, method: str) -> Behavior:

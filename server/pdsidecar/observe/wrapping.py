@@ -13,7 +13,7 @@ So the sidecar wraps handlers when services *register* instead: a
 :class:`WrappingRegistrar` stands in for the server while the servicer, health
 and reflection add themselves, and hands the server already-wrapped
 handlers. A call then costs one extra coroutine frame. Tracing, which is off
-by default, is a real interceptor (:class:`UnaryInterceptor`).
+by default, wraps the same way, inside the access check.
 """
 
 from __future__ import annotations
@@ -28,17 +28,14 @@ import grpc
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 Behavior: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
-Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Generic: TypeAlias = "grpc.GenericRpcHandler[Any, Any]"
 # (original behavior, full method name) -> wrapped behavior
 Wrap: TypeAlias = Callable[[Behavior, str], Behavior]
 
 if TYPE_CHECKING:
     _GenericBase = grpc.GenericRpcHandler[Any, Any]
-    _Base = grpc.aio.ServerInterceptor[Any, Any]
 else:
     _GenericBase = grpc.GenericRpcHandler
-    _Base = grpc.aio.ServerInterceptor
 
 
 def with_behavior(handler: Handler, behavior: Behavior) -> Handler:
@@ -118,19 +115,3 @@ class WrappingRegistrar:
             for name, handler in method_handlers.items()
         }
         self._server.add_registered_method_handlers(service_name, wrapped)  # type: ignore[attr-defined]
-
-
-class UnaryInterceptor(_Base):
-    """A server interceptor wrapping unary methods; subclasses say how in :meth:`wrap`."""
-
-    def __init__(self) -> None:
-        self._wrapped = Wrapped(self.wrap)
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        return self._wrapped.get(handler, handler_call_details.method)
-
-    def wrap(self, inner: Behavior, method: str) -> Behavior:
-        raise NotImplementedError

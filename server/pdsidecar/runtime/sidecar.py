@@ -223,7 +223,7 @@ class Sidecar:
 
     def _build_servers(self) -> None:
         for listener in self.listeners:
-            server = _grpc_server([], self._reuse_port, self.settings.policy)
+            server = _grpc_server(self._reuse_port, self.settings.policy)
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
             wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
@@ -235,7 +235,7 @@ class Sidecar:
             enable_reflection((SERVICE_NAME, health.SERVICE_NAME), registrar)
             self.servers.append((listener, server))
         for address in self._health_listeners:
-            server = _grpc_server([], self._reuse_port, self.settings.policy)
+            server = _grpc_server(self._reuse_port, self.settings.policy)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
             self.servers.append((ListenerConfig(address), server))
 
@@ -243,7 +243,7 @@ class Sidecar:
         """The call wrapper, with tracing inside it: a span only for calls it lets through."""
         if self._tracing is None:
             return wrapper.wrap
-        trace = self._tracing.interceptor.wrap
+        trace = self._tracing.wrapper.wrap
         return lambda inner, method: wrapper.wrap(trace(inner, method), method)
 
     async def reload(self) -> bool:
@@ -357,13 +357,8 @@ def _check_open_sockets(listeners: Sequence[ListenerConfig], api_token: Secret |
         )
 
 
-def _grpc_server(
-    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
-    reuse_port: bool,
-    policy: Policy,
-) -> grpc.aio.Server:
+def _grpc_server(reuse_port: bool, policy: Policy) -> grpc.aio.Server:
     return grpc.aio.server(
-        interceptors=interceptors,
         # A flood gets RESOURCE_EXHAUSTED from gRPC itself instead of a slow death. gRPC
         # counts streams too: the watchers the hub admits come on top of the calls.
         maximum_concurrent_rpcs=max(1, policy.max_concurrent_rpcs + policy.max_watchers),

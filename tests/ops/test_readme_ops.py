@@ -19,8 +19,8 @@ import pytest
 
 from pdsidecar.cli import _parser
 from tests.support import exercised
-from tests.support.docs import PAGES, pdsidecar_commands
 from tests.support.ci import IN_CI
+from tests.support.docs import PAGES, pdsidecar_commands
 from tests.support.fixtures import DESELECTED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,8 @@ def test_every_switch_in_the_operating_section_is_run_by_a_test(
             pytest.fail(message)
         pytest.skip(message)
     text = section()
-    names = flags(text) | command_switches() | set(re.findall(r"\b(?:PDSIDECAR|OTEL_EXPORTER_OTLP)_[A-Z_]+\b", text))
+    names = flags(text) | command_switches()
+    names |= set(re.findall(r"\b(?:PDSIDECAR|OTEL_EXPORTER_OTLP)_[A-Z_]+\b", text))
     names |= {key for key in CONFIG_KEYS if key in text}
     untested = sorted(names - exercised.NAMES)
     assert not untested, f"no test ran pdsidecar with {untested}"

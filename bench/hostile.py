@@ -104,6 +104,7 @@ class Sidecar:
         self.target = f"127.0.0.1:{free_port()}"
         # A second listener, for the rows that compare listeners.
         self.other_target = f"127.0.0.1:{free_port()}"
+        self.metrics = f"127.0.0.1:{free_port()}"
         env = dict(os.environ)
         if token is not None:
             env["PDSIDECAR_API_TOKEN"] = token
@@ -115,6 +116,7 @@ class Sidecar:
             [
                 *(sys.executable, "-m", "pdsidecar", "serve", "--config", str(config)),
                 *("--listen", self.target, "--listen", self.other_target),
+                *("--metrics-listen", self.metrics),
                 *("--log-level", "warning"),
             ],
             stdout=subprocess.DEVNULL,
@@ -289,14 +291,19 @@ async def stream_rows(args: argparse.Namespace) -> dict[str, Any]:
                 result["health_flood"] = await streams.health_flood(
                     sidecar, args.health_streams, bearer
                 )
-                result["reflection_hold"] = await streams.reflection_hold(
-                    sidecar, args.reflection_streams, bearer, args.hold
+                for name, host_bytes in (
+                    ("reflection_hold", 60_000),
+                    ("reflection_hold_small", 16),
+                ):
+                    result[name] = await streams.reflection_hold(
+                        sidecar, args.reflection_streams, bearer, args.hold, host_bytes
+                    )
+                # Before random_ids: that one spends the project's read budget on main.
+                result["victim_watch"] = await streams.victim_watch(
+                    sidecar, emulator, args.victim_watches, args.latency, bearer
                 )
                 result["random_ids"] = await streams.random_ids(
                     sidecar, emulator, args.random_ids, sidecar.other_target, bearer
-                )
-                result["victim_watch"] = await streams.victim_watch(
-                    sidecar, emulator, args.victim_watches, args.latency, bearer
                 )
             finally:
                 sidecar.stop()

@@ -3,14 +3,17 @@
 Each plays one hostile caller against the ``pdsidecar serve`` child (API token set)
 and reports what it cost, where it lands:
 
-- **health_flood**: ``n`` Health/Watch streams without the token; then an authenticated
-  GetCredentials and a Health/Check. Reported: streams the sidecar held open, RSS, and
-  how the two calls fared.
+- **health_flood**: ``n`` Health/Watch streams, half without the token, half with it;
+  then an authenticated GetCredentials and a Health/Check. Reported: streams the sidecar
+  held open, RSS, and how the two calls fared.
 - **reflection_hold**: ``n`` reflection streams (with the token) that send requests with
-  a 60 KB ``host`` and never read. Reported: RSS before, while held, after cancel.
+  a 60 KB ``host`` (``reflection_hold_small``: a 16-byte one) and never read. Reported:
+  RSS before, while held, after cancel.
 - **victim_watch**: ``n`` WatchCredentials on distinct cold accounts from one connection
-  (Pipedream at ``latency``), then one victim watch on another connection. Reported:
-  the victim's time to its first message (a timing: noisy on a shared machine).
+  (Pipedream at ``latency``), then, once they all reached the sidecar's queue (its
+  metrics say), one victim watch on another cold account from another connection.
+  Reported: the victim's time to its first message (a timing: noisy on a shared
+  machine) and the attacker's watches answered by then.
 - **random_ids**: ``n`` GetCredentials for random ids on one listener, then one cold call
   on the other listener. Reported: Pipedream account reads, codes, the cold call.
 - **malformed**: undecodable bytes to GetCredentials, WatchCredentials, Health/Check,
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
@@ -66,6 +70,16 @@ async def first(call: Any, timeout: float) -> Any:
         return error
 
 
+async def refused_at_once(call: Any, seconds: float) -> bool:
+    """Whether a stream that was written to (and not read) ended within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            await call.code()
+        return True
+    except TimeoutError:
+        return False
+
+
 async def _call(target: str, method: str, body: bytes, bearer: Any, timeout: float) -> str:
     started = time.monotonic()
     async with grpc.aio.insecure_channel(target, options=OWN_CONNECTION) as channel:
@@ -85,7 +99,13 @@ async def health_flood(sidecar: Any, n: int, bearer: Any) -> dict[str, Any]:
     channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(count)]
     request = health_pb2.HealthCheckRequest().SerializeToString()
     try:
-        streams = [channels[i % count].unary_stream(HEALTH_WATCH)(request) for i in range(n)]
+        # Half without the token (main let them in), half with it (a caller that has one).
+        streams = [
+            channels[i % count].unary_stream(HEALTH_WATCH)(
+                request, metadata=bearer if i % 2 else ()
+            )
+            for i in range(n)
+        ]
         firsts = await asyncio.gather(*(first(s, 30) for s in streams))
         held_mb = sidecar.rss_mb()
         get = await _call(target, GET, cold(DEMO_NOTION_ACCOUNT_ID), bearer, 5)
@@ -98,7 +118,8 @@ async def health_flood(sidecar: Any, n: int, bearer: Any) -> dict[str, Any]:
     return {
         "streams": n,
         "connections": count,
-        "first_message": codes(firsts),
+        "first_message_without_token": codes(firsts[0::2]),
+        "first_message_with_token": codes(firsts[1::2]),
         "rss_before_mb": round(before, 1),
         "rss_held_mb": round(held_mb, 1),
         "get_credentials_with_token": get,
@@ -106,30 +127,30 @@ async def health_flood(sidecar: Any, n: int, bearer: Any) -> dict[str, Any]:
     }
 
 
-async def reflection_hold(sidecar: Any, n: int, bearer: Any, seconds: float) -> dict[str, Any]:
+async def reflection_hold(
+    sidecar: Any, n: int, bearer: Any, seconds: float, host_bytes: int
+) -> dict[str, Any]:
     target = sidecar.target
     huge = reflection_pb2.ServerReflectionRequest(
-        host="h" * 60_000, file_containing_symbol="pdsidecar.v1.CredentialsService"
+        host="h" * host_bytes, file_containing_symbol="pdsidecar.v1.CredentialsService"
     ).SerializeToString()
     before = sidecar.rss_mb()
     count = max(1, n // 8)
     channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(count)]
-    ended: list[str] = []
 
     async def flood(call: Any) -> None:
         try:
             async with asyncio.timeout(seconds):
                 for _ in range(200):
                     await call.write(huge)
-        except TimeoutError:
+        except (TimeoutError, grpc.RpcError, asyncio.InvalidStateError):
             pass
-        except (grpc.RpcError, asyncio.InvalidStateError):
-            ended.append("")
 
     try:
         streams = [channels[i % count].stream_stream(REFLECT)(metadata=bearer) for i in range(n)]
         await asyncio.gather(*(flood(s) for s in streams))
         held = sidecar.rss_mb()
+        ended = sum(await asyncio.gather(*(refused_at_once(s, 1.0) for s in streams)))
         for stream in streams:
             stream.cancel()
     finally:
@@ -139,7 +160,7 @@ async def reflection_hold(sidecar: Any, n: int, bearer: Any, seconds: float) -> 
     return {
         "streams": n,
         "request_bytes": len(huge),
-        "ended_by_sidecar": len(ended),
+        "ended_by_sidecar": ended,
         "rss_before_mb": round(before, 1),
         "rss_held_mb": round(held, 1),
         "rss_after_cancel_mb": round(sidecar.rss_mb(), 1),
@@ -150,7 +171,8 @@ async def victim_watch(
     sidecar: Any, emulator: Emulator, n: int, latency: float, bearer: Any
 ) -> dict[str, Any]:
     state = emulator.state
-    ids = state.add_generated_accounts(n, project_id=DEMO_PROJECT_ID)
+    ids = state.add_generated_accounts(n + 1, project_id=DEMO_PROJECT_ID)
+    victims_account = ids.pop()
     state.set_latency(latency, "account")
     async with (
         grpc.aio.insecure_channel(sidecar.target, options=OWN_CONNECTION) as attacker,
@@ -159,17 +181,15 @@ async def victim_watch(
         await victim.channel_ready()
         attacks = [attacker.unary_stream(WATCH)(cold(i), metadata=bearer) for i in ids]
         pending = [asyncio.ensure_future(first(c, 60)) for c in attacks]
-        # Let the attacker's watches reach the sidecar's queue first.
-        for _ in range(3000):
-            if state.in_flight:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(1.0)
+        # Every attacking watch has reached the sidecar's admission queue (on a loaded
+        # machine, seconds): what the victim waits for then is the queue's doing.
+        queued_in = await _until_watches_started(sidecar.metrics, n, 60)
         started = time.monotonic()
-        call = victim.unary_stream(WATCH)(cold(DEMO_NOTION_ACCOUNT_ID), metadata=bearer)
+        done_before = [p.result() for p in pending if p.done()]
+        call = victim.unary_stream(WATCH)(cold(victims_account), metadata=bearer)
         answer = await first(call, 60)
         took = time.monotonic() - started
-        answered_attackers = sum(1 for p in pending if p.done())
+        done_then = [p.result() for p in pending if p.done()]
         for c in (call, *attacks):
             c.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -181,8 +201,25 @@ async def victim_watch(
         "attacker_watches": n,
         "latency_s": latency,
         "victim_first_message": f"{name} in {took:.2f} s",
-        "attacker_watches_done_then": answered_attackers,
+        "attackers_queued_in_s": round(queued_in, 2),
+        "attackers_before_victim_asked": codes(done_before),
+        "attackers_when_victim_answered": codes(done_then),
     }
+
+
+async def _until_watches_started(metrics: str, n: int, limit: float) -> float:
+    """Seconds until the sidecar's ``pdsidecar_watch_started_total`` reached ``n``."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=f"http://{metrics}") as scraper:
+        for _ in range(int(limit / 0.05)):
+            for line in (await scraper.get("/metrics")).text.splitlines():
+                if (
+                    line.startswith("pdsidecar_watch_started_total ")
+                    and float(line.split()[1]) >= n
+                ):
+                    return time.monotonic() - started
+            await asyncio.sleep(0.05)
+    return time.monotonic() - started
 
 
 async def random_ids(

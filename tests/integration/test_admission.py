@@ -95,8 +95,9 @@ async def first_message(call: Any) -> Any:
 async def test_health_watch_flood_leaves_calls_and_checks_answering(
     serve: Any, tmp_path: Path, emulator: Emulator
 ) -> None:
-    """2,000 Health/Watch streams (the issue's 10,000 cost this box too long; 2,000 is
-    still 31 x a listener's stream cap): the API and Health/Check keep answering."""
+    """1,200 Health/Watch streams (the issue's 10,000 cost this box too long; 1,200 is
+    still 12 x each listener's stream cap): the API and Health/Check keep answering.
+    ``python -m bench.hostile`` plays the 10,000."""
     _, (api, probe_only) = await started(
         serve, tmp_path, emulator.url, "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"
     )
@@ -111,12 +112,12 @@ async def test_health_watch_flood_leaves_calls_and_checks_answering(
             metadata = BEARER if index < 4 else ()
             watch = channel.unary_stream(HEALTH_WATCH)
             request = health_pb2.HealthCheckRequest().SerializeToString()
-            streams += [watch(request, metadata=metadata) for _ in range(250 if index < 4 else 500)]
-        firsts = await asyncio.gather(*(first_message(s) for s in streams[:1000]))
-        probe_firsts = await asyncio.gather(*(first_message(s) for s in streams[1000:]))
+            streams += [watch(request, metadata=metadata) for _ in range(200)]
+        firsts = await asyncio.gather(*(first_message(s) for s in streams[:800]))
+        probe_firsts = await asyncio.gather(*(first_message(s) for s in streams[800:]))
         # Each listener holds at most its cap (64; 8 a connection), refuses the rest at once.
         assert codes(firsts)["OK"] <= 4 * 8
-        assert codes(firsts)["RESOURCE_EXHAUSTED"] >= 1000 - 4 * 8
+        assert codes(firsts)["RESOURCE_EXHAUSTED"] >= 800 - 4 * 8
         assert codes(probe_firsts)["OK"] <= 2 * 8
         async with grpc.aio.insecure_channel(api, options=OWN_CONNECTION) as fresh:
             answer = await fresh.unary_unary(GET)(

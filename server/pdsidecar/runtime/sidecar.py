@@ -391,6 +391,10 @@ def _grpc_server(reuse_port: bool, policy: Policy, limit: int) -> grpc.aio.Serve
             # Requests are a few hundred bytes; this leaves room for every field at its cap
             # and bounds what calls in flight hold (the call limit x this).
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            # Requests are small: no probing to widen what a stream may send ahead of the
+            # handler (its window stays 64 KiB), so streams that are refused or never
+            # read cannot park megabytes each in gRPC's buffers.
+            ("grpc.http2.bdp_probe", 0),
             # One client connection cannot take every call slot: its streams past this
             # are refused (REFUSED_STREAM; clients see UNAVAILABLE).
             ("grpc.max_concurrent_streams", max(1, policy.max_streams_per_connection)),

@@ -194,6 +194,7 @@ async def victim_watch(
             c.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     state.clear_faults()
+    await _idle(emulator)  # the attack's fetches in flight end before the next row counts
     name = "OK" if not isinstance(answer, BaseException) else type(answer).__name__
     if isinstance(answer, grpc.RpcError):
         name = answer.code().name
@@ -205,6 +206,16 @@ async def victim_watch(
         "attackers_before_victim_asked": codes(done_before),
         "attackers_when_victim_answered": codes(done_then),
     }
+
+
+async def _idle(emulator: Emulator, quiet: float = 1.0, limit: float = 120.0) -> None:
+    """Until Pipedream has had nothing in flight for ``quiet`` seconds (at most ``limit``)."""
+    still = 0.0
+    for _ in range(int(limit / 0.05)):
+        still = still + 0.05 if emulator.state.in_flight == 0 else 0.0
+        if still >= quiet:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _until_watches_started(metrics: str, n: int, limit: float) -> float:

@@ -71,11 +71,11 @@ async def first(call: Any, timeout: float) -> Any:
 
 
 async def refused_at_once(call: Any, seconds: float) -> bool:
-    """Whether a stream that was written to (and not read) ended within ``seconds``."""
+    """Whether the sidecar ended a stream that was written to (and not read) within
+    ``seconds`` (a write cut by the client's own timeout cancels the call: not counted)."""
     try:
         async with asyncio.timeout(seconds):
-            await call.code()
-        return True
+            return bool(await call.code() != grpc.StatusCode.CANCELLED)
     except TimeoutError:
         return False
 

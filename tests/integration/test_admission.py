@@ -21,17 +21,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from pdsidecar_emulator import (
-    DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET,
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
     Emulator,
 )
 
+from harness.config import write_config
+from harness.ports import free_port
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from tests.support.requests import get_request
 from tests.support.sidecars import API_TOKEN, ServeProcess
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -45,25 +45,10 @@ BEARER = (("authorization", f"Bearer {API_TOKEN}"),)
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
-def config(folder: Path, url: str, policy: str = "") -> Path:
-    secret = folder / "client-secret"
-    secret.write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
-    path = folder / "pdsidecar.toml"
-    path.write_text(
-        f'pipedream_url = "{url}"\n\n[policy]\nbackoff_initial = 0.01\nbackoff_max = 0.05\n'
-        f'{policy}\n[connections.default]\nclient_id = "{DEMO_CLIENT_ID}"\n'
-        f'client_secret_file = "{secret}"\n',
-        encoding="utf-8",
-    )
-    return path
-
-
-async def started(
-    serve: Any, folder: Path, url: str, *args: str, policy: str = ""
-) -> tuple[ServeProcess, list[str]]:
+async def started(serve: Any, folder: Path, url: str, *args: str) -> tuple[ServeProcess, list[str]]:
     """A ``pdsidecar serve`` with the API token set, and the targets it listens on."""
     process: ServeProcess = serve(
-        *("--config", str(config(folder, url, policy)), "--log-format", "json"),
+        *("--config", str(write_config(folder / "pdsidecar.toml", url)), "--log-format", "json"),
         *args,
         env={"PDSIDECAR_API_TOKEN": API_TOKEN},
     )

@@ -26,7 +26,7 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
-from harness.config import write_config
+from harness.config import FAST_RETRIES, write_config
 from harness.ports import free_port
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from tests.support.requests import get_request
@@ -43,12 +43,17 @@ REFLECT = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 BEARER = (("authorization", f"Bearer {API_TOKEN}"),)
 # A connection of its own: channels with equal arguments share one by default.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+# Upstream slots in the victim's test.
+SLOTS = 4
 
 
-async def started(serve: Any, folder: Path, url: str, *args: str) -> tuple[ServeProcess, list[str]]:
+async def started(
+    serve: Any, folder: Path, url: str, *args: str, **policy: Any
+) -> tuple[ServeProcess, list[str]]:
     """A ``pdsidecar serve`` with the API token set, and the targets it listens on."""
+    config = write_config(folder / "pdsidecar.toml", url, policy={**FAST_RETRIES, **policy})
     process: ServeProcess = serve(
-        *("--config", str(write_config(folder / "pdsidecar.toml", url)), "--log-format", "json"),
+        *("--config", str(config), "--log-format", "json"),
         *args,
         env={"PDSIDECAR_API_TOKEN": API_TOKEN},
     )
@@ -172,11 +177,17 @@ async def test_non_reading_reflection_streams_hold_bounded_memory(
 async def test_a_victims_watch_is_admitted_before_an_attackers_queue_drains(
     serve: Any, tmp_path: Path, emulator: Emulator
 ) -> None:
+    """1,000 attacking watches on cold accounts, 4 upstream slots (the default 32 only
+    makes the machine busier: the queue's order is the same), Pipedream at 0.5 s."""
     state = emulator.state
     attacker_ids = state.add_generated_accounts(1000, project_id=DEMO_PROJECT_ID)
     metrics = f"127.0.0.1:{free_port()}"
     _, (target,) = await started(
-        serve, tmp_path, emulator.url, "--listen", "127.0.0.1:0", "--metrics-listen", metrics
+        serve,
+        tmp_path,
+        emulator.url,
+        *("--listen", "127.0.0.1:0", "--metrics-listen", metrics),
+        upstream_concurrency=SLOTS,
     )
     state.set_latency(0.5, route="account")
     opened: list[str] = []
@@ -189,6 +200,7 @@ async def test_a_victims_watch_is_admitted_before_an_attackers_queue_drains(
         await victim.channel_ready()
         watch = attacker.unary_stream(WATCH)
         attacks = [watch(cold(i), metadata=BEARER) for i in attacker_ids]
+        victims_call = None
 
         async def attack(call: Any) -> None:
             result = await first_message(call)
@@ -199,23 +211,27 @@ async def test_a_victims_watch_is_admitted_before_an_attackers_queue_drains(
             return "pdsidecar_watch_started_total 1000.0" in text
 
         attacking = [asyncio.ensure_future(attack(c)) for c in attacks]
-        # Every attacking watch has reached the admission queue (on a loaded machine that
-        # takes seconds): only then does the victim ask, so what follows is the queue's doing.
-        await eventually(all_attacks_queued, timeout=60, every=0.05)
-        answered_before = len(opened)
-        victims_call = victim.unary_stream(WATCH)(cold(DEMO_NOTION_ACCOUNT_ID), metadata=BEARER)
-        first = await first_message(victims_call)
-        answered_meanwhile = len(opened) - answered_before
-        waiting = len(attacks) - len(opened) - len(refused)
-        assert not isinstance(first, grpc.RpcError), first
-        for call in (victims_call, *attacks):
-            call.cancel()
-        await asyncio.gather(*attacking, return_exceptions=True)
+        try:
+            # Every attacking watch has reached the admission queue (on a loaded machine
+            # that takes seconds): only then does the victim ask, so what follows is the
+            # queue's doing, not the order in which gRPC took the calls in.
+            await eventually(all_attacks_queued, timeout=120, every=0.05)
+            answered_before = len(opened)
+            victims_call = victim.unary_stream(WATCH)(cold(DEMO_NOTION_ACCOUNT_ID), metadata=BEARER)
+            first = await first_message(victims_call)
+            answered_meanwhile = len(opened) - answered_before
+            waiting = len(attacks) - len(opened) - len(refused)
+        finally:
+            for call in (victims_call, *attacks):
+                if call is not None:
+                    call.cancel()
+            await asyncio.gather(*attacking, return_exceptions=True)
+    assert not isinstance(first, grpc.RpcError), first
     print(f"victim: {answered_meanwhile} attacker watches answered meanwhile, {waiting} waiting")
-    # Fair admission: the victim's one read waits a round or two of 32 reads, not for the
-    # attacker's queue (main served it after the whole queue, or refused it OVERLOADED).
-    assert waiting >= 200
-    assert answered_meanwhile <= 3 * 32
+    # Fair admission: the victim's one read waits a round or two of SLOTS reads, not for
+    # the attacker's queue (main served it after the whole queue, or refused it OVERLOADED).
+    assert waiting >= 50
+    assert answered_meanwhile <= 3 * SLOTS
 
 
 async def test_random_ids_from_one_listener_leave_the_budget_to_others(

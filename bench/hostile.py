@@ -54,6 +54,7 @@ from pdsidecar_emulator import (
 )
 
 from bench import hostile_streams as streams
+from bench.hostile_streams import codes
 from harness.ports import free_port
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -166,14 +167,6 @@ async def settle(emulator: Emulator, quiet: float = 1.0, limit: float = 120.0) -
             still_since = None
         await asyncio.sleep(0.05)
     return time.monotonic() - started - quiet
-
-
-def codes(results: list[Any]) -> dict[str, int]:
-    seen: dict[str, int] = {}
-    for r in results:
-        name = r.code().name if isinstance(r, grpc.RpcError) else "OK"
-        seen[name] = seen.get(name, 0) + 1
-    return seen
 
 
 async def memo_attack(sidecar: Sidecar, n: int, size: int) -> dict[str, Any]:

@@ -138,7 +138,8 @@ async def _abort(context: Context, error: SidecarError) -> None:
 
 
 class ProbeGuard:
-    """Wraps health and reflection handlers for one listener (a ``HandlerWrap``).
+    """Wraps health and reflection handlers for one listener (a ``HandlerWrap`` for
+    :class:`~pdsidecar.observe.wrapping.HandlerRegistrar`).
 
     ``tokens`` None: a probe-only listener, streams need no token.
     """
@@ -149,19 +150,9 @@ class ProbeGuard:
         self._pool = pool
         self._malformed = malformed
         self._tokens = tokens
-        self._built: dict[int, tuple[Handler, Handler]] = {}
 
     def handler(self, handler: Handler, method: str) -> Handler:
-        if handler is None:
-            return handler  # an unknown method
-        built = self._built.get(id(handler))
-        if built is not None and built[0] is handler:
-            return built[1]
-        wrapped = self._build(handler, method)
-        self._built[id(handler)] = (handler, wrapped)
-        return wrapped
-
-    def _build(self, handler: Handler, method: str) -> Handler:
+        """``handler`` guarded (built once per handler by the registrar)."""
         parse: Deserializer = handler.request_deserializer or bytes
         respond = handler.response_serializer
         if handler.unary_unary is not None:

@@ -104,25 +104,23 @@ class ReadBudget:
 
     def spend(self, caller: str) -> None:
         """One read started for ``caller`` (after :meth:`check` let it)."""
-        listener = listener_of(caller)
-        if not listener:
-            return
-        now = self._clock.monotonic()
-        for name in (caller, listener):
-            tally = self._tally(name, now)
-            tally.reads += 1
-            if self._slowed(tally):
-                tally.next_read = now + SLOWED_INTERVAL
+        self._count(caller, not_found=False)
 
     def not_found(self, caller: str) -> None:
         """A read by ``caller`` found no account."""
+        self._count(caller, not_found=True)
+
+    def _count(self, caller: str, *, not_found: bool) -> None:
         listener = listener_of(caller)
         if not listener:
             return
         now = self._clock.monotonic()
         for name in (caller, listener):
             tally = self._tally(name, now)
-            tally.not_found += 1
+            if not_found:
+                tally.not_found += 1
+            else:
+                tally.reads += 1
             if self._slowed(tally):
                 tally.next_read = max(tally.next_read, now + SLOWED_INTERVAL)
 

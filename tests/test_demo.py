@@ -132,10 +132,21 @@ def test_the_banner_with_mutual_tls_and_an_api_token(certs: Certs) -> None:
         banner.close()
 
 
-def test_the_banner_on_a_unix_socket(sockdir: Path) -> None:
+def test_the_banner_on_a_unix_socket_shows_the_emulators_counts_and_a_rotation(
+    sockdir: Path,
+) -> None:
+    if shutil.which("curl") is None:
+        missing("curl is not installed")
     banner = Banner("--listen", f"unix:{sockdir}/pd.sock")
     try:
         assert " -unix " in banner.grpcurl()
-        run_printed(banner, {}, {})
+        curls = [line.split("#")[0].strip() for line in banner.lines if "curl -s" in line]
+        stats, rotate = (shlex.split(c) for c in curls)
+        before = json.loads(subprocess.check_output(stats, timeout=30))
+        rotated = json.loads(subprocess.check_output(rotate, timeout=30))["access_token"]
+        run_printed(banner, {}, {})  # the next call reads the rotated token
+        after = json.loads(subprocess.check_output(stats, timeout=30))
+        assert after["requests"]["account"] == before["requests"]["account"] + 1
+        assert rotated.startswith("ntn_demo_")
     finally:
         banner.close()

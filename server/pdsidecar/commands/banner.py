@@ -63,8 +63,24 @@ def client_files(tls: TlsFiles) -> tuple[str, str, str] | None:
     return str(ca.resolve()), str(client.resolve()), str(key.resolve())
 
 
+def emulator_lines(url: str, project: str, account: str) -> list[str]:
+    """How to look into the emulator: its request counts, and a token rotation to watch."""
+    return [
+        f"The Pipedream emulator it reads from is at {url}:",
+        f"  curl -s {url}/_emulator/stats    # requests it answered, by route",
+        f"  curl -s -X POST {url}/_emulator/accounts/{project}/{account}/rotate"
+        "    # a new token now (docs/long-syncs.md: watch it arrive)",
+    ]
+
+
 def demo_banner(
-    bound: str, *, tls: TlsFiles | None, api_token: bool, project: str, account: str
+    bound: str,
+    *,
+    tls: TlsFiles | None,
+    api_token: bool,
+    project: str,
+    account: str,
+    emulator_url: str,
 ) -> str:
     unix = bound.startswith("unix:")
     target = bound if unix else dial_target(bound)
@@ -107,6 +123,8 @@ def demo_banner(
     lines = [
         "",
         f"pdsidecar is serving {where}on {target} against the built-in Pipedream emulator.",
+        "",
+        *emulator_lines(emulator_url, project, account),
         "",
         "Call it with grpcurl (reflection is on):",
         "  " + " ".join(grpcurl),

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.certs import Certs
 from tests.support.ci import missing
 from tests.support.sidecars import API_TOKEN
@@ -150,3 +152,16 @@ def test_the_banner_on_a_unix_socket_shows_the_emulators_counts_and_a_rotation(
         assert rotated.startswith("ntn_demo_")
     finally:
         banner.close()
+
+
+def test_dev_certs_writes_the_files_the_tls_guide_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pdsidecar.cli import main
+
+    assert main(["dev-certs", str(tmp_path / "certs")]) == 0
+    names = {"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"}
+    assert {p.name for p in (tmp_path / "certs").iterdir()} == names
+    for key in ("ca-key.pem", "server-key.pem", "client-key.pem"):
+        assert (tmp_path / "certs" / key).stat().st_mode & 0o777 == 0o600
+    assert "--tls-client-ca" in capsys.readouterr().err

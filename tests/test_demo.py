@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.ports import free_port
 from tests.support.certs import Certs
 from tests.support.ci import missing
 from tests.support.sidecars import API_TOKEN
-from tests.support.waiting import free_port
 
 
 def _grpcurl() -> str:

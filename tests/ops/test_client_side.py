@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, Emulator
 
+from harness.config import write_config
+from harness.ports import free_port
 from pdsidecar.cli import main
 from tests.support import exercised
 from tests.support.certs import Certs
-from tests.support.sidecars import write_config
-from tests.support.waiting import free_port
 from tests.test_demo import _grpcurl
 
 pytestmark = pytest.mark.anyio

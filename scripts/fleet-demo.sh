@@ -5,4 +5,5 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/bootstrap.sh"
-exec "$root/.venv/bin/python" "$root/scripts/fleet_demo.py" "$@"
+# harness/ (the Redis the tests use) is imported from the checkout.
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$root/.venv/bin/python" "$root/scripts/fleet_demo.py" "$@"

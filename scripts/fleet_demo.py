@@ -11,20 +11,13 @@ For the same fleet as processes, see bench/fleet.py.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
-import secrets
 import shutil
-import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
-import redis
 from pdsidecar_emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
@@ -34,6 +27,7 @@ from pdsidecar_emulator import (
     demo_state,
 )
 
+from harness.redis import RedisServer, make_key_file, redis_servers
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.config.load import load_settings
 from pdsidecar.runtime.sidecar import Sidecar
@@ -48,46 +42,16 @@ def say(text: str) -> None:
     print(f"fleet-demo: {text}", flush=True)
 
 
-@contextmanager
-def redis_server(folder: Path) -> Iterator[Path]:
-    """A redis-server on a Unix socket in ``folder``, nothing on disk."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("fleet-demo: redis-server is not installed (apt-get install redis-server)")
-    sock = folder / "redis.sock"
-    args = ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
-    args += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
-    proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(unix_socket_path=str(sock))
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("fleet-demo: redis-server did not start") from None
-                time.sleep(0.05)
-        yield sock
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def write_config(folder: Path, emulator_url: str, sock: Path | None) -> Path:
-    """A sidecar config; with ``sock``, a [shared_cache] table on that Redis."""
+def write_config(folder: Path, emulator_url: str, server: RedisServer | None) -> Path:
+    """A sidecar config; with ``server``, a [shared_cache] table on that Redis (its ACL
+    user, as docs/fleet.md configures one)."""
     text = f'pipedream_url = "{emulator_url}"\n\n[connections.default]\n'
-    text += f'client_id = "{DEMO_CLIENT_ID}"\nclient_secret_env = "PIPEDREAM_CLIENT_SECRET"\n'
-    if sock is not None:
-        key = folder / "cache-key"
-        key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-        key.chmod(0o600)
-        text += f'\n[shared_cache]\nurl = "unix://{sock}"\nkey_files = ["{key}"]\n'
+    text += f'client_id = "{DEMO_CLIENT_ID}"\nclient_secret_env = "PIPEDREAM_CLIENT_SECRET"\n\n'
+    if server is not None:
         # Production's 50 ms per command would count a busy laptop's pauses as Redis trouble
         # (the sidecar then serves alone, failing no call, and the counts would show it).
-        text += "timeout_ms = 2000\n"
-    path = folder / ("shared.toml" if sock else "alone.toml")
+        text += server.config_toml([make_key_file(folder, "cache-key")], timeout_ms=2000)
+    path = folder / ("shared.toml" if server else "alone.toml")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -124,20 +88,22 @@ async def fleet(folder: Path, config: Path, emulator: Emulator, name: str) -> tu
 
 
 async def main() -> int:
+    if shutil.which("redis-server") is None:
+        raise SystemExit("fleet-demo: needs redis-server (apt-get install redis-server)")
     # The sidecars' own lines (each warns that it has no API token) would bury the counts.
     logging.getLogger("pdsidecar").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="pdfleet-") as tmp:
         folder = Path(tmp)
         async with Emulator(demo_state()) as emulator:
             say(f"Pipedream emulator on {emulator.url}")
-            with redis_server(folder) as sock:
-                say(f"redis-server on unix://{sock}")
+            with redis_servers(1) as (server,):
+                say(f"redis-server on {server.url}")
                 say(f"{SIDECARS} sidecars on their own, asked at once for {DEMO_NOTION_ACCOUNT_ID}")
                 alone = await fleet(
                     folder, write_config(folder, emulator.url, None), emulator, "alone"
                 )
                 say(f"{SIDECARS} sidecars sharing Redis ([shared_cache]); asked at once again")
-                shared_config = write_config(folder, emulator.url, sock)
+                shared_config = write_config(folder, emulator.url, server)
                 shared = await fleet(folder, shared_config, emulator, "shared")
     for label, (tokens, reads) in (("without", alone), ("with", shared)):
         print(

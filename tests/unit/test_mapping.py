@@ -130,13 +130,6 @@ def test_a_caller_that_names_fields_gets_those_and_nothing_else() -> None:
     assert check.credentials == {"access_token": ACCESS}  # a missing optional is skipped
 
 
-def test_no_default_set_holds_the_client_secret() -> None:
-    from pdsidecar.credentials.sources import DEFAULT_FIELDS, FALLBACK_FIELDS
-
-    for fields in (*DEFAULT_FIELDS.values(), FALLBACK_FIELDS):
-        assert "client_secret" not in (*fields.required, *fields.optional)
-
-
 @pytest.mark.parametrize(
     ("source", "held", "served"),
     [

@@ -57,7 +57,8 @@ SOURCE_FIELD_OVERRIDES: Final[Mapping[str, Mapping[str, str]]] = {
 # Airweave source names, for a "did you mean" when a request names an unknown one.
 # Not an allow-list: any other name passes through as its own Pipedream app slug.
 KNOWN_SOURCES: Final = frozenset(
-    {*DEFAULT_FIELDS, *APP_SLUGS, *BLOCKED_SOURCES, *SOURCE_FIELD_OVERRIDES, "shopify", "trello"}
+    {*DEFAULT_FIELDS, *APP_SLUGS, *BLOCKED_SOURCES, *SOURCE_FIELD_OVERRIDES}
+    | {"shopify", "trello", "zendesk"}  # Airweave sources without a default set here
 )
 
 # Reasons a check can report; all but ACCOUNT_UNHEALTHY make the account unusable.

@@ -73,7 +73,7 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
     "CREDENTIALS_NOT_AVAILABLE": ErrorKind(
         grpc.StatusCode.FAILED_PRECONDITION,
         False,
-        "The account uses Pipedream's default OAuth client; no credentials are returned.",
+        "Pipedream answered the account without credentials (absent, null or empty).",
     ),
     "MISSING_REQUIRED_FIELDS": ErrorKind(
         grpc.StatusCode.FAILED_PRECONDITION, False, "Required credential fields are missing."

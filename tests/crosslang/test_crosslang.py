@@ -53,8 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LANGS = ["go", "ts", "java", "python"]
 BUILD_TIMEOUT = 600
 RUN_TIMEOUT = 60
-# Airweave field names of a custom-OAuth account's credentials, sorted.
-FIELDS = "access_token,client_id,client_secret,refresh_token"
+# What a caller naming no field gets for Notion: its source's default set (never the
+# OAuth app's client secret).
+FIELDS = "access_token"
 
 TIMINGS: dict[str, float] = {}
 

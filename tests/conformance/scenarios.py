@@ -16,7 +16,9 @@ from tests.support.sidecars import API_TOKEN
 
 HOLD_SECONDS = 20
 READ_EVERY_MS = 20
-LIFETIME, LEAD = 4.0, 2.0  # a new token every 2 s; the one it replaced works 2 s more
+# A new token every 2 s; each works 4 s more: room for the sidecar's re-read (0.5-1.5 s
+# after the rotation) and its push on a busy machine.
+LIFETIME, LEAD = 6.0, 4.0
 LIST_PROJECT, LIST_ACCOUNTS, LIST_PAGE = "proj_conformance", 23, 10
 RETRY_AFTER = 2  # seconds, the Retry-After of the rate-limited answers
 DEADLINE_MS = 30_000
@@ -147,8 +149,8 @@ def check_hold_restart(_: Stack, __: str, result: Result) -> None:
     assert result["ok"], result
     assert result["read_errors"] == 0, result
     assert result["reads"] > 100, result
-    # The harness rotated the token once after the restart: only a reconnected object has it.
-    assert result["distinct_tokens"] == 2, result
+    # The harness rotated the token at each restart: only a reconnected object has it.
+    assert result["distinct_tokens"] >= 2, result
 
 
 SCENARIOS: tuple[Scenario, ...] = (

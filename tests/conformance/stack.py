@@ -144,6 +144,7 @@ class Stack:
         standby, sidecar.standby = sidecar.standby, None
         standby.go()
         sidecar.process = standby
+        sidecar.prepare_restart()  # the next one imports while this one starts
         sidecar.wait_ready()
 
     def close(self, sink: LogSink) -> None:

@@ -82,7 +82,7 @@ class Sidecar:
     env: dict[str, str]
     logs: Path
     process: ServeProcess | None = None
-    standby: StandbyServe | None = None  # the next process, for restart()
+    standbys: list[StandbyServe] = field(default_factory=list)  # the next ones, for restart()
     starts: int = 0
 
     def _log(self) -> Path:
@@ -93,7 +93,7 @@ class Sidecar:
         self.process = ServeProcess(self.args, self._log(), self.env)
 
     def prepare_restart(self) -> None:
-        self.standby = StandbyServe(self.args, self._log(), self.env)
+        self.standbys.append(StandbyServe(self.args, self._log(), self.env))
 
     def wait_ready(self) -> None:
         process = self.process
@@ -136,22 +136,22 @@ class Stack:
         """SIGKILL the sidecar (no goodbye to its streams), do ``meanwhile``, start it
         again, and wait until it listens."""
         sidecar = self.sidecars[name]
-        assert sidecar.process is not None and sidecar.standby is not None
+        assert sidecar.process is not None and sidecar.standbys
         sidecar.process.proc.send_signal(signal.SIGKILL)
         sidecar.process.proc.wait()
         self._stopped.append(sidecar.process)
         meanwhile()
-        standby, sidecar.standby = sidecar.standby, None
+        standby = sidecar.standbys.pop(0)
         standby.go()
         sidecar.process = standby
-        sidecar.prepare_restart()  # the next one imports while this one starts
+        sidecar.prepare_restart()  # another imports meanwhile, for a later restart
         sidecar.wait_ready()
 
     def close(self, sink: LogSink) -> None:
         for sidecar in self.sidecars.values():
             if sidecar.process is not None:
                 sidecar.process.close(sink)
-        standbys = [s.standby for s in self.sidecars.values() if s.standby is not None]
+        standbys = [standby for s in self.sidecars.values() for standby in s.standbys]
         for process in [*self._stopped, *standbys]:
             process.close(sink)
         if self._emulator is not None:
@@ -205,7 +205,8 @@ def start_stack(
         _until(lambda: _emulator_up(url), lambda: emulator.poll() is None, "the emulator")
         for sidecar in sidecars.values():
             sidecar.start()
-        if "restart" in sidecars:
+        if "restart" in sidecars:  # two warm: restarts may come a few seconds apart
+            sidecars["restart"].prepare_restart()
             sidecars["restart"].prepare_restart()
         for sidecar in sidecars.values():
             sidecar.wait_ready()

@@ -48,6 +48,7 @@ from tests.support.logsink import LogSink
 pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT = 120.0  # a JVM on a busy 2-core machine can take 30 s to start
+WAVE = 6.0  # seconds: holds on the restart sidecar ready this close share one restart
 SHORT_WORKERS = 3  # short scenarios at once, beside the long ones (2 cores)
 
 
@@ -142,7 +143,11 @@ class Run:
             if not any(self._restart_ready[lang].is_set() for lang in waiting):
                 time.sleep(0.05)
                 continue
-            time.sleep(0.5)  # let the holds read the first token for a while
+            # A wave: the holds ready within WAVE seconds of its first (a hold lasts 20 s).
+            wave_ends = time.monotonic() + WAVE
+            for lang in waiting:
+                self._restart_ready[lang].wait(max(0.0, wave_ends - time.monotonic()))
+            time.sleep(0.5)  # let the last of them read the first token for a while
             wave = {lang for lang in waiting if self._restart_ready[lang].is_set()}
             started = time.monotonic()
             self.stack.restart("restart", meanwhile=self._rotate_restart_accounts)

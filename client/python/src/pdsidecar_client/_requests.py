@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Final, TypedDict
 
 import grpc
 
@@ -59,22 +59,23 @@ def metadata(api_token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_token}"),) if api_token else ()
 
 
-def list_accounts(
-    project_id: str,
-    *,
-    connection: str,
-    environment_name: str,
-    source: str,
-    external_user_id: str,
-    page_size: int,
-    page_token: str,
-) -> pb.ListAccountsRequest:
+class ListFilters(TypedDict, total=False):
+    """What ``list_accounts`` and ``account_pages`` take besides the project, as keywords."""
+
+    connection: str
+    environment: str
+    source: str
+    external_user_id: str
+    page_size: int
+
+
+def list_accounts(project_id: str, page_token: str, filters: ListFilters) -> pb.ListAccountsRequest:
     return pb.ListAccountsRequest(
-        connection=connection,
+        connection=filters.get("connection", ""),
         project_id=project_id,
-        environment=environment(environment_name),
-        source=source,
-        external_user_id=external_user_id,
-        page_size=page_size,
+        environment=environment(filters.get("environment", "")),
+        source=filters.get("source", ""),
+        external_user_id=filters.get("external_user_id", ""),
+        page_size=filters.get("page_size", 0),
         page_token=page_token,
     )

@@ -14,7 +14,7 @@ import (
 	pb "github.com/pdsidecar/pdsidecar/client/go/pdsidecarv1"
 )
 
-var ref = CredentialsRef{Account: AccountRef{ProjectID: "proj_x", AccountID: "apn_x"}, Source: "notion"}
+var ref = AccountRef{ProjectID: "proj_x", AccountID: "apn_x", Source: "notion"}
 
 func TestErrorCarriesReasonRetryDelayAndViolations(t *testing.T) {
 	f := newFake("t1")

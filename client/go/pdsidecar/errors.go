@@ -109,10 +109,12 @@ func mayBeUnconnected(e *Error) bool {
 	return e.Reason == "" && (e.Code == codes.Unavailable || e.Code == codes.DeadlineExceeded)
 }
 
-// lastError is gRPC's own connection error inside an UNAVAILABLE message.
+// lastError is gRPC's own connection error inside an UNAVAILABLE message:
+// its innermost description ("transport: Error while dialing: dial tcp ...:
+// connect: connection refused"), without the retry and status wrapping.
 func lastError(message string) string {
-	if _, after, found := strings.Cut(message, "last connection error: "); found {
-		return after
+	if i := strings.LastIndex(message, "desc = "); i >= 0 {
+		message = strings.Trim(message[i+len("desc = "):], `"`)
 	}
 	return message
 }

@@ -28,7 +28,7 @@ type fakeSidecar struct {
 	mu        sync.Mutex
 	token     string
 	watches   []chan step
-	openError error                                      // WatchCredentials fails at once with it
+	openError error                                           // WatchCredentials fails at once with it
 	get       func(*pb.GetCredentialsRequest) (string, error) // GetCredentials' token, or error
 	accounts  int
 	lastAuth  []string

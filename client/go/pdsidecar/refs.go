@@ -18,44 +18,38 @@ const (
 	Development = pb.Environment_ENVIRONMENT_DEVELOPMENT
 )
 
-// AccountRef names one connected account. Environment 0 means production;
-// Connection "" the sidecar's default Pipedream OAuth client.
+// AccountRef names what to fetch: an account's credentials for a source.
+// Environment 0 means production; Connection "" the sidecar's default
+// Pipedream OAuth client; RequiredFields makes the call fail without them.
 type AccountRef struct {
 	ProjectID      string
 	AccountID      string
+	Source         string
+	Connection     string
 	Environment    Environment
 	ExternalUserID string
-	Connection     string
-}
-
-func (a AccountRef) proto() *pb.AccountRef {
-	return &pb.AccountRef{
-		Connection: a.Connection, ProjectId: a.ProjectID, AccountId: a.AccountID,
-		Environment: a.Environment, ExternalUserId: a.ExternalUserID,
-	}
-}
-
-// CredentialsRef is what GetCredentials, ValidateAccount and a
-// CredentialsSource ask for: an account's credentials for a source, with the
-// fields the caller needs (RequiredFields: fail without them).
-type CredentialsRef struct {
-	Account        AccountRef
-	Source         string
 	RequiredFields []string
 	OptionalFields []string
 }
 
-func (r CredentialsRef) getRequest(rejected string) *pb.GetCredentialsRequest {
+func (r AccountRef) account() *pb.AccountRef {
+	return &pb.AccountRef{
+		Connection: r.Connection, ProjectId: r.ProjectID, AccountId: r.AccountID,
+		Environment: r.Environment, ExternalUserId: r.ExternalUserID,
+	}
+}
+
+func (r AccountRef) getRequest(rejected string) *pb.GetCredentialsRequest {
 	return &pb.GetCredentialsRequest{
-		Account: r.Account.proto(), Source: r.Source,
+		Account: r.account(), Source: r.Source,
 		RequiredFields: r.RequiredFields, OptionalFields: r.OptionalFields,
 		RejectedAccessToken: rejected,
 	}
 }
 
-func (r CredentialsRef) watchRequest() *pb.WatchCredentialsRequest {
+func (r AccountRef) watchRequest() *pb.WatchCredentialsRequest {
 	return &pb.WatchCredentialsRequest{
-		Account: r.Account.proto(), Source: r.Source,
+		Account: r.account(), Source: r.Source,
 		RequiredFields: r.RequiredFields, OptionalFields: r.OptionalFields,
 	}
 }

@@ -77,7 +77,7 @@ type snapshot struct {
 //   - Close stops the stream; later reads return CANCELLED.
 type CredentialsSource struct {
 	client   *Client
-	ref      CredentialsRef
+	ref      AccountRef
 	settings sourceSettings
 
 	current atomic.Pointer[snapshot]
@@ -99,7 +99,7 @@ type CredentialsSource struct {
 // default deadline when ctx has none); the stream lives until Close. It fails
 // with the account's error (e.g. ACCOUNT_DEAD), or, when no value came in
 // time, with the last error the stream was reopened after.
-func NewCredentialsSource(ctx context.Context, client *Client, ref CredentialsRef, opts ...SourceOption) (*CredentialsSource, error) {
+func NewCredentialsSource(ctx context.Context, client *Client, ref AccountRef, opts ...SourceOption) (*CredentialsSource, error) {
 	settings := sourceSettings{backoffInitial: 100 * time.Millisecond, backoffMax: 5 * time.Second, rejectTimeout: DefaultRejectTimeout}
 	for _, opt := range opts {
 		opt(&settings)
@@ -341,4 +341,13 @@ func (s *CredentialsSource) reconnectDelay(failure *Error, previous time.Duratio
 		return min(failure.RetryDelay, maxRetryInfoDelay), true
 	}
 	return min(max(previous*2, s.settings.backoffInitial), s.settings.backoffMax), true
+}
+
+// String names the account and the state, never a value.
+func (s *CredentialsSource) String() string {
+	state := "current"
+	if snap := s.current.Load(); snap.err != nil {
+		state = "failed: " + CodeName(snap.err.Code)
+	}
+	return fmt.Sprintf("CredentialsSource(%s/%s, %s)", s.ref.ProjectID, s.ref.AccountID, state)
 }

@@ -46,12 +46,12 @@ type FieldViolation struct {
 }
 
 func (e *Error) Error() string {
+	if e.Hint != "" {
+		return CodeName(e.Code) + ": " + e.Hint // it says what the message says, and more
+	}
 	text := CodeName(e.Code) + ": " + e.Message
 	if e.Reason != "" {
 		text += " [" + e.Reason + "]"
-	}
-	if e.Hint != "" {
-		text += " (" + e.Hint + ")"
 	}
 	return text
 }

@@ -152,7 +152,7 @@ export class CredentialsClient {
       } catch (err) {
         failure = CredentialsError.from(err);
       }
-      const unconnected = failure.code === Code.Unavailable && failure.connectionError !== undefined;
+      const unconnected = failure.connectionError !== undefined;
       if (unconnected) lastConnectionError = failure.connectionError;
       const waiting = unconnected && this.#waitForReady;
       const more =

@@ -84,12 +84,14 @@ export class CredentialsError extends Error {
     if (retry?.retryDelay) {
       retryAfterMs = Number(retry.retryDelay.seconds) * 1000 + Math.round(retry.retryDelay.nanos / 1e6);
     }
-    return new CredentialsError(ce.code, ce.rawMessage, {
+    const connectionError = info ? undefined : connectionErrorOf(ce);
+    // A connection that failed is UNAVAILABLE, as gRPC says it (Connect may say INTERNAL).
+    return new CredentialsError(connectionError ? Code.Unavailable : ce.code, ce.rawMessage, {
       reason: info?.reason || undefined,
       metadata: info ? { ...info.metadata } : {},
       retryAfterMs,
       violations,
-      connectionError: info ? undefined : connectionErrorOf(ce),
+      connectionError,
     });
   }
 
@@ -120,11 +122,10 @@ function connectionErrorOf(ce: ConnectError): string | undefined {
   }
   let cause: unknown = ce.cause;
   while (cause instanceof ConnectError) cause = cause.cause;
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return code && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message;
-  }
-  return undefined;
+  // Node's socket and TLS errors carry a code (ECONNREFUSED, ENOENT, ERR_SSL_..., ...).
+  const code = cause instanceof Error ? (cause as NodeJS.ErrnoException).code : undefined;
+  if (!(cause instanceof Error) || typeof code !== "string") return undefined;
+  return cause.message.includes(code) ? cause.message : `${code}: ${cause.message}`;
 }
 
 /** What a connection error most likely means, in words a person can act on. */

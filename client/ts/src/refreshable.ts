@@ -132,18 +132,23 @@ export class RefreshableCredentials {
     const started = Date.now();
     this.#rejected.push(token);
     if (this.#rejected.length > REMEMBERED_REJECTS) this.#rejected.shift();
-    const fresh = await this.#watch.refetch(token, { signal, timeoutMs });
+    const timedOut = () =>
+      new CredentialsError(
+        Code.DeadlineExceeded,
+        `the source rejected the access token and the sidecar had no other within ${Date.now() - started} ms`,
+      );
+    let fresh: Credentials;
+    try {
+      fresh = await this.#watch.refetch(token, { signal, timeoutMs });
+    } catch (err) {
+      throw signal.aborted && !opts.signal?.aborted ? timedOut() : err;
+    }
     if (fresh.accessToken !== token && this.#holds(token)) this.#install({ value: fresh });
     const gaveUp = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
     while (this.#holds(token) && !signal.aborted) {
       await Promise.race([this.#changed.promise, gaveUp]);
     }
-    if (this.#holds(token)) {
-      throw new CredentialsError(
-        Code.DeadlineExceeded,
-        `the source rejected the access token and the sidecar had no other within ${Date.now() - started} ms`,
-      );
-    }
+    if (this.#holds(token)) throw timedOut();
     return this.#current();
   }
 

@@ -83,13 +83,17 @@ export interface Credentials {
 
 export function credentialsOf(resp: GetCredentialsResponse | WatchCredentialsResponse): Credentials {
   const fields = Object.freeze({ ...resp.credentials });
+  const expiresAt = resp.expiresAt ? timestampDate(resp.expiresAt) : undefined;
+  // Logged, printed or serialised, a value names its fields, never their values.
+  const shown = () => `Credentials { fields: ${Object.keys(fields).sort().join(",")}, expiresAt: ${expiresAt?.toISOString()} }`;
   return Object.freeze({
     accessToken: fields["access_token"] ?? "",
     fields,
-    expiresAt: resp.expiresAt ? timestampDate(resp.expiresAt) : undefined,
+    expiresAt,
     account: resp.account,
-    // Logged or printed, a value shows no secret.
-    toJSON: () => ({ fields: Object.keys(fields).length, expiresAt: resp.expiresAt ? timestampDate(resp.expiresAt) : undefined }),
+    toString: shown,
+    toJSON: shown,
+    [Symbol.for("nodejs.util.inspect.custom")]: shown,
   });
 }
 

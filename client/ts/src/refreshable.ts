@@ -66,6 +66,7 @@ export class RefreshableCredentials {
   static async start(watch: Watch, options: RefreshableOptions): Promise<RefreshableCredentials> {
     const self = new RefreshableCredentials(watch, options);
     const started = Date.now();
+    if (options.signal?.aborted) self.close();
     options.signal?.addEventListener("abort", () => self.close(), { once: true });
     void self.#run();
     const timeout = AbortSignal.timeout(watch.timeoutMs);

@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import { afterEach, beforeEach, test } from "node:test";
+import { inspect } from "node:util";
 import { Code } from "@connectrpc/connect";
 import { CredentialsClient, CredentialsError, type RefreshableCredentials } from "../src/index.js";
 import { FakeSidecar, eventually, richError } from "./fake.js";
@@ -38,6 +39,9 @@ test("the first value is there on return, rotations follow and onUpdate fires", 
     assert.equal(creds.credentials.fields["workspace"], "w");
     assert.equal(updates, 2);
     assert.ok(!String(creds).includes("t2"));
+    for (const shown of [String(creds.credentials), JSON.stringify(creds.credentials), inspect(creds.credentials)]) {
+      assert.ok(!shown.includes("t2") && shown.includes("access_token"), shown);
+    }
   } finally {
     creds.close();
   }

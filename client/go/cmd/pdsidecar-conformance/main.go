@@ -283,6 +283,13 @@ func heap() uint64 {
 // bench: one source per --account; the cost of a read, the heap per source,
 // and when each rotated token was first readable.
 func bench(ctx context.Context, c *pdsidecar.Client, a args) (result, error) {
+	// One source first, held through the measurement: the connection and its
+	// buffers are the client's, not each source's.
+	warm, err := pdsidecar.NewCredentialsSource(ctx, c, a.ref(a.account()))
+	if err != nil {
+		return nil, err
+	}
+	defer warm.Close()
 	before := heap()
 	held := map[string]*pdsidecar.CredentialsSource{}
 	for _, account := range a.accounts {

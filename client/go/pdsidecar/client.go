@@ -144,9 +144,22 @@ func (c *Client) lastConnectionError() string {
 	return ""
 }
 
+// GetOption adjusts one GetCredentials call.
+type GetOption func(*pb.GetCredentialsRequest)
+
+// Rejecting says the source refused token (401): the sidecar answers with
+// another value if Pipedream has one (rejected_access_token).
+func Rejecting(token string) GetOption {
+	return func(req *pb.GetCredentialsRequest) { req.RejectedAccessToken = token }
+}
+
 // GetCredentials returns the account's credentials for a source.
-func (c *Client) GetCredentials(ctx context.Context, ref AccountRef) (*Credentials, error) {
-	resp, err := call(ctx, c, c.stub.GetCredentials, ref.getRequest(""))
+func (c *Client) GetCredentials(ctx context.Context, ref AccountRef, opts ...GetOption) (*Credentials, error) {
+	req := ref.getRequest()
+	for _, opt := range opts {
+		opt(req)
+	}
+	resp, err := call(ctx, c, c.stub.GetCredentials, req)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +182,8 @@ func (c *Client) RefreshToken(ctx context.Context, connection string, force bool
 }
 
 // ListAccounts iterates over the project's accounts a page at a time, each page
-// one call (with its own deadline); an error ends the iteration:
+// one call (with its own deadline), from query.PageToken (the first page when
+// ""); an error ends the iteration:
 //
 //	for page, err := range client.ListAccounts(ctx, query) {
 //		if err != nil { return err }

@@ -140,6 +140,18 @@ func TestListAccountsIteratesOverPagesAndStopsWhenAsked(t *testing.T) {
 	if pages != 1 {
 		t.Fatalf("break did not stop the iteration: %d pages", pages)
 	}
+	ids = nil
+	for page, err := range client.ListAccounts(context.Background(), AccountQuery{ProjectID: "proj_x", PageSize: 2, PageToken: "2"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range page {
+			ids = append(ids, a.GetAccountId())
+		}
+	}
+	if strings.Join(ids, "") != "cde" {
+		t.Fatalf("from a kept page token: %v", ids)
+	}
 }
 
 func TestCredentialsPrintNoValue(t *testing.T) {

@@ -39,11 +39,10 @@ func (r AccountRef) account() *pb.AccountRef {
 	}
 }
 
-func (r AccountRef) getRequest(rejected string) *pb.GetCredentialsRequest {
+func (r AccountRef) getRequest() *pb.GetCredentialsRequest {
 	return &pb.GetCredentialsRequest{
 		Account: r.account(), Source: r.Source,
 		RequiredFields: r.RequiredFields, OptionalFields: r.OptionalFields,
-		RejectedAccessToken: rejected,
 	}
 }
 
@@ -61,13 +60,15 @@ type AccountQuery struct {
 	Source         string // only accounts of this source's app; "" for all
 	ExternalUserID string
 	Connection     string
-	PageSize       int32 // 0: the sidecar's default
+	PageSize       int32  // 0: the sidecar's default
+	PageToken      string // where to start: a next_page_token kept from before; "" for the first page
 }
 
 func (q AccountQuery) proto() *pb.ListAccountsRequest {
 	return &pb.ListAccountsRequest{
 		Connection: q.Connection, ProjectId: q.ProjectID, Environment: q.Environment,
 		Source: q.Source, ExternalUserId: q.ExternalUserID, PageSize: q.PageSize,
+		PageToken: q.PageToken,
 	}
 }
 

@@ -197,11 +197,10 @@ func (s *CredentialsSource) Reject(ctx context.Context, token string) (*Credenti
 	}
 	s.mu.Unlock()
 
-	resp, err := call(ctx, s.client, s.client.stub.GetCredentials, s.ref.getRequest(token))
+	fresh, err := s.client.GetCredentials(ctx, s.ref, Rejecting(token))
 	if err != nil {
 		return nil, err
 	}
-	fresh := newCredentials(resp.GetCredentials(), resp.GetExpiresAt(), resp.GetAccount())
 	s.mu.Lock()
 	if fresh.AccessToken != token && s.holdsLocked(token) {
 		s.installLocked(&snapshot{creds: fresh})

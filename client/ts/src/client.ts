@@ -69,6 +69,8 @@ export interface AccountQuery {
   connection?: string;
   /** Accounts per page (0: the sidecar's default). */
   pageSize?: number;
+  /** Where to start: a nextPageToken kept from before (the first page when absent). */
+  pageToken?: string;
 }
 
 /** One consistent value of an account's credentials; frozen. */
@@ -225,7 +227,7 @@ export class CredentialsClient {
       source: query.source ?? "",
       externalUserId: query.externalUserId ?? "",
       pageSize: query.pageSize ?? 0,
-      pageToken: "",
+      pageToken: query.pageToken ?? "",
     };
     for (;;) {
       const resp = await this.#call((o) => this.raw.listAccounts(request, o), opts);

@@ -90,6 +90,11 @@ test("accountPages fetches page after page, lazily", async () => {
       pages.push(page.map((a) => a.accountId));
     }
     assert.deepEqual(pages, [["a", "b"], ["c", "d"], ["e"]]);
+    const rest: string[] = [];
+    for await (const page of client.accountPages({ projectId: "proj_x", pageSize: 2, pageToken: "2" })) {
+      rest.push(...page.map((a) => a.accountId));
+    }
+    assert.deepEqual(rest, ["c", "d", "e"]);
   } finally {
     client.close();
   }

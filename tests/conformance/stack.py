@@ -199,7 +199,7 @@ def start_stack(
         target = f"127.0.0.1:{free_port()}"
         args = ["--config", str(config), "--listen", target, "--grace", "0", *extra]
         sidecars[name] = Sidecar(name, target, args, env, folder)
-    stack = Stack(url, sidecars, certs, sockets, emulator)
+    stack = Stack(url, sidecars, certs, sockets, _emulator=emulator)
     try:
         _until(lambda: _emulator_up(url), lambda: emulator.poll() is None, "the emulator")
         for sidecar in sidecars.values():

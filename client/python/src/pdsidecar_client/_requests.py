@@ -1,13 +1,13 @@
-"""Request building and channel settings shared by the blocking and async clients."""
+"""Channel settings and listing requests shared by the blocking and async clients."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Final
 
 import grpc
 
+from pdsidecar_client.account import environment
 from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
@@ -53,116 +53,8 @@ def maybe_unconnected(failure: CredentialsError) -> bool:
     )
 
 
-def environment(name: str) -> pb.Environment.ValueType:
-    values = {
-        "": pb.ENVIRONMENT_UNSPECIFIED,
-        "production": pb.ENVIRONMENT_PRODUCTION,
-        "development": pb.ENVIRONMENT_DEVELOPMENT,
-    }
-    try:
-        return values[name]
-    except KeyError:
-        raise ValueError(
-            f"environment must be 'production' or 'development', not {name!r}"
-        ) from None
-
-
-def account_ref(
-    project_id: str,
-    account_id: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-) -> pb.AccountRef:
-    return pb.AccountRef(
-        connection=connection,
-        project_id=project_id,
-        account_id=account_id,
-        environment=environment(environment_name),
-        external_user_id=external_user_id,
-    )
-
-
 def metadata(api_token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_token}"),) if api_token else ()
-
-
-def get_credentials(
-    project_id: str,
-    account_id: str,
-    source: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-    required_fields: Sequence[str],
-    optional_fields: Sequence[str],
-    rejected_access_token: str,
-) -> pb.GetCredentialsRequest:
-    return pb.GetCredentialsRequest(
-        account=account_ref(
-            project_id,
-            account_id,
-            connection=connection,
-            environment_name=environment_name,
-            external_user_id=external_user_id,
-        ),
-        source=source,
-        required_fields=list(required_fields),
-        optional_fields=list(optional_fields),
-        rejected_access_token=rejected_access_token,
-    )
-
-
-def watch_credentials(
-    project_id: str,
-    account_id: str,
-    source: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-    required_fields: Sequence[str],
-    optional_fields: Sequence[str],
-) -> pb.WatchCredentialsRequest:
-    return pb.WatchCredentialsRequest(
-        account=account_ref(
-            project_id,
-            account_id,
-            connection=connection,
-            environment_name=environment_name,
-            external_user_id=external_user_id,
-        ),
-        source=source,
-        required_fields=list(required_fields),
-        optional_fields=list(optional_fields),
-    )
-
-
-def validate_account(
-    project_id: str,
-    account_id: str,
-    source: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-    required_fields: Sequence[str],
-    optional_fields: Sequence[str],
-) -> pb.ValidateAccountRequest:
-    return pb.ValidateAccountRequest(
-        account=account_ref(
-            project_id,
-            account_id,
-            connection=connection,
-            environment_name=environment_name,
-            external_user_id=external_user_id,
-        ),
-        source=source,
-        required_fields=list(required_fields),
-        optional_fields=list(optional_fields),
-    )
 
 
 def list_accounts(

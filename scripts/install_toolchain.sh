@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, into the project-local .tools/ (gitignored), every pinned tool that
-# scripts/generate, scripts/check_generated.sh and the cross-language tests
+# scripts/generate, scripts/check_generated.sh and the conformance tests
 # need, and fetches the client libraries' dependencies:
 #
 #   .tools/py/       a venv with buf, grpcio-tools and mypy-protobuf (Python codegen)
@@ -11,7 +11,7 @@
 #                    (client/java's build fetches protoc and protoc-gen-grpc-java itself)
 #
 # Uses python3, go, npm and mvn from PATH. A language whose toolchain is missing
-# is skipped with a warning (its cross-language tests then skip too), except
+# is skipped with a warning (its conformance tests then skip too), except
 # under CI=true, where that is an error. Idempotent: a step whose pinned
 # version is already in place is skipped.
 #

@@ -121,6 +121,8 @@ def hold_args(scenario: str, source_api: bool) -> Callable[[Stack, str], list[st
         sidecar = "restart" if scenario == "hold_restart" else "plain"
         flags = [*on(stack, sidecar), *notion(account_of(scenario, lang))]
         flags += ["--duration-s", str(HOLD_SECONDS), "--interval-ms", str(READ_EVERY_MS)]
+        # As a long-running worker is configured (client/SPEC.md): a restart is waited for.
+        flags += ["--wait-for-ready"]
         if source_api:
             flags += ["--source-api", f"{stack.emulator_url}/source/v1/users/me"]
         return flags
@@ -167,6 +169,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "dead", "error", lambda s, _: [*on(s, "plain"), *notion(DEMO_DEAD_ACCOUNT_ID)], check_dead
+    ),
+    Scenario(
+        "not_found",
+        "error",
+        lambda s, _: [*on(s, "plain"), *notion("apn_noSuchAccount1")],
+        check_error("NOT_FOUND", "ACCOUNT_NOT_FOUND"),
     ),
     Scenario(
         "unreachable",

@@ -9,6 +9,7 @@ with a config pointing at the emulator (tests/support/sidecars.py).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,11 +22,13 @@ from typing import Any
 
 from pdsidecar_emulator import DEMO_CLIENT_ID
 
+from tests.support import exercised
 from tests.support.certs import Certs
 from tests.support.logsink import LogSink
 from tests.support.sidecars import API_TOKEN, ServeProcess, write_config
 from tests.support.waiting import free_port
 
+SIDECARS = ("plain", "tls", "secure", "restart")
 START_TIMEOUT = 60.0  # four sidecars starting at once on a busy 2-core machine
 
 
@@ -44,6 +47,33 @@ def _listening(process: ServeProcess, after: int) -> bool:
     return any("pdsidecar listening on" in line for line in process.lines()[after:])
 
 
+# ``pdsidecar serve`` with its imports done, waiting for a line on stdin to start: a
+# restart's gap is then the sidecar's own start, not Python importing on a busy machine.
+_STANDBY = (
+    "import sys; import pdsidecar.cli, pdsidecar.commands.serve, pdsidecar.runtime.sidecar; "
+    "sys.stdin.readline(); sys.exit(pdsidecar.cli.main(sys.argv[1:]))"
+)
+
+
+class StandbyServe(ServeProcess):
+    def __init__(self, args: list[str], log_file: Path, env: dict[str, str]) -> None:
+        exercised.argv(args)
+        self.log_file = log_file
+        self._log = log_file.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _STANDBY, "serve", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env={**os.environ, **env},
+        )
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+
 @dataclass
 class Sidecar:
     name: str
@@ -52,12 +82,18 @@ class Sidecar:
     env: dict[str, str]
     logs: Path
     process: ServeProcess | None = None
+    standby: StandbyServe | None = None  # the next process, for restart()
     starts: int = 0
 
-    def start(self) -> None:
-        log = self.logs / f"{self.name}-{self.starts}.log"
-        self.process = ServeProcess(self.args, log, self.env)
+    def _log(self) -> Path:
         self.starts += 1
+        return self.logs / f"{self.name}-{self.starts}.log"
+
+    def start(self) -> None:
+        self.process = ServeProcess(self.args, self._log(), self.env)
+
+    def prepare_restart(self) -> None:
+        self.standby = StandbyServe(self.args, self._log(), self.env)
 
     def wait_ready(self) -> None:
         process = self.process
@@ -100,19 +136,22 @@ class Stack:
         """SIGKILL the sidecar (no goodbye to its streams), do ``meanwhile``, start it
         again, and wait until it listens."""
         sidecar = self.sidecars[name]
-        assert sidecar.process is not None
+        assert sidecar.process is not None and sidecar.standby is not None
         sidecar.process.proc.send_signal(signal.SIGKILL)
         sidecar.process.proc.wait()
         self._stopped.append(sidecar.process)
         meanwhile()
-        sidecar.start()
+        standby, sidecar.standby = sidecar.standby, None
+        standby.go()
+        sidecar.process = standby
         sidecar.wait_ready()
 
     def close(self, sink: LogSink) -> None:
         for sidecar in self.sidecars.values():
             if sidecar.process is not None:
                 sidecar.process.close(sink)
-        for process in self._stopped:
+        standbys = [s.standby for s in self.sidecars.values() if s.standby is not None]
+        for process in [*self._stopped, *standbys]:
             process.close(sink)
         if self._emulator is not None:
             self._emulator.terminate()
@@ -131,8 +170,10 @@ def _emulator_up(url: str) -> bool:
         return False
 
 
-def start_stack(folder: Path, sockets: Path, certs: Certs) -> Stack:
-    """The emulator, then the four sidecars started together; returns once all listen."""
+def start_stack(
+    folder: Path, sockets: Path, certs: Certs, names: tuple[str, ...] = SIDECARS
+) -> Stack:
+    """The emulator, then the sidecars ``names`` started together; returns once all listen."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (folder / "emulator.log").open("wb")
@@ -153,7 +194,8 @@ def start_stack(folder: Path, sockets: Path, certs: Certs) -> Stack:
         "restart": ([], {}),
     }
     sidecars: dict[str, Sidecar] = {}
-    for name, (extra, env) in plans.items():
+    for name in names:
+        extra, env = plans[name]
         target = f"127.0.0.1:{free_port()}"
         args = ["--config", str(config), "--listen", target, "--grace", "0", *extra]
         sidecars[name] = Sidecar(name, target, args, env, folder)
@@ -162,6 +204,8 @@ def start_stack(folder: Path, sockets: Path, certs: Certs) -> Stack:
         _until(lambda: _emulator_up(url), lambda: emulator.poll() is None, "the emulator")
         for sidecar in sidecars.values():
             sidecar.start()
+        if "restart" in sidecars:
+            sidecars["restart"].prepare_restart()
         for sidecar in sidecars.values():
             sidecar.wait_ready()
     except BaseException:

@@ -285,7 +285,7 @@ public final class ConformanceDriver {
       throws Exception {
     try (RefreshableCredentials creds = client.refreshableCredentials(args.ref())) {
       String before = creds.accessToken();
-      emit(Map.of("event", "ready", "token_fp", fp(before)));
+      emit(orderedOf("event", "ready", "token_fp", fp(before)));
       new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)).readLine();
       long started = System.nanoTime();
       String after =

@@ -63,6 +63,10 @@ public final class CredentialsClient implements AutoCloseable {
   public static final Duration DEFAULT_DEADLINE = Duration.ofSeconds(10);
 
   static final String SERVICE = "pdsidecar.v1.CredentialsService";
+  // Held so the level set on it stays (java.util.logging keeps loggers weakly).
+  private static final java.util.logging.Logger BOOTSTRAP_LOGGER =
+      java.util.logging.Logger.getLogger(
+          "io.grpc.netty.shaded.io.netty.bootstrap.AbstractBootstrap");
   private static final Duration PROBE_DEADLINE = Duration.ofSeconds(1);
 
   private final String target;
@@ -195,9 +199,22 @@ public final class CredentialsClient implements AutoCloseable {
       if (tlsServerName != null) {
         builder.overrideAuthority(tlsServerName);
       }
+      if (target.startsWith("unix:")) {
+        quietKeepaliveWarning();
+      }
       ManagedChannel managed =
           builder.defaultServiceConfig(serviceConfig()).enableRetry().build();
+      // Connect now, not at the first call: the handshake overlaps the caller's own start-up.
+      managed.getState(true);
       return new CredentialsClient(this, managed, managed);
+    }
+
+    /**
+     * Netty warns, once per connection, that a Unix socket has no SO_KEEPALIVE option (gRPC sets
+     * it for every transport); the warning says nothing about the caller's setup.
+     */
+    private static void quietKeepaliveWarning() {
+      BOOTSTRAP_LOGGER.setLevel(java.util.logging.Level.SEVERE);
     }
 
     private ChannelCredentials credentials() {

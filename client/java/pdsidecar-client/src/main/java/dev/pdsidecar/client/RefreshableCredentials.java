@@ -401,8 +401,8 @@ public final class RefreshableCredentials implements AutoCloseable {
     }
     CompletableFuture<FrozenCredentials> waiting = nextUpdate;
     nextUpdate = new CompletableFuture<>();
+    // The listener first: whoever waits on nextUpdate() finds the listener already told.
     return () -> {
-      waiting.complete(value);
       if (onUpdate != null) {
         try {
           onUpdate.accept(value);
@@ -410,6 +410,7 @@ public final class RefreshableCredentials implements AutoCloseable {
           LOG.log(System.Logger.Level.WARNING, name + ": the update listener threw", listenerFailed);
         }
       }
+      waiting.complete(value);
     };
   }
 

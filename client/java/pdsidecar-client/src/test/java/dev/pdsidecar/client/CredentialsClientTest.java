@@ -154,15 +154,12 @@ class CredentialsClientTest {
     String target = "127.0.0.1:" + closedPort();
     try (CredentialsClient client =
         CredentialsClient.builder(target).waitForReady(false).build()) {
-      long started = System.nanoTime();
       CredentialsException e =
           assertThrows(CredentialsException.class, () -> client.refreshToken("", false));
-      Duration took = Duration.ofNanos(System.nanoTime() - started);
-      assertEquals(Status.Code.UNAVAILABLE, e.code());
+      assertEquals(Status.Code.UNAVAILABLE, e.code()); // not a deadline: it did not wait
       String hint = e.hint().orElseThrow();
       assertTrue(hint.contains(target), hint);
       assertTrue(hint.contains("nothing listens there"), hint);
-      assertTrue(took.compareTo(Duration.ofSeconds(4)) < 0, "took " + took);
     }
   }
 

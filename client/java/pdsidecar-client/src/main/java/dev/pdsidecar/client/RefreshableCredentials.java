@@ -131,17 +131,7 @@ public final class RefreshableCredentials implements AutoCloseable {
     CredentialsException error;
     synchronized (lock) {
       openStream();
-      try {
-        while (current == null && failure == null) {
-          long left = deadline - System.nanoTime();
-          if (left <= 0) {
-            break;
-          }
-          TimeUnit.NANOSECONDS.timedWait(lock, left);
-        }
-      } catch (InterruptedException interrupted) {
-        Thread.currentThread().interrupt();
-      }
+      waitWhile(() -> current == null && failure == null, deadline);
       if (current != null) {
         return;
       }
@@ -231,17 +221,7 @@ public final class RefreshableCredentials implements AutoCloseable {
       installed.run();
     }
     synchronized (lock) {
-      try {
-        while (holds(token)) {
-          long wait = deadline - System.nanoTime();
-          if (wait <= 0) {
-            break;
-          }
-          TimeUnit.NANOSECONDS.timedWait(lock, wait);
-        }
-      } catch (InterruptedException interrupted) {
-        Thread.currentThread().interrupt();
-      }
+      waitWhile(() -> holds(token), deadline);
       if (holds(token)) {
         throw new CredentialsException(
             Status.Code.DEADLINE_EXCEEDED,
@@ -251,6 +231,21 @@ public final class RefreshableCredentials implements AutoCloseable {
       }
     }
     return frozenCredentials();
+  }
+
+  /** Waits on the lock (held) while {@code waiting} says so, until {@code deadline} (nanoTime). */
+  private void waitWhile(java.util.function.BooleanSupplier waiting, long deadline) {
+    try {
+      while (waiting.getAsBoolean()) {
+        long left = deadline - System.nanoTime();
+        if (left <= 0) {
+          return;
+        }
+        TimeUnit.NANOSECONDS.timedWait(lock, left);
+      }
+    } catch (InterruptedException interrupted) {
+      Thread.currentThread().interrupt(); // the caller sees the value as it is, and the flag
+    }
   }
 
   private boolean holds(String token) {

@@ -81,8 +81,8 @@ def measure(stack: Stack, driver: drivers.Driver, objects: int, reads: int) -> d
         "bytes_per_object": ready.get("bytes_per_object"),
         "objects": objects,
         "rotations_seen": len(latencies),
-        "rotation_ms_p50": _percentile(latencies, 0.5) if latencies else None,
-        "rotation_ms_p99": _percentile(latencies, 0.99) if latencies else None,
+        "rotation_ms_p50": round(_percentile(latencies, 0.5), 1) if latencies else None,
+        "rotation_ms_p99": round(_percentile(latencies, 0.99), 1) if latencies else None,
         "rotation_ms_mean": round(statistics.fmean(latencies), 1) if latencies else None,
     }
 

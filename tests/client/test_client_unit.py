@@ -193,12 +193,19 @@ def test_rate_limited_is_left_to_the_caller_with_its_retry_delay(
     assert len(channel.options) == 1
 
 
-def test_gRPC_retries_unavailable_only_through_the_service_config() -> None:
+def test_grpc_retries_unavailable_on_unary_calls_through_the_service_config() -> None:
     options = dict(CHANNEL_OPTIONS)
     assert options["grpc.enable_retries"] == 1
     (method,) = json.loads(str(options["grpc.service_config"]))["methodConfig"]
-    assert method["name"] == [{"service": "pdsidecar.v1.CredentialsService"}]
+    # The unary methods only: the always-current object reconnects its stream itself.
+    assert {name["method"] for name in method["name"]} == {
+        "GetCredentials",
+        "ValidateAccount",
+        "RefreshToken",
+        "ListAccounts",
+    }
     assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert method["retryPolicy"]["maxAttempts"] == 3  # an absent sidecar said in ~0.3 s
 
 
 def test_account_pages_are_fetched_one_at_a_time(

@@ -16,9 +16,12 @@ from tests.support.sidecars import API_TOKEN
 
 HOLD_SECONDS = 20
 READ_EVERY_MS = 20
-LIFETIME, LEAD = 4.0, 2.0  # a new token every 2 s; the one it replaced works 2 s more
+# A new token every 2 s; each works 4 s more: room for the sidecar's re-read (0.5-1.5 s
+# after the rotation) and its push on a busy machine.
+LIFETIME, LEAD = 6.0, 4.0
 LIST_PROJECT, LIST_ACCOUNTS, LIST_PAGE = "proj_conformance", 23, 10
 RETRY_AFTER = 2  # seconds, the Retry-After of the rate-limited answers
+DEADLINE_MS = 30_000
 
 Result = dict[str, Any]
 
@@ -53,7 +56,12 @@ def notion(account: str = DEMO_NOTION_ACCOUNT_ID) -> list[str]:
 
 
 def on(stack: Stack, sidecar: str) -> list[str]:
-    return ["--target", stack.target(sidecar)]
+    # A deadline for a busy machine (a JVM may take seconds to connect), not for the sidecar.
+    return ["--target", stack.target(sidecar), "--deadline-ms", str(DEADLINE_MS)]
+
+
+def on_unix(stack: Stack, sidecar: str) -> list[str]:
+    return ["--target", stack.unix_target(sidecar), "--deadline-ms", str(DEADLINE_MS)]
 
 
 def tls(stack: Stack, client_cert: bool = False) -> list[str]:
@@ -141,13 +149,13 @@ def check_hold_restart(_: Stack, __: str, result: Result) -> None:
     assert result["ok"], result
     assert result["read_errors"] == 0, result
     assert result["reads"] > 100, result
-    # The harness rotated the token once after the restart: only a reconnected object has it.
-    assert result["distinct_tokens"] == 2, result
+    # The harness rotated the token at each restart: only a reconnected object has it.
+    assert result["distinct_tokens"] >= 2, result
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get", "get", lambda s, _: [*on(s, "plain"), *notion()], check_get),
-    Scenario("uds", "get", lambda s, _: ["--target", s.unix_target("plain"), *notion()], check_get),
+    Scenario("uds", "get", lambda s, _: [*on_unix(s, "plain"), *notion()], check_get),
     Scenario("tls", "get", lambda s, _: [*on(s, "tls"), *tls(s), *notion()], check_get),
     Scenario(
         "mtls",
@@ -158,7 +166,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "token",
         "get",
-        lambda s, _: ["--target", s.unix_target("secure"), "--token", API_TOKEN, *notion()],
+        lambda s, _: [*on_unix(s, "secure"), "--token", API_TOKEN, *notion()],
         check_get,
     ),
     Scenario(

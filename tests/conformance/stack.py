@@ -82,7 +82,7 @@ class Sidecar:
     env: dict[str, str]
     logs: Path
     process: ServeProcess | None = None
-    standby: StandbyServe | None = None  # the next process, for restart()
+    standbys: list[StandbyServe] = field(default_factory=list)  # the next ones, for restart()
     starts: int = 0
 
     def _log(self) -> Path:
@@ -93,7 +93,7 @@ class Sidecar:
         self.process = ServeProcess(self.args, self._log(), self.env)
 
     def prepare_restart(self) -> None:
-        self.standby = StandbyServe(self.args, self._log(), self.env)
+        self.standbys.append(StandbyServe(self.args, self._log(), self.env))
 
     def wait_ready(self) -> None:
         process = self.process
@@ -136,21 +136,22 @@ class Stack:
         """SIGKILL the sidecar (no goodbye to its streams), do ``meanwhile``, start it
         again, and wait until it listens."""
         sidecar = self.sidecars[name]
-        assert sidecar.process is not None and sidecar.standby is not None
+        assert sidecar.process is not None and sidecar.standbys
         sidecar.process.proc.send_signal(signal.SIGKILL)
         sidecar.process.proc.wait()
         self._stopped.append(sidecar.process)
         meanwhile()
-        standby, sidecar.standby = sidecar.standby, None
+        standby = sidecar.standbys.pop(0)
         standby.go()
         sidecar.process = standby
+        sidecar.prepare_restart()  # another imports meanwhile, for a later restart
         sidecar.wait_ready()
 
     def close(self, sink: LogSink) -> None:
         for sidecar in self.sidecars.values():
             if sidecar.process is not None:
                 sidecar.process.close(sink)
-        standbys = [s.standby for s in self.sidecars.values() if s.standby is not None]
+        standbys = [standby for s in self.sidecars.values() for standby in s.standbys]
         for process in [*self._stopped, *standbys]:
             process.close(sink)
         if self._emulator is not None:
@@ -199,12 +200,13 @@ def start_stack(
         target = f"127.0.0.1:{free_port()}"
         args = ["--config", str(config), "--listen", target, "--grace", "0", *extra]
         sidecars[name] = Sidecar(name, target, args, env, folder)
-    stack = Stack(url, sidecars, certs, sockets, emulator)
+    stack = Stack(url, sidecars, certs, sockets, _emulator=emulator)
     try:
         _until(lambda: _emulator_up(url), lambda: emulator.poll() is None, "the emulator")
         for sidecar in sidecars.values():
             sidecar.start()
-        if "restart" in sidecars:
+        if "restart" in sidecars:  # two warm: restarts may come a few seconds apart
+            sidecars["restart"].prepare_restart()
             sidecars["restart"].prepare_restart()
         for sidecar in sidecars.values():
             sidecar.wait_ready()

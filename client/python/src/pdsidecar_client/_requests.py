@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Final, TypedDict
 
 import grpc
 
@@ -14,15 +14,17 @@ from pdsidecar_client.v1 import credentials_pb2 as pb
 DEFAULT_TIMEOUT: Final = 10.0
 SERVICE: Final = "pdsidecar.v1.CredentialsService"
 
-# gRPC's own retry machinery: UNAVAILABLE (the sidecar restarting, a dropped
-# connection) is retried with backoff, inside each call's deadline.
+# gRPC's own retry machinery (client/SPEC.md, section 3): UNAVAILABLE (a dropped
+# connection, a sidecar stopping) is retried with backoff, inside each call's deadline.
+# Three attempts: without wait_for_ready an absent sidecar is reported in about 0.3 s.
+UNARY_METHODS: Final = ("GetCredentials", "ValidateAccount", "RefreshToken", "ListAccounts")
 _SERVICE_CONFIG: Final = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": SERVICE}],
+                "name": [{"service": SERVICE, "method": method} for method in UNARY_METHODS],
                 "retryPolicy": {
-                    "maxAttempts": 5,
+                    "maxAttempts": 3,
                     "initialBackoff": "0.1s",
                     "maxBackoff": "2s",
                     "backoffMultiplier": 2,
@@ -57,22 +59,23 @@ def metadata(api_token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_token}"),) if api_token else ()
 
 
-def list_accounts(
-    project_id: str,
-    *,
-    connection: str,
-    environment_name: str,
-    source: str,
-    external_user_id: str,
-    page_size: int,
-    page_token: str,
-) -> pb.ListAccountsRequest:
+class ListFilters(TypedDict, total=False):
+    """What ``list_accounts`` and ``account_pages`` take besides the project, as keywords."""
+
+    connection: str
+    environment: str
+    source: str
+    external_user_id: str
+    page_size: int
+
+
+def list_accounts(project_id: str, page_token: str, filters: ListFilters) -> pb.ListAccountsRequest:
     return pb.ListAccountsRequest(
-        connection=connection,
+        connection=filters.get("connection", ""),
         project_id=project_id,
-        environment=environment(environment_name),
-        source=source,
-        external_user_id=external_user_id,
-        page_size=page_size,
+        environment=environment(filters.get("environment", "")),
+        source=filters.get("source", ""),
+        external_user_id=filters.get("external_user_id", ""),
+        page_size=filters.get("page_size", 0),
         page_token=page_token,
     )

@@ -168,55 +168,32 @@ class CredentialsClient:
         self,
         project_id: str,
         *,
-        connection: str = "",
-        environment: str = "",
-        source: str = "",
-        external_user_id: str = "",
-        page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
+        **filters: Unpack[rq.ListFilters],
     ) -> pb.ListAccountsResponse:
-        """One page; :meth:`account_pages` follows the page tokens for you."""
-        request = rq.list_accounts(
-            project_id,
-            connection=connection,
-            environment_name=environment,
-            source=source,
-            external_user_id=external_user_id,
-            page_size=page_size,
-            page_token=page_token,
+        """One page (filters: ``connection``, ``environment``, ``source``,
+        ``external_user_id``, ``page_size``); :meth:`account_pages` follows the tokens."""
+        response: pb.ListAccountsResponse = self._call(
+            self._stub.ListAccounts, rq.list_accounts(project_id, page_token, filters), timeout
         )
-        response: pb.ListAccountsResponse = self._call(self._stub.ListAccounts, request, timeout)
         return response
 
     def account_pages(
         self,
         project_id: str,
         *,
-        connection: str = "",
-        environment: str = "",
-        source: str = "",
-        external_user_id: str = "",
-        page_size: int = 0,
         timeout: float | None = None,
+        **filters: Unpack[rq.ListFilters],
     ) -> Iterator[pb.ListAccountsResponse]:
         """Every page of accounts, each fetched only when the previous one is used up."""
-        page_token = ""
+        request = rq.list_accounts(project_id, "", filters)
         while True:
-            page = self.list_accounts(
-                project_id,
-                connection=connection,
-                environment=environment,
-                source=source,
-                external_user_id=external_user_id,
-                page_size=page_size,
-                page_token=page_token,
-                timeout=timeout,
-            )
+            page: pb.ListAccountsResponse = self._call(self._stub.ListAccounts, request, timeout)
             yield page
-            page_token = page.next_page_token
-            if not page_token:
+            if not page.next_page_token:
                 return
+            request.page_token = page.next_page_token
 
     def watch_credentials(
         self,

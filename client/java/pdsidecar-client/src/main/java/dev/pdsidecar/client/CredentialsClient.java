@@ -239,19 +239,22 @@ public final class CredentialsClient implements AutoCloseable {
     }
   }
 
-  // gRPC's own retries: UNAVAILABLE (a restarting sidecar, a dropped connection) is retried with
-  // backoff inside each call's deadline. Numbers are doubles, as grpc-java's JSON maps have them.
+  // gRPC's own retries: UNAVAILABLE (a restarting sidecar, a dropped connection) on the four
+  // unary methods, three attempts inside each call's deadline; WatchCredentials is reopened by
+  // RefreshableCredentials instead. Numbers are doubles, as grpc-java's JSON maps have them.
   static Map<String, ?> serviceConfig() {
     Map<String, ?> retryPolicy =
         Map.of(
-            "maxAttempts", 5.0,
+            "maxAttempts", 3.0,
             "initialBackoff", "0.1s",
             "maxBackoff", "2s",
             "backoffMultiplier", 2.0,
             "retryableStatusCodes", List.of("UNAVAILABLE"));
-    return Map.of(
-        "methodConfig",
-        List.of(Map.of("name", List.of(Map.of("service", SERVICE)), "retryPolicy", retryPolicy)));
+    List<Map<String, String>> unary =
+        List.of("GetCredentials", "ValidateAccount", "RefreshToken", "ListAccounts").stream()
+            .map(method -> Map.of("service", SERVICE, "method", method))
+            .toList();
+    return Map.of("methodConfig", List.of(Map.of("name", unary, "retryPolicy", retryPolicy)));
   }
 
   private static void checkToken(String token) {

@@ -482,6 +482,35 @@ public final class CredentialsClient implements AutoCloseable {
           .setResponseMarshaller(BYTES)
           .build();
 
+  /**
+   * Waits, up to {@code timeout}, for the connection the client started when built: true once
+   * it is up, false when the attempt failed or the time passed. Optional (calls connect by
+   * themselves); for a start-up check that the sidecar is there, and to pay the transport's
+   * one-time start (seconds for a cold JVM on a busy machine) before a deadline-bound call. A
+   * client given its own channel answers true.
+   */
+  public boolean awaitConnection(Duration timeout) throws InterruptedException {
+    if (owned == null) {
+      return true;
+    }
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (true) {
+      ConnectivityState state = owned.getState(true);
+      if (state == ConnectivityState.READY) {
+        return true;
+      }
+      long left = deadline - System.nanoTime();
+      if (state == ConnectivityState.TRANSIENT_FAILURE
+          || state == ConnectivityState.SHUTDOWN
+          || left <= 0) {
+        return false;
+      }
+      java.util.concurrent.CountDownLatch changed = new java.util.concurrent.CountDownLatch(1);
+      owned.notifyWhenStateChanged(state, changed::countDown);
+      changed.await(left, TimeUnit.NANOSECONDS);
+    }
+  }
+
   /** The target this client was built for. */
   public String target() {
     return target;

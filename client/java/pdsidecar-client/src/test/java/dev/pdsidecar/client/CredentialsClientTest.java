@@ -154,6 +154,7 @@ class CredentialsClientTest {
     String target = "127.0.0.1:" + closedPort();
     try (CredentialsClient client =
         CredentialsClient.builder(target).waitForReady(false).build()) {
+      assertFalse(client.awaitConnection(Duration.ofSeconds(30))); // the attempt failed
       CredentialsException e =
           assertThrows(CredentialsException.class, () -> client.refreshToken("", false));
       assertEquals(Status.Code.UNAVAILABLE, e.code()); // not a deadline: it did not wait

@@ -98,6 +98,14 @@ def markdown(rows: dict[str, dict[str, Any]], command: str) -> str:
         "| p99 (ms) | rotations seen |",
         "|---|---|---|---|---|---|",
     ]
+    notes = [
+        "",
+        "Read: one object's access token read in a tight loop, timed inside the driver. Memory:",
+        "the driver's own heap growth over building the objects (Python: tracemalloc, Python",
+        "allocations only; the others: their runtime's heap measure, see each driver's bench).",
+        "Rotation: from the harness's `rejected_access_token` call after a rotation at the",
+        "emulator to the driver first reading the new token (it polls every 1 ms).",
+    ]
     for lang, row in rows.items():
         if "error" in row:
             lines.append(f"| {lang} | {row['error']} | | | | |")
@@ -106,7 +114,7 @@ def markdown(rows: dict[str, dict[str, Any]], command: str) -> str:
             f"| {lang} | {row['read_ns']} | {row['bytes_per_object']} | {row['rotation_ms_p50']} "
             f"| {row['rotation_ms_p99']} | {row['rotations_seen']}/{row['objects']} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + notes) + "\n"
 
 
 def main() -> None:

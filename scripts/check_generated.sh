@@ -34,11 +34,11 @@ generated_files() {
   {
     find client/python/src/pdsidecar_client -name '*_pb2*' -type f
     find client/go -name '*.pb.go' -type f
-    find client/ts/src/gen client/java/pdsidecar-client/src/main/java -type f 2>/dev/null || true
+    find client/ts/src/gen -type f 2>/dev/null || true
   } | LC_ALL=C sort
 }
 generators=(.tools/py/bin/python .tools/bin/protoc-gen-go .tools/bin/protoc-gen-go-grpc
-  .tools/bin/protoc .tools/bin/protoc-gen-grpc-java client/ts/node_modules/.bin/protoc-gen-es)
+  client/ts/node_modules/.bin/protoc-gen-es)
 absent=()
 for tool in "${generators[@]}"; do [[ -x "$tool" ]] || absent+=("$tool"); done
 [[ -x "$buf" ]] || { echo "check_generated: $buf is missing; run scripts/install_toolchain.sh" >&2; exit 1; }

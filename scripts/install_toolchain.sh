@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # Installs, into the project-local .tools/ (gitignored), every pinned tool that
-# scripts/generate, scripts/check_generated.sh and the cross-language tests
+# scripts/generate, scripts/check_generated.sh and the conformance tests
 # need, and fetches the client libraries' dependencies:
 #
 #   .tools/py/       a venv with buf, grpcio-tools and mypy-protobuf (Python codegen)
-#   .tools/bin/      buf (link), protoc-gen-go, protoc-gen-go-grpc, grpc_health_probe, and
-#                    Maven Central's protoc and protoc-gen-grpc-java executables
+#   .tools/bin/      buf (link), protoc-gen-go, protoc-gen-go-grpc, grpc_health_probe
 #   .tools/env.sh    `. .tools/env.sh` puts .tools/bin on PATH
 #   client/ts/node_modules   `npm ci` from package-lock.json (protoc-gen-es, Connect, tsc)
 #   the Go module cache and the Maven repository: client/go's and client/java's deps
+#                    (client/java's build fetches protoc and protoc-gen-grpc-java itself)
 #
 # Uses python3, go, npm and mvn from PATH. A language whose toolchain is missing
-# is skipped with a warning (its cross-language tests then skip too), except
+# is skipped with a warning (its conformance tests then skip too), except
 # under CI=true, where that is an error. Idempotent: a step whose pinned
 # version is already in place is skipped.
 #
-# The generator versions are pinned here and only here; the runtime libraries
-# that must match them are pinned in client/go/go.mod, client/ts/package.json
-# (and package-lock.json) and client/java/pom.xml.
+# The generator versions are pinned here and only here (Java's in client/java/pom.xml,
+# with the runtime they must match); the runtime libraries that must match them are
+# pinned in client/go/go.mod and client/ts/package.json (and package-lock.json).
 set -euo pipefail
 
 # --- pins -------------------------------------------------------------------
@@ -27,10 +27,6 @@ MYPY_PROTOBUF_VERSION=5.1.0
 PROTOC_GEN_GO_VERSION=v1.36.12  # = google.golang.org/protobuf in client/go/go.mod
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
 GRPC_HEALTH_PROBE_VERSION=v0.4.63  # tests/peers drive the sidecar with it
-PROTOC_VERSION=4.36.2           # Maven's protoc; = protobuf-java in client/java/pom.xml
-GRPC_JAVA_VERSION=1.83.1        # = grpc-java in client/java/pom.xml; 1.84+ publish no
-                                # protoc-gen-grpc-java executables on Maven Central
-MAVEN_DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.11.0
 # ----------------------------------------------------------------------------
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,7 +104,9 @@ install_go() {
   fi
   # The client module's dependencies, and a warm build cache for the example.
   t=$(date +%s)
-  (cd "$root/client/go" && quiet go mod download && quiet go build ./...)
+  # The -race build of grpc takes minutes on 2 cores: warm it here, not in the tests.
+  (cd "$root/client/go" && quiet go mod download && quiet go build ./... &&
+    quiet go test -race -count=1 -run '^$' ./...)
   log "client/go: modules downloaded and built in $(elapsed "$t")"
 }
 
@@ -127,46 +125,24 @@ install_node() {
   fi
 }
 
-# --- Java: protoc and protoc-gen-grpc-java from Maven Central; client/java's deps
+# --- Java: client/java's dependencies, build plugins, protoc and protoc-gen-grpc-java
 install_java() {
   have mvn && have java || { missing Java "'java'/'mvn' not on PATH (install a JDK 17+ and Maven 3.8+)"; return; }
-  local classifier want t
-  case "$(uname -s)-$(uname -m)" in
-    Linux-x86_64) classifier=linux-x86_64 ;;
-    Linux-aarch64) classifier=linux-aarch_64 ;;
-    Darwin-x86_64) classifier=osx-x86_64 ;;
-    Darwin-arm64) classifier=osx-aarch_64 ;;
-    *) missing Java "no protoc executable on Maven Central for $(uname -sm)"; return ;;
-  esac
-  want="java-protoc$PROTOC_VERSION-grpc-java$GRPC_JAVA_VERSION-$classifier"
-  if ! stamped "$want" || [[ ! -x "$bin/protoc" || ! -x "$bin/protoc-gen-grpc-java" ]]; then
-    t=$(date +%s)
-    log "Maven Central: protoc $PROTOC_VERSION, protoc-gen-grpc-java $GRPC_JAVA_VERSION ($classifier)"
-    mvn_exe com.google.protobuf protoc "$PROTOC_VERSION" "$classifier" protoc
-    mvn_exe io.grpc protoc-gen-grpc-java "$GRPC_JAVA_VERSION" "$classifier" protoc-gen-grpc-java
-    rm -f "$stamps"/java-*
-    stamp "$want"
-    log "  done in $(elapsed "$t")"
-  fi
-  "$bin/protoc" --version | grep -q " ${PROTOC_VERSION#4.}\$" || { log "protoc is not $PROTOC_VERSION"; exit 1; }
-  # The client's and the example's dependencies and build plugins, fetched by
-  # building them once (dependency:go-offline misses some plugin dependencies).
+  local want t
+  # Fetched by building once (dependency:go-offline misses some plugin
+  # dependencies); protobuf-maven-plugin fetches the pinned protoc and
+  # protoc-gen-grpc-java executables (client/java/pom.xml) into the Maven repository.
   want="mvn-$(cat "$root"/client/java/pom.xml "$root"/client/java/*/pom.xml | sha256sum | cut -c1-16)"
   if ! stamped "$want"; then
     t=$(date +%s)
-    quiet mvn -B -q -f "$root/client/java/pom.xml" package
+    # No test runs here (scripts/test_clients.sh runs them), but surefire starts once, so its
+    # JUnit provider is fetched too and the offline build there finds everything.
+    quiet mvn -B -q -f "$root/client/java/pom.xml" package \
+      -Dtest=NoTestHere -Dsurefire.failIfNoSpecifiedTests=false
     rm -f "$stamps"/mvn-*
     stamp "$want"
     log "client/java: dependencies fetched and built in $(elapsed "$t")"
   fi
-}
-mvn_exe() { # groupId artifactId version classifier name -> .tools/bin/<name>
-  local tmp
-  tmp=$(mktemp -d)
-  quiet mvn -B -q "$MAVEN_DEPENDENCY_PLUGIN:copy" \
-    -Dartifact="$1:$2:$3:exe:$4" -DoutputDirectory="$tmp"
-  install -m 0755 "$tmp"/*.exe "$bin/$5"
-  rm -rf "$tmp"
 }
 
 started=$(date +%s)
@@ -178,7 +154,7 @@ install_java
 
 cat >"$tools/env.sh" <<'ENV'
 # Written by scripts/install_toolchain.sh; `. .tools/env.sh` (bash) puts the
-# pinned buf, protoc and plugins first on PATH.
+# pinned buf and plugins first on PATH.
 PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bin:$PATH"
 export PATH
 ENV

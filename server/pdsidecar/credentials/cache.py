@@ -49,6 +49,7 @@ from typing import Final
 
 from pdsidecar.clock import Clock, wall_to_monotonic
 from pdsidecar.credentials.admission import FetchGate, Ticket
+from pdsidecar.credentials.budget import ReadBudget
 from pdsidecar.credentials.recall import Recall
 from pdsidecar.errors import (
     AccountNotFound,
@@ -119,7 +120,9 @@ class AccountCache:
         self._waiters: dict[CacheKey, int] = {}
         self._recall = Recall(policy, clock)  # unknown ids, rejected tokens
         self._generations: dict[str, int] = {}
-        self.gate = FetchGate(policy.upstream_concurrency, policy.fetch_queue_wait, clock)
+        self.gate = FetchGate(
+            policy.upstream_concurrency, policy.fetch_queue_wait, clock, ReadBudget(policy, clock)
+        )
         self.stats = CacheStats()
         # Called with every account stored (a fetch answered); the watchers' hook.
         self.on_store: Callable[[CacheKey, Account], None] | None = None
@@ -316,6 +319,7 @@ class AccountCache:
             try:
                 result = await fetch()
             except AccountNotFound as error:
+                self.gate.not_found(ticket)
                 if self._generations.get(key[0], 0) == generation:
                     self._entries.pop(key, None)
                     self._recall.not_found(key, error)

@@ -1,45 +1,31 @@
 package dev.pdsidecar.examples;
 
-import com.google.protobuf.Any;
-import com.google.protobuf.InvalidProtocolBufferException;
-import com.google.protobuf.Timestamp;
-import com.google.rpc.BadRequest;
-import com.google.rpc.ErrorInfo;
-import com.google.rpc.RetryInfo;
-import dev.pdsidecar.v1.AccountRef;
-import dev.pdsidecar.v1.CredentialsServiceGrpc;
-import dev.pdsidecar.v1.CredentialsServiceGrpc.CredentialsServiceBlockingStub;
-import dev.pdsidecar.v1.GetCredentialsRequest;
+import dev.pdsidecar.client.AccountRef;
+import dev.pdsidecar.client.CredentialsClient;
+import dev.pdsidecar.client.CredentialsException;
+import dev.pdsidecar.client.FrozenCredentials;
+import dev.pdsidecar.client.RefreshableCredentials;
 import dev.pdsidecar.v1.GetCredentialsResponse;
 import dev.pdsidecar.v1.Problem;
-import dev.pdsidecar.v1.RefreshTokenRequest;
 import dev.pdsidecar.v1.RefreshTokenResponse;
-import dev.pdsidecar.v1.ValidateAccountRequest;
 import dev.pdsidecar.v1.ValidateAccountResponse;
-import dev.pdsidecar.v1.WatchCredentialsRequest;
-import dev.pdsidecar.v1.WatchCredentialsResponse;
-import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
-import io.grpc.ManagedChannel;
-import io.grpc.Status;
-import io.grpc.StatusRuntimeException;
-import io.grpc.protobuf.StatusProto;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeSet;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
+import java.util.function.Supplier;
 import java.util.stream.Collectors;
 
 /**
- * Calls the pdsidecar CredentialsService from Java and prints one line per answer, in the format
- * every language's example shares:
+ * Calls the pdsidecar CredentialsService with the pdsidecar-client library and prints one line
+ * per answer, in the format every language's example shares:
  *
  * <pre>
  *   credentials access_token=&lt;token&gt; fields=&lt;names,...&gt;
@@ -49,36 +35,30 @@ import java.util.stream.Collectors;
  *   error code=&lt;GRPC_CODE&gt; reason=&lt;ErrorInfo reason or -&gt;
  * </pre>
  *
- * <p>A failed call's ErrorInfo reason and RetryInfo come from the google.rpc.Status in the
- * grpc-status-details-bin trailer; a call with RetryInfo is retried after that delay, up to
- * --attempts times. Calls without RetryInfo are not retried.
+ * <p>A failed call throws {@link CredentialsException}; one with a retry delay (RetryInfo) is
+ * called again after it, up to --attempts times: the library leaves that to the caller.
  *
- * <p>watch opens WatchCredentials and prints a line for the first value and for every rotation
- * after it (--count N: stop after N lines). A stream ending UNAVAILABLE (the sidecar restarting)
- * is opened again; any other error ends it.
+ * <p>watch holds a {@link RefreshableCredentials} and prints a line for its first value and for
+ * every rotation after it (--count N: stop after N lines); the object reconnects by itself.
  *
  * <pre>
- *   java -jar pdsidecar-example.jar [--target HOST:PORT] get      --project P --account A --source S
- *   java -jar pdsidecar-example.jar [--target HOST:PORT] validate --project P --account A --source S
- *   java -jar pdsidecar-example.jar [--target HOST:PORT] refresh  [--connection C] [--force]
- *   java -jar pdsidecar-example.jar [--target HOST:PORT] watch    --project P --account A --source S [--count N]
+ *   java -jar pdsidecar-example.jar [--target T] get      --project P --account A --source S
+ *   java -jar pdsidecar-example.jar [--target T] validate --project P --account A --source S
+ *   java -jar pdsidecar-example.jar [--target T] refresh  [--connection C] [--force]
+ *   java -jar pdsidecar-example.jar [--target T] watch    --project P --account A --source S [--count N]
  * </pre>
  *
- * Flags fall back to PDSIDECAR_TARGET (default 127.0.0.1:50051), PDSIDECAR_PROJECT,
- * PDSIDECAR_ACCOUNT, PDSIDECAR_SOURCE and PDSIDECAR_CONNECTION.
+ * Flags fall back to PDSIDECAR_TARGET (default 127.0.0.1:50051; {@code unix:/path} for a
+ * socket), PDSIDECAR_PROJECT, PDSIDECAR_ACCOUNT, PDSIDECAR_SOURCE and PDSIDECAR_CONNECTION.
  */
 public final class PdsidecarExample {
-  private static final long CALL_TIMEOUT_SECONDS = 10;
   private static final Duration MAX_RETRY_DELAY = Duration.ofSeconds(30);
   private static final String USAGE =
-      "usage: pdsidecar-example [--target HOST:PORT] {get|validate|refresh|watch} [flags]";
-
-  private PdsidecarExample() {}
-
+      "usage: pdsidecar-example [--target HOST:PORT|unix:/PATH] {get|validate|refresh|watch} [flags]";
   private static final String HELP =
       USAGE
           + "\ncommands: get, validate, refresh, watch; flags:\n"
-          + "  --target HOST:PORT   the sidecar (default: $PDSIDECAR_TARGET, else 127.0.0.1:50051)\n"
+          + "  --target T           the sidecar (default: $PDSIDECAR_TARGET, else 127.0.0.1:50051)\n"
           + "  --project ID         Pipedream project id, proj_... ($PDSIDECAR_PROJECT)\n"
           + "  --account ID         connected account id, apn_... ($PDSIDECAR_ACCOUNT)\n"
           + "  --source NAME        source short name, e.g. notion ($PDSIDECAR_SOURCE)\n"
@@ -88,39 +68,11 @@ public final class PdsidecarExample {
           + "  --count N            watch: stop after N values (default 0: never)\n"
           + "  -h, --help           this help";
 
+  private PdsidecarExample() {}
+
   private static final class UsageException extends Exception {
     UsageException(String message) {
       super(message);
-    }
-  }
-
-  /** What a failed call says: code, ErrorInfo reason, RetryInfo delay, BadRequest violations. */
-  record CallError(Status.Code code, String reason, Duration retryDelay, List<String> violations) {
-    static CallError of(StatusRuntimeException e) {
-      String reason = "-";
-      Duration retryDelay = null;
-      List<String> violations = new ArrayList<>();
-      com.google.rpc.Status status = StatusProto.fromThrowable(e);
-      if (status != null) {
-        try {
-          for (Any detail : status.getDetailsList()) {
-            if (detail.is(ErrorInfo.class)) {
-              reason = detail.unpack(ErrorInfo.class).getReason();
-            } else if (detail.is(RetryInfo.class)) {
-              com.google.protobuf.Duration d = detail.unpack(RetryInfo.class).getRetryDelay();
-              retryDelay = Duration.ofSeconds(d.getSeconds(), d.getNanos());
-            } else if (detail.is(BadRequest.class)) {
-              for (BadRequest.FieldViolation v :
-                  detail.unpack(BadRequest.class).getFieldViolationsList()) {
-                violations.add(v.getField() + ": " + v.getDescription());
-              }
-            }
-          }
-        } catch (InvalidProtocolBufferException bad) {
-          System.err.println("unreadable error details: " + bad.getMessage());
-        }
-      }
-      return new CallError(e.getStatus().getCode(), reason, retryDelay, violations);
     }
   }
 
@@ -175,64 +127,48 @@ public final class PdsidecarExample {
     return value == null || value.isEmpty() ? fallback : value;
   }
 
-  /** Runs one RPC with a deadline, retrying after RetryInfo's delay. */
-  private static <T> T call(
-      CredentialsServiceBlockingStub stub,
-      int attempts,
-      Function<CredentialsServiceBlockingStub, T> rpc)
-      throws InterruptedException {
+  /** Runs one call, and again after RetryInfo's delay when the sidecar sends one. */
+  private static <T> T withRetries(int attempts, Supplier<T> call) throws InterruptedException {
     for (int attempt = 1; ; attempt++) {
       try {
-        return rpc.apply(stub.withDeadlineAfter(CALL_TIMEOUT_SECONDS, TimeUnit.SECONDS));
-      } catch (StatusRuntimeException e) {
-        CallError err = CallError.of(e);
-        if (err.retryDelay() == null || attempt >= attempts) {
+        return call.get();
+      } catch (CredentialsException e) {
+        if (e.retryAfter().isEmpty() || attempt >= attempts) {
           throw e;
         }
-        Duration delay =
-            err.retryDelay().compareTo(MAX_RETRY_DELAY) > 0 ? MAX_RETRY_DELAY : err.retryDelay();
+        Duration delay = e.retryAfter().get();
+        if (delay.compareTo(MAX_RETRY_DELAY) > 0) {
+          delay = MAX_RETRY_DELAY;
+        }
         System.err.printf(
             Locale.ROOT,
             "retrying in %.3fs: code=%s reason=%s (attempt %d of %d)%n",
-            delay.toMillis() / 1000.0, err.code(), err.reason(), attempt, attempts);
+            delay.toMillis() / 1000.0, e.code(), e.reason(), attempt, attempts);
         Thread.sleep(delay.toMillis());
       }
     }
   }
 
-  private static String rfc3339(boolean present, Timestamp ts) {
-    return present ? Instant.ofEpochSecond(ts.getSeconds()).toString() : "";
+  private static String rfc3339(Instant at) {
+    return at == null ? "" : Instant.ofEpochSecond(at.getEpochSecond()).toString();
   }
 
-  private static void run(Map<String, String> o, CredentialsServiceBlockingStub stub)
+  private static void run(Map<String, String> o, CredentialsClient client)
       throws UsageException, InterruptedException {
     int attempts = Math.max(1, Integer.parseInt(o.get("attempts")));
-    AccountRef account =
-        AccountRef.newBuilder()
-            .setConnection(o.get("connection"))
-            .setProjectId(o.get("project"))
-            .setAccountId(o.get("account"))
-            .build();
+    AccountRef ref =
+        AccountRef.of(o.get("project"), o.get("account"), o.get("source"))
+            .withConnection(o.get("connection"));
     switch (o.get("command")) {
       case "get" -> {
-        GetCredentialsRequest request =
-            GetCredentialsRequest.newBuilder()
-                .setAccount(account)
-                .setSource(o.get("source"))
-                .build();
-        GetCredentialsResponse resp = call(stub, attempts, s -> s.getCredentials(request));
+        GetCredentialsResponse resp = withRetries(attempts, () -> client.getCredentials(ref));
         String fields = String.join(",", new TreeSet<>(resp.getCredentialsMap().keySet()));
         System.out.printf(
             "credentials access_token=%s fields=%s%n",
             resp.getCredentialsOrDefault("access_token", ""), fields);
       }
       case "validate" -> {
-        ValidateAccountRequest request =
-            ValidateAccountRequest.newBuilder()
-                .setAccount(account)
-                .setSource(o.get("source"))
-                .build();
-        ValidateAccountResponse resp = call(stub, attempts, s -> s.validateAccount(request));
+        ValidateAccountResponse resp = withRetries(attempts, () -> client.validateAccount(ref));
         String problems =
             resp.getProblemsList().stream()
                 .map(Problem::getReason)
@@ -241,54 +177,38 @@ public final class PdsidecarExample {
         System.out.printf("valid=%b problems=%s%n", resp.getValid(), problems);
       }
       case "refresh" -> {
-        RefreshTokenRequest request =
-            RefreshTokenRequest.newBuilder()
-                .setConnection(o.get("connection"))
-                .setForce(Boolean.parseBoolean(o.get("force")))
-                .build();
-        RefreshTokenResponse resp = call(stub, attempts, s -> s.refreshToken(request));
-        System.out.printf(
-            "refreshed=%b expires_at=%s%n",
-            resp.getRefreshed(), rfc3339(resp.hasExpiresAt(), resp.getExpiresAt()));
+        boolean force = Boolean.parseBoolean(o.get("force"));
+        RefreshTokenResponse resp =
+            withRetries(attempts, () -> client.refreshToken(o.get("connection"), force));
+        Instant expires =
+            resp.hasExpiresAt() ? Instant.ofEpochSecond(resp.getExpiresAt().getSeconds()) : null;
+        System.out.printf("refreshed=%b expires_at=%s%n", resp.getRefreshed(), rfc3339(expires));
       }
-      case "watch" -> watch(stub, account, o.get("source"), Integer.parseInt(o.get("count")));
+      case "watch" -> watch(client, ref, Integer.parseInt(o.get("count")));
       default -> throw new UsageException("unknown command \"" + o.get("command") + "\"");
     }
   }
 
   /**
-   * Prints every value of the account's credentials as the sidecar pushes it. The stream has no
-   * deadline: it lives as long as the sync does.
+   * Prints every value the always-current object holds, as the sidecar pushes it; an account
+   * problem ending the watch is thrown by the next read.
    */
-  private static void watch(
-      CredentialsServiceBlockingStub stub, AccountRef account, String source, int count)
+  private static void watch(CredentialsClient client, AccountRef ref, int count)
       throws InterruptedException {
-    WatchCredentialsRequest request =
-        WatchCredentialsRequest.newBuilder().setAccount(account).setSource(source).build();
-    int printed = 0;
-    while (true) {
-      try {
-        Iterator<WatchCredentialsResponse> stream =
-            stub.withWaitForReady().watchCredentials(request);
-        while (stream.hasNext()) {
-          WatchCredentialsResponse resp = stream.next();
-          System.out.printf(
-              "watch access_token=%s expires_at=%s%n",
-              resp.getCredentialsOrDefault("access_token", ""),
-              rfc3339(resp.hasExpiresAt(), resp.getExpiresAt()));
-          System.out.flush();
-          if (count > 0 && ++printed >= count) {
-            return;
-          }
+    BlockingQueue<FrozenCredentials> values = new LinkedBlockingQueue<>();
+    try (RefreshableCredentials creds = client.refreshableCredentials(ref, values::add)) {
+      for (int printed = 0; count == 0 || printed < count; ) {
+        FrozenCredentials value = values.poll(1, TimeUnit.SECONDS);
+        if (value == null) {
+          creds.frozenCredentials(); // throws the error that ended the watch, if one did
+          continue;
         }
-      } catch (StatusRuntimeException e) {
-        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE) {
-          throw e;
-        }
-        System.err.println(
-            "stream ended UNAVAILABLE (reason=" + CallError.of(e).reason() + "); reconnecting");
+        System.out.printf(
+            "watch access_token=%s expires_at=%s%n",
+            value.accessToken(), rfc3339(value.expiresAt().orElse(null)));
+        System.out.flush();
+        printed++;
       }
-      Thread.sleep(100);
     }
   }
 
@@ -305,27 +225,21 @@ public final class PdsidecarExample {
       System.exit(2);
       return;
     }
-    ManagedChannel channel =
-        Grpc.newChannelBuilder(o.get("target"), InsecureChannelCredentials.create()).build();
     int exit = 0;
-    try {
-      run(o, CredentialsServiceGrpc.newBlockingStub(channel));
-    } catch (StatusRuntimeException e) {
-      CallError err = CallError.of(e);
-      System.out.printf("error code=%s reason=%s%n", err.code(), err.reason());
-      System.err.println("message: " + e.getStatus().getDescription());
-      // A call that never reached the sidecar says only "io exception": the cause says why
-      // (connection refused, TLS handshake, unknown host).
-      for (Throwable cause = e.getCause(); cause != null; cause = cause.getCause()) {
-        System.err.println("cause: " + cause);
-      }
-      err.violations().forEach(v -> System.err.println("violation: " + v));
+    // A command-line tool fails fast when the sidecar is not there (wait-for-ready off).
+    try (CredentialsClient client =
+        CredentialsClient.builder(o.get("target")).waitForReady(false).build()) {
+      run(o, client);
+    } catch (CredentialsException e) {
+      System.out.printf(
+          "error code=%s reason=%s%n", e.code(), e.reason().isEmpty() ? "-" : e.reason());
+      System.err.println("message: " + e.getMessage());
+      e.violations()
+          .forEach(v -> System.err.println("violation: " + v.field() + ": " + v.description()));
       exit = 1;
     } catch (UsageException e) {
       System.err.println("pdsidecar-example: " + e.getMessage() + "\n" + USAGE);
       exit = 2;
-    } finally {
-      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
     System.exit(exit);
   }

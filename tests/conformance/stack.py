@@ -22,11 +22,12 @@ from typing import Any
 
 from pdsidecar_emulator import DEMO_CLIENT_ID
 
+from harness.config import write_config
+from harness.ports import free_port
 from tests.support import exercised
 from tests.support.certs import Certs
 from tests.support.logsink import LogSink
-from tests.support.sidecars import API_TOKEN, ServeProcess, write_config
-from tests.support.waiting import free_port
+from tests.support.sidecars import API_TOKEN, ServeProcess
 
 SIDECARS = ("plain", "tls", "secure", "restart")
 START_TIMEOUT = 60.0  # four sidecars starting at once on a busy 2-core machine
@@ -56,16 +57,19 @@ _STANDBY = (
 
 
 class StandbyServe(ServeProcess):
-    def __init__(self, args: list[str], log_file: Path, env: dict[str, str]) -> None:
+    # Child's attributes, set here: the process is started differently (held until "go").
+    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
         exercised.argv(args)
-        self.log_file = log_file
-        self._log = log_file.open("wb")
+        self.args = list(args)
+        self.log = log
+        self._log_handle = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _STANDBY, "serve", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
-            stderr=self._log,
+            stderr=self._log_handle,
             env={**os.environ, **env},
+            start_new_session=True,
         )
 
     def go(self) -> None:
@@ -101,7 +105,7 @@ class Sidecar:
         _until(
             lambda: _listening(process, 0),
             lambda: process.proc.poll() is None,
-            f"the {self.name} sidecar ({process.log_file})",
+            f"the {self.name} sidecar ({process.log})",
         )
 
 

@@ -91,8 +91,8 @@ class ConnectionConfig:
 
 
 @dataclass(frozen=True)
-class SharedCacheConfig:
-    """The ``[shared_cache]`` table: the fleet's shared, encrypted tier on Redis.
+class FleetConfig:
+    """The ``[fleet]`` table: the fleet's shared, encrypted tier on Redis.
 
     ``keys`` are the decoded 32-byte AES-256 keys, the first one encrypts, all
     decrypt (rotation without a flag day). ``password`` is the Redis ACL password.
@@ -120,7 +120,7 @@ class Settings:
     # Every RPC but health and reflection must carry it, when set.
     api_token: Secret | None = None
     # None: no shared tier, every process keeps its own token and cache.
-    shared_cache: SharedCacheConfig | None = None
+    fleet: FleetConfig | None = None
 
 
 @dataclass(frozen=True)

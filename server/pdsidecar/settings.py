@@ -103,8 +103,9 @@ class FleetConfig:
     username: str | None = None
     password: Secret | None = None
     namespace: str = "pdsidecar"
-    # Every Redis command gives up after this long; the call then goes on locally.
-    timeout: float = 0.05
+    # A Redis reply slower than this (event-loop lag not counted) is slow; three in a row,
+    # or any other failure, mark Redis down (fleet/store.py; the default: docs/fleet.md).
+    timeout: float = 0.25
     cluster: bool = False
     # How long a fetch lock outlives a holder that died (the holder renews it while alive).
     lock_ttl: float = 5.0

@@ -7,12 +7,9 @@ the processes' view (5 real sidecars) is in tests/ops/test_fleet.py.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -31,54 +28,19 @@ from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.fleet.sealing import Keyring
 from pdsidecar.pipedream.tokens import SHARED_RECHECK
-from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
-from pdsidecar.secret import Secret
-from pdsidecar.settings import FleetConfig, Settings
+from pdsidecar.runtime.sidecar import SERVICE_NAME
+from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.certs import Certs
+from tests.support.fleets import fleet, new_key, shared
 from tests.support.logsink import LogSink
-from tests.support.redis import PASSWORD, USER, RedisServer, redis_servers
+from tests.support.redis import RedisServer, redis_servers
 from tests.support.requests import get_request
 from tests.support.sidecars import running
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
-
-
-def new_key() -> Secret:
-    return Secret(base64.b64encode(os.urandom(32)).decode())
-
-
-def shared(server: RedisServer, *keys: Secret, **changes: object) -> FleetConfig:
-    config = FleetConfig(
-        url=server.url,
-        keys=keys or (new_key(),),
-        username=USER,
-        password=Secret(PASSWORD),
-        namespace="t",
-        timeout=0.2,
-        lock_ttl=1.0,
-    )
-    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
-
-
-@contextlib.asynccontextmanager
-async def fleet(
-    settings: Settings, config: FleetConfig, count: int
-) -> AsyncIterator[list[tuple[Sidecar, pb_grpc.CredentialsServiceStub]]]:
-    shared_settings = dataclasses.replace(settings, fleet=config)
-    async with contextlib.AsyncExitStack() as stack:
-        out = []
-        for _ in range(count):
-            sidecar = await stack.enter_async_context(
-                running(shared_settings, parse_listen("127.0.0.1:0"))
-            )
-            assert sidecar.fleet is not None
-            assert await sidecar.fleet.store.subscribed(5.0)
-            channel = await stack.enter_async_context(grpc.aio.insecure_channel(sidecar.bound[0]))
-            out.append((sidecar, pb_grpc.CredentialsServiceStub(channel)))
-        yield out
 
 
 async def test_sidecars_share_one_token_and_one_read_per_account(

@@ -68,7 +68,7 @@ def test_defaults(tmp_path: Path) -> None:
         config(url="unix:///run/redis.sock", key_files=[key_file(tmp_path)]), ENV
     ).fleet
     assert shared is not None
-    assert (shared.timeout, shared.namespace, shared.cluster) == (0.05, "pdsidecar", False)
+    assert (shared.timeout, shared.namespace, shared.cluster) == (0.25, "pdsidecar", False)
 
 
 @pytest.mark.parametrize(

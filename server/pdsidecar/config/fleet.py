@@ -6,7 +6,7 @@
     password_file = "/run/secrets/redis-password"
     key_files = ["/run/secrets/cache-key-2", "/run/secrets/cache-key-1"]  # first encrypts
     namespace = "pdsidecar"                      # prefix of every Redis key
-    timeout_ms = 50                              # per Redis command; slower = local fallback
+    timeout_ms = 250                             # per Redis command, event-loop lag not counted
     cluster = false                              # Redis Cluster
     lock_ttl_ms = 5000                           # a dead fetch-lock holder costs at most this
 
@@ -89,7 +89,7 @@ def fleet_from(table: Any) -> FleetConfig | None:
         username=username,
         password=password,
         namespace=namespace,
-        timeout=_millis(table, "timeout_ms", 50, 1, 10_000),
+        timeout=_millis(table, "timeout_ms", 250, 1, 10_000),
         cluster=cluster,
         lock_ttl=_millis(table, "lock_ttl_ms", 5000, 100, 600_000),
     )

@@ -65,6 +65,7 @@ class FleetAccountStats:
     refetches: int = 0  # rejected-token refetches this sidecar made for the fleet
     rate_limited: int = 0  # local misses answered from a recorded 429
     fallbacks: int = 0  # reads made alone: Redis down, or the wait ran out
+    looks: int = 0  # Redis reads made because an event named a newer version
     taken: int = 0  # newer entries taken from Redis on a fleet event
     ignored: int = 0  # entries refused: older than one this sidecar held
 
@@ -290,6 +291,7 @@ class FleetAccounts:
                 if known is None:
                     return
                 slot, keys = known
+                self.stats.looks += 1
                 with contextlib.suppress(FleetUnavailable):
                     entry = self._decode(await self._store.get(slot, "v"))
                     if entry is not None:

@@ -186,6 +186,7 @@ class FleetCollector(Collector):
                 ("refetches", accounts.refetches, "Rejected-token refetches for the fleet."),
                 ("rate_limited", accounts.rate_limited, "Misses answered from a recorded 429."),
                 ("fallbacks", accounts.fallbacks, "Reads made alone: Redis down or wait over."),
+                ("looks", accounts.looks, "Redis reads made because an event named news."),
                 ("taken", accounts.taken, "Newer entries taken from Redis on fleet events."),
                 ("ignored", accounts.ignored, "Entries refused: older than one held."),
             ):

@@ -19,12 +19,14 @@ import grpc
 import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 
+from harness.config import write_config
+from harness.ports import free_port
+from harness.redis import RedisServer, make_key_file
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.support.redis import RedisServer, make_key_file
 from tests.support.requests import get_request
-from tests.support.sidecars import ServeProcess, write_config
-from tests.support.waiting import eventually, free_port
+from tests.support.sidecars import ServeProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -115,11 +115,13 @@ class FleetAccounts:
         key = request.key
         slot = self._store.slot("account", self._url, request.client_id, *key[1:])
         self._remember(slot, key)
-        try:
-            limit = self._known_limit(request.client_id, key[1])
-            if limit is not None:
+        limit = self._known_limit(request.client_id, key[1])
+        if limit is not None:  # a 429 this sidecar knows of: never Pipedream, Redis or not
+            entry = None
+            with contextlib.suppress(FleetUnavailable):
                 entry = self._decode(await self._store.get(slot, "v"))
-                return self._limited_answer(entry, limit, request)
+            return self._limited_answer(entry, limit, request)
+        try:
             return await single_flight(
                 self._store,
                 self._clock,
@@ -152,7 +154,9 @@ class FleetAccounts:
     async def _lead(self, lease: Lease, entry: _Entry | None, request: AccountRead) -> Fetched:
         """As the lock holder: one Pipedream read for the fleet, unless a 429 is recorded."""
         key = request.key
-        limit = await self._limit(request.client_id, key[1])
+        limit = None
+        with contextlib.suppress(FleetUnavailable):  # a slow look: read as if none recorded
+            limit = await self._limit(request.client_id, key[1])
         if limit is not None:
             return self._limited_answer(entry, limit, request)
         replacing = entry is not None and request.rejected is not None

@@ -57,12 +57,12 @@ _STANDBY = (
 
 
 class StandbyServe(ServeProcess):
-    def __init__(self, args: list[str], log_file: Path, env: dict[str, str]) -> None:
+    # Child's attributes, set here: the process is started differently (held until "go").
+    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
         exercised.argv(args)
-        # As harness.processes.Child starts a process, with stdin a pipe for "go".
         self.args = list(args)
-        self.log = log_file
-        self._log_handle = log_file.open("wb")
+        self.log = log
+        self._log_handle = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _STANDBY, "serve", *args],
             stdin=subprocess.PIPE,

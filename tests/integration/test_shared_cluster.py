@@ -19,10 +19,10 @@ from pdsidecar_emulator import (
 )
 
 from harness.redis import RedisServer, create_cluster
+from pdsidecar.fleet.sealing import Keyring
 from pdsidecar.settings import Settings
-from pdsidecar.shared.sealing import Keyring
-from tests.integration.test_shared_tier import fleet, shared
 from tests.support.fixtures import RedisServers
+from tests.support.fleets import fleet, shared
 from tests.support.requests import get_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -439,9 +439,12 @@ type GetCredentialsRequest struct {
 	Account *AccountRef            `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
 	// Airweave-style source short name: "notion", "slack", "coda", ...
 	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	// Airweave field names; empty means ["access_token"].
+	// Airweave field names the account must hold; the answer holds these, the
+	// optional_fields named, and nothing else. When both lists are empty the
+	// source's default set is served (client_secret is in none: name it to get it);
+	// when only optional_fields is named, the source's default required fields.
 	RequiredFields []string `protobuf:"bytes,3,rep,name=required_fields,json=requiredFields,proto3" json:"required_fields,omitempty"`
-	// Airweave field names; empty means ["refresh_token", "client_id", "client_secret"].
+	// Airweave field names served when the account holds them.
 	OptionalFields []string `protobuf:"bytes,4,rep,name=optional_fields,json=optionalFields,proto3" json:"optional_fields,omitempty"`
 	// Set when the source just answered 401 with this token: the sidecar will
 	// not answer with it from its cache and asks Pipedream again.

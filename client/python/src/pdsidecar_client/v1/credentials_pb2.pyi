@@ -271,11 +271,15 @@ class GetCredentialsRequest(_message.Message):
     def account(self) -> Global___AccountRef: ...
     @_builtins.property
     def required_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Airweave field names; empty means ["access_token"]."""
+        """Airweave field names the account must hold; the answer holds these, the
+        optional_fields named, and nothing else. When both lists are empty the
+        source's default set is served (client_secret is in none: name it to get it);
+        when only optional_fields is named, the source's default required fields.
+        """
 
     @_builtins.property
     def optional_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Airweave field names; empty means ["refresh_token", "client_id", "client_secret"]."""
+        """Airweave field names served when the account holds them."""
 
     def __init__(
         self,

@@ -173,14 +173,17 @@ export type GetCredentialsRequest = Message<"pdsidecar.v1.GetCredentialsRequest"
   source: string;
 
   /**
-   * Airweave field names; empty means ["access_token"].
+   * Airweave field names the account must hold; the answer holds these, the
+   * optional_fields named, and nothing else. When both lists are empty the
+   * source's default set is served (client_secret is in none: name it to get it);
+   * when only optional_fields is named, the source's default required fields.
    *
    * @generated from field: repeated string required_fields = 3;
    */
   requiredFields: string[];
 
   /**
-   * Airweave field names; empty means ["refresh_token", "client_id", "client_secret"].
+   * Airweave field names served when the account holds them.
    *
    * @generated from field: repeated string optional_fields = 4;
    */

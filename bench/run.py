@@ -125,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.* go")
     args = parser.parse_args(argv)
 
-    from bench.ghz import Ghz, ensure_ghz, ghz_version, write_protoset
     from bench.report import chart, markdown, targets
     from bench.scenarios import Accounts, Context, run_main, run_scaling
     from bench.soak import run_soak
     from harness.emulator_proc import start_emulator
+    from harness.ghz import Ghz, ensure_ghz, ghz_version, write_protoset
     from harness.processes import all_cpus
 
     options = _options(args)

@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from bench.ghz import Ghz, percentile
 from harness.config import write_config
 from harness.emulator_proc import BENCH_CLIENT_ID, EmulatorProcess
+from harness.ghz import Ghz, percentile
 from harness.processes import Usage, all_cpus
 from harness.sidecar import SidecarProcess
 

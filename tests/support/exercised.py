@@ -5,17 +5,22 @@ Names are recorded where a test really passes them in: the argv, environment and
 changed environment of each in-process ``pdsidecar.cli.main`` run (the ``cli_recorder``
 fixture), and mappings a test marks as handed to a loader (:func:`env`, :func:`config`).
 ``tests/ops/test_readme_ops.py`` reads :data:`NAMES` after the other tests ran: a switch
-the README documents counts as tested only if a test ran pdsidecar with it.
+the README documents counts as tested only if a test ran pdsidecar with it. A pytest run
+with ``PDSIDECAR_EXERCISED_FILE`` set writes its names there at the end (:func:`save_if_asked`),
+for a check that had to run those tests in a process of their own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 NAMES: set[str] = set()
+SAVE_TO = "PDSIDECAR_EXERCISED_FILE"
 
 M = TypeVar("M", bound=Mapping[str, Any])
 
@@ -60,3 +65,10 @@ def _keys(value: Any) -> Iterable[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _keys(item)
+
+
+def save_if_asked() -> None:
+    """Write :data:`NAMES` to the file ``$PDSIDECAR_EXERCISED_FILE`` names, if set."""
+    path = os.environ.get(SAVE_TO)
+    if path:
+        Path(path).write_text(json.dumps(sorted(NAMES)), encoding="utf-8")

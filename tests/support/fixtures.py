@@ -67,8 +67,23 @@ def log_lines(log_sink: LogSink) -> Callable[[], list[str]]:
     return lambda: log_sink.lines[start:]
 
 
-# Tests deselected in this session (-k, -m): a check of what the others did must know.
+# Tests done in this process, and tests deselected in this session (-k, -m): a check of
+# what the others did must know.
+RAN: set[str] = set()
 DESELECTED: list[pytest.Item] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        RAN.add(report.nodeid)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    DESELECTED.extend(items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    exercised.save_if_asked()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,10 +92,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable
-
-
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    DESELECTED.extend(items)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+import ahocorasick
+
 
 class LogSink(logging.Handler):
     def __init__(self) -> None:
@@ -26,12 +28,17 @@ SECRETS: set[str] = set()
 
 
 def leaked_secrets(secrets: set[str], lines: list[str]) -> list[str]:
-    """The secrets (8+ characters) that appear in any line.
+    """The secrets (8+ characters, or holding a line break) that appear within any line.
 
-    One search per secret over the joined text, which stops at the first hit: a secret
-    without a newline cannot match across two lines, so this is the per-line answer.
+    One pass of an Aho-Corasick automaton over the lines joined by NUL, which no secret
+    holds, so a match never spans two lines: the cost is the text's length, not the text's
+    length times the number of secrets (thousands by the end of the suite).
     """
-    text = "\n".join(lines)
-    found = {s for s in secrets if len(s) >= 8 and "\n" not in s and s in text}
-    found |= {s for s in secrets if "\n" in s and any(s in line for line in lines)}
-    return sorted(found)
+    wanted = {s for s in secrets if (len(s) >= 8 or "\n" in s) and "\0" not in s}
+    if not wanted or not lines:
+        return []
+    automaton = ahocorasick.Automaton()
+    for secret in wanted:
+        automaton.add_word(secret, secret)
+    automaton.make_automaton()
+    return sorted({secret for _, secret in automaton.iter("\0".join(lines))})

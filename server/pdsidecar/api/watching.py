@@ -85,16 +85,19 @@ class CredentialsWatching:
                 await context.write(await watcher.next())
         except SidecarError as error:
             status = to_grpc_status(_concealed(error, source))
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            code, details, trailers = status.code, status.details, status.trailing_metadata
         except grpc.aio.AbortError:
             raise
         except Exception:
             log.error("%s failed with an unexpected error", METHOD, exc_info=False)
             log.debug("unexpected error detail", exc_info=True)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error in pdsidecar")
+            code, details, trailers = grpc.StatusCode.INTERNAL, "internal error in pdsidecar", ()
         finally:
+            # Before the status goes out: a caller that sees its stream end and watches
+            # again at once finds the stream counted out (and its slot free).
             if watcher is not None:
                 self._hub.leave(watcher)
+        await context.abort(code, details, trailers)
 
 
 def add_to_server(watching: CredentialsWatching, server: grpc.aio.Server) -> None:

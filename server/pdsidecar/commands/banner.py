@@ -132,9 +132,7 @@ def demo_banner(
         "or from Python (pip install -e client/python):",
         f"  {imports}from pdsidecar_client import CredentialsClient",
         f"  with CredentialsClient({', '.join(client_args)}) as client:",
-        "      response = client.get_credentials(",
-        f'          project_id="{project}", account_id="{account}", source="notion"',
-        "      )",
+        f'      response = client.get_credentials("{project}", "{account}", "notion")',
         '      print(response.credentials["access_token"])',
     ]
     if notes:

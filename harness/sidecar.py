@@ -22,6 +22,10 @@ from harness.ports import free_port
 from harness.processes import Child, Usage, pinned, usage
 from pdsidecar.runtime.workers import WORKER_ENV
 
+# The longest a sidecar (or one of its workers) is given to start and answer: Python
+# and gRPC take seconds to start on a busy machine. Tests that wait for a start use it.
+READY_TIMEOUT = 30.0
+
 
 class ServeProcess(Child):
     """``pdsidecar serve ARGS`` in a child process, its stderr (JSON lines) in ``log``."""
@@ -118,7 +122,7 @@ class SidecarProcess(ServeProcess):
         cpus: str | None = None,
         log_level: str = "warning",
         grace: float = 1.0,
-        ready_timeout: float = 30.0,
+        ready_timeout: float = READY_TIMEOUT,
     ) -> None:
         self.port = port or free_port()
         self.target = f"127.0.0.1:{self.port}"
@@ -131,7 +135,7 @@ class SidecarProcess(ServeProcess):
         super().__init__(args, log, env, cpus=cpus)
         self.wait_serving(ready_timeout)
 
-    def wait_serving(self, timeout: float = 30.0) -> None:
+    def wait_serving(self, timeout: float = READY_TIMEOUT) -> None:
         """Until every worker answers health checks (new connections spread over workers)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -2,8 +2,9 @@
 
 Pipedream routes: ``POST /v1/oauth/token``, ``GET /v1/connect/{project_id}/accounts`` and
 ``GET /v1/connect/{project_id}/accounts/{account_id}``. Each one counts requests per status,
-applies the route's injected faults (latency and stalls are ``asyncio.sleep``s, so concurrent
-requests wait concurrently), and the two account routes move the in-flight gauge.
+applies the route's injected faults (latency and stalls are waits on the event loop, so
+concurrent requests wait concurrently, until the delay passes or the faults are cleared),
+and the two account routes move the in-flight gauge.
 
 The account route keeps Pipedream's budget (``EmulatorState.read_budget`` reads per project
 per ``read_window`` seconds, 2,000 per 5 minutes by default): beyond it, 429 with Retry-After.
@@ -60,7 +61,7 @@ def _instrument(route: Route, handler: Handler) -> Callable[[web.Request], Await
         try:
             plan = state.plan(route)
             if plan.delay > 0:
-                await asyncio.sleep(plan.delay)
+                await state.delay(route, plan.delay)
             if plan.status is not None:
                 text = plan.message or _reason(plan.status)
                 response = _error(plan.status, text, plan.retry_after)

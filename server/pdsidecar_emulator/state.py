@@ -13,7 +13,9 @@ matching the filters; ``count`` is the page's length. Cursors are opaque (base64
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import hmac
 import random
 import secrets
@@ -74,6 +76,8 @@ class EmulatorState:
         self.clients: dict[str, Client] = {}
         self.tokens: dict[str, IssuedToken] = {}
         self.faults: dict[Route, Fault] = {r: Fault() for r in ROUTES}
+        # Set when a route's faults are cleared: the delays in progress end then.
+        self._cleared: dict[Route, asyncio.Event] = {}
         self._accounts: dict[tuple[str, str], dict[str, Account]] = {}
         self._sorted_ids: dict[tuple[str, str], list[str]] = {}  # cache, dropped on change
         self._generated = 0
@@ -352,8 +356,18 @@ class EmulatorState:
             self.faults[r].stall, self.faults[r].stall_probability = seconds, probability
 
     def clear_faults(self, route: RouteSpec = "all") -> None:
+        """No more faults on the route; requests waiting out its latency or stall go on now."""
         for r in self._routes(route):
             self.faults[r] = Fault()
+            cleared = self._cleared.pop(r, None)
+            if cleared is not None:
+                cleared.set()
+
+    async def delay(self, route: Route, seconds: float) -> None:
+        """One request's injected delay: ``seconds``, or until the route's faults are cleared."""
+        cleared = self._cleared.setdefault(route, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cleared.wait(), seconds)
 
     def reseed(self, seed: int | None) -> None:
         self.rng.seed(seed)

@@ -34,6 +34,7 @@ from pdsidecar_emulator import (
 
 from tests.support.clocks import FakeClock
 from tests.support.logsink import SECRETS
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -348,25 +349,32 @@ async def test_latency_is_applied_concurrently_and_gauged(
     http: httpx.AsyncClient, state: EmulatorState
 ) -> None:
     token = await get_token(http)
+    # Far longer than 50 requests take to arrive on the busiest machine: the test ends
+    # the latency by clearing the fault once all 50 are waiting in it.
+    latency = 120.0
     assert (
-        # Long enough that all 50 overlap even when a busy machine is slow to connect them.
-        await http.post("/_emulator/faults", json={"route": "account", "latency": 1.0})
+        await http.post("/_emulator/faults", json={"route": "account", "latency": latency})
     ).is_success
     codes: list[int] = []
 
     async def one() -> None:
-        codes.append((await get_account(http, token, DEMO_NOTION_ACCOUNT_ID)).status_code)
+        url = f"{ACCOUNTS}/{DEMO_NOTION_ACCOUNT_ID}"
+        codes.append((await http.get(url, headers=auth(token), timeout=latency)).status_code)
 
-    started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for _ in range(50):
             tg.start_soon(one)
-    elapsed = time.perf_counter() - started
+        # All 50 in flight at once: the latency is applied concurrently, not serialized.
+        await eventually(lambda: state.in_flight == 50, timeout=latency / 2)
+        assert not codes  # the latency was applied: none answered yet
+        assert (await http.delete("/_emulator/faults")).is_success
     assert codes == [200] * 50
-    assert elapsed >= 1.0  # the latency was applied
-    # All 50 were in flight at once: the latency is applied concurrently, not serialized.
     assert state.max_in_flight == 50 and state.in_flight == 0
 
+    state.set_latency(0.3, route="account")
+    started = time.perf_counter()
+    assert (await get_account(http, token, DEMO_NOTION_ACCOUNT_ID)).status_code == 200
+    assert time.perf_counter() - started >= 0.3
     state.clear_faults()
     state.set_stall(0.3, probability=1.0, route="account")
     started = time.perf_counter()

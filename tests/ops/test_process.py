@@ -28,6 +28,7 @@ from pdsidecar_emulator import (
 
 from harness.config import write_config
 from harness.ports import free_port
+from harness.sidecar import READY_TIMEOUT
 from pdsidecar.cli import main
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -143,7 +144,9 @@ def two_free_ports() -> int:
 async def handled_ok(metrics_port: int, method: str) -> float:
     """A worker's count of ``method`` calls answered OK, from its /metrics."""
     async with httpx.AsyncClient() as http:
-        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)).text
+        text = (
+            await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=READY_TIMEOUT)
+        ).text
     return sum(
         float(line.rpartition(" ")[2])
         for line in text.splitlines()
@@ -155,7 +158,9 @@ async def handled_ok(metrics_port: int, method: str) -> float:
 
 async def reloads_ok(metrics_port: int) -> bool:
     async with httpx.AsyncClient() as http:
-        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)).text
+        text = (
+            await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=READY_TIMEOUT)
+        ).text
     return 'pdsidecar_config_reloads_total{result="ok"} 1.0' in text
 
 
@@ -169,7 +174,8 @@ async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_kille
         "--config", str(config), "--listen", f"127.0.0.1:{port}", "--workers", "2",
         "--metrics-listen", f"127.0.0.1:{metrics}",
     )  # fmt: skip
-    await eventually(lambda: emulator.state.requests["token"] >= 2, 20)  # each worker primes
+    # Every wait below is for a worker to start, reload or answer: bounded like a start.
+    await eventually(lambda: emulator.state.requests["token"] >= 2, READY_TIMEOUT)  # each primes
     target = f"127.0.0.1:{port}"
     # Separate connections (no shared subchannel), so the kernel spreads them.
     options = [("grpc.use_local_subchannel_pool", 1)]
@@ -180,7 +186,7 @@ async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_kille
             async with grpc.aio.insecure_channel(target, options=options) as channel:
                 stub = pb_grpc.CredentialsServiceStub(channel)
                 method = getattr(stub, type(request).__name__.removesuffix("Request"))
-                await method(request, wait_for_ready=True, timeout=5)
+                await method(request, wait_for_ready=True, timeout=READY_TIMEOUT)
             if await done():
                 return
         raise AssertionError("60 calls on new connections and still not done")
@@ -193,7 +199,7 @@ async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_kille
     write_config(config, emulator.url, {"default": DEMO_CLIENT_ID, "second": "second-client"})
     process.signal(signal.SIGHUP)
     for worker_metrics in (metrics, metrics + 1):
-        await eventually(functools.partial(reloads_ok, worker_metrics), 15, every=0.1)
+        await eventually(functools.partial(reloads_ok, worker_metrics), READY_TIMEOUT, every=0.1)
     second = pb.RefreshTokenRequest(connection="second")
 
     async def both_answered() -> bool:
@@ -205,8 +211,10 @@ async def test_workers_share_a_port_reload_on_sighup_and_are_replaced_when_kille
     # SIGKILL a worker: the parent starts a new one (same index), which serves on the port.
     killed = process.workers()[1]
     os.kill(killed, signal.SIGKILL)
-    await eventually(lambda: process.workers().get(1) not in (None, killed), 15, every=0.1)
-    await eventually(lambda: emulator.state.requests["token"] >= 5, 15)  # it primed too
+    await eventually(
+        lambda: process.workers().get(1) not in (None, killed), READY_TIMEOUT, every=0.1
+    )
+    await eventually(lambda: emulator.state.requests["token"] >= 5, READY_TIMEOUT)  # it primed
 
     async def replacement_answered() -> bool:
         with contextlib.suppress(httpx.HTTPError):

@@ -1,9 +1,10 @@
 """The Python client through a sidecar restart: killed mid-load, started again, no call lost.
 
 The sidecar is a real ``pdsidecar serve`` process against the test's emulator. Worker
-threads call ``CredentialsClient.get_credentials`` (10 s deadline, wait_for_ready, gRPC
-retries on UNAVAILABLE) in a loop while the process is SIGKILLed and started again on the
-same port: every call must succeed, with the right token.
+threads call ``CredentialsClient.get_credentials`` (a deadline longer than a sidecar may
+take to start, wait_for_ready, gRPC retries on UNAVAILABLE) in a loop while the process
+is SIGKILLed and started again on the same port: every call must succeed, with the
+right token.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from pdsidecar_emulator import (
 
 from harness.config import write_config
 from harness.ports import free_port
-from harness.sidecar import SidecarProcess
+from harness.sidecar import READY_TIMEOUT, SidecarProcess
 from pdsidecar_client import CredentialsClient, CredentialsError
 
 pytestmark = pytest.mark.anyio
 
 SECRET_ENV = "PDSIDECAR_RESTART_TEST_SECRET"
-DEADLINE = 10.0
+# Longer than the sidecar may take to start again (SidecarProcess fails past
+# READY_TIMEOUT): a call fails only if the client gives up on a sidecar that came back
+# within its deadline. A guessed 10 s failed when a busy machine took longer to start it.
+DEADLINE = READY_TIMEOUT + 5.0
 WORKERS = 8
 
 

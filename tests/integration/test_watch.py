@@ -281,6 +281,17 @@ async def test_streams_are_counted_by_method_and_code(
     )
 
 
+async def watch_on_both_connections(stub: pb_grpc.CredentialsServiceStub) -> tuple[Any, Any]:
+    """A stream on the default connection and one on "other", each past its first value."""
+    kept = stub.WatchCredentials(NOTION)
+    gone = stub.WatchCredentials(
+        watch_request(DEMO_NOTION_ACCOUNT_ID, "notion", connection="other")
+    )
+    await kept.read()
+    await gone.read()
+    return kept, gone
+
+
 async def test_a_reload_that_removes_the_connection_ends_its_streams(emulator: Emulator) -> None:
     other = ConnectionConfig("other", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
     before = demo_settings(emulator.url, TEST_POLICY, connections={"other": other})
@@ -290,12 +301,7 @@ async def test_a_reload_that_removes_the_connection_ends_its_streams(emulator: E
         grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
     ):
         stub = pb_grpc.CredentialsServiceStub(channel)
-        kept = stub.WatchCredentials(NOTION)
-        gone = stub.WatchCredentials(
-            watch_request(DEMO_NOTION_ACCOUNT_ID, "notion", connection="other")
-        )
-        await kept.read()
-        await gone.read()
+        kept, gone = await watch_on_both_connections(stub)
         assert await sidecar.reload()
         error = await asyncio.wait_for(error_after(gone), 5)
         assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "CONNECTION_NOT_FOUND")
@@ -317,12 +323,7 @@ async def test_no_watch_work_outlives_a_dropped_connection_or_the_hub(emulator: 
     try:
         async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
             stub = pb_grpc.CredentialsServiceStub(channel)
-            kept = stub.WatchCredentials(NOTION)
-            gone = stub.WatchCredentials(
-                watch_request(DEMO_NOTION_ACCOUNT_ID, "notion", connection="other")
-            )
-            await kept.read()
-            await gone.read()
+            kept, gone = await watch_on_both_connections(stub)
             assert await sidecar.reload()
             await asyncio.wait_for(error_after(gone), 5)
             # The dropped connection's feed is gone with its timer and re-read.

@@ -1,11 +1,12 @@
 """Background work with an owner: one anyio task group, cancelled when its owner closes.
 
-An object that runs work of its own (the Redis probe and event subscription, the
-fleet's event reader, readiness's token priming) holds a :class:`Background`,
-starts work with :meth:`Background.start_soon` and closes it when it closes. All of
-it runs in one task group inside one task whose cancel scope the owner holds, so
-nothing it started outlives it at reload or stop, and a crash in one piece of work
-is logged, not lost.
+An object that runs work of its own (the Redis probe and event subscription, the fleet's
+event reader, readiness's token priming, the watch hub's re-reads) holds a
+:class:`Background`, starts work with :meth:`Background.start_soon` and closes it when
+it closes. All of it runs in one task group inside one task whose cancel scope the owner
+holds, so nothing it started outlives it at reload or stop, and a crash in one piece of
+work is logged, not lost. Every task is named after its owner (``asyncio.all_tasks()``
+shows whose it is).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ Work = Callable[[], Awaitable[object]]
 class Background:
     def __init__(self, owner: str) -> None:
         self._owner = owner
-        self._send, self._receive = anyio.create_memory_object_stream[Work](math.inf)
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[Work, str]](math.inf)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -35,13 +36,18 @@ class Background:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start_soon(self, work: Work) -> None:
-        """Run ``work`` in the owner's task group (started at the first call)."""
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start_soon(self, work: Work, name: str = "") -> None:
+        """Run ``work`` in the owner's task group (started at the first call); its task
+        is named ``name``, or after the owner."""
         if self._closed:  # the owner is gone, and so is its work
             return
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        self._send.send_nowait(work)
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._owner)
+        self._send.send_nowait((work, name or self._owner))
 
     async def aclose(self) -> None:
         """Cancel everything started here and wait until it has ended."""
@@ -56,8 +62,8 @@ class Background:
     async def _run(self) -> None:
         group: TaskGroup
         async with self._receive, anyio.create_task_group() as group:
-            async for work in self._receive:
-                group.start_soon(self._guarded, work)
+            async for work, name in self._receive:
+                group.start_soon(self._guarded, work, name=name)
 
     async def _guarded(self, work: Work) -> None:
         try:

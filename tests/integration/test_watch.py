@@ -24,6 +24,7 @@ from pdsidecar_emulator import (
 )
 
 from pdsidecar.config.listen import parse_listen
+from pdsidecar.credentials.watch import REREAD
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, ListenerConfig, Policy, Settings
@@ -280,6 +281,17 @@ async def test_streams_are_counted_by_method_and_code(
     )
 
 
+async def watch_on_both_connections(stub: pb_grpc.CredentialsServiceStub) -> tuple[Any, Any]:
+    """A stream on the default connection and one on "other", each past its first value."""
+    kept = stub.WatchCredentials(NOTION)
+    gone = stub.WatchCredentials(
+        watch_request(DEMO_NOTION_ACCOUNT_ID, "notion", connection="other")
+    )
+    await kept.read()
+    await gone.read()
+    return kept, gone
+
+
 async def test_a_reload_that_removes_the_connection_ends_its_streams(emulator: Emulator) -> None:
     other = ConnectionConfig("other", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
     before = demo_settings(emulator.url, TEST_POLICY, connections={"other": other})
@@ -289,14 +301,44 @@ async def test_a_reload_that_removes_the_connection_ends_its_streams(emulator: E
         grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
     ):
         stub = pb_grpc.CredentialsServiceStub(channel)
-        kept = stub.WatchCredentials(NOTION)
-        gone = stub.WatchCredentials(
-            watch_request(DEMO_NOTION_ACCOUNT_ID, "notion", connection="other")
-        )
-        await kept.read()
-        await gone.read()
+        kept, gone = await watch_on_both_connections(stub)
         assert await sidecar.reload()
         error = await asyncio.wait_for(error_after(gone), 5)
         assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "CONNECTION_NOT_FOUND")
         assert len(sidecar.watchers) == 1  # the default connection's stream goes on
         kept.cancel()
+
+
+def watch_tasks() -> list[asyncio.Task[Any]]:
+    """The event loop's tasks that belong to a watch hub (its task group names them)."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("watch hub")]
+
+
+async def test_no_watch_work_outlives_a_dropped_connection_or_the_hub(emulator: Emulator) -> None:
+    other = ConnectionConfig("other", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET))
+    before = demo_settings(emulator.url, TEST_POLICY, connections={"other": other})
+    after = demo_settings(emulator.url, TEST_POLICY)
+    sidecar = Sidecar(before, [parse_listen("127.0.0.1:0")], loader=lambda: after)
+    await sidecar.start()
+    try:
+        async with grpc.aio.insecure_channel(sidecar.bound[0]) as channel:
+            stub = pb_grpc.CredentialsServiceStub(channel)
+            kept, gone = await watch_on_both_connections(stub)
+            assert await sidecar.reload()
+            await asyncio.wait_for(error_after(gone), 5)
+            # The dropped connection's feed is gone with its timer and re-read.
+            await eventually(lambda: not any(t.get_name() == REREAD for t in watch_tasks()))
+            assert sidecar.watchers.feeds == 1
+
+            # A re-read in flight (Pipedream slow) runs in the hub's task group ...
+            emulator.state.set_latency(5.0, "account")
+            sidecar.watchers.reread_connections({"default"})
+            await eventually(lambda: any(t.get_name() == REREAD for t in watch_tasks()))
+            # ... and ends with the hub: stop cancels it and waits for it.
+            await sidecar.stop(grace=0)
+            assert watch_tasks() == [], "nothing of the hub outlives it"
+            assert sidecar.watchers.feeds == 0
+            kept.cancel()
+    finally:
+        emulator.state.set_latency(0, "account")
+        await sidecar.stop(grace=0)

@@ -24,6 +24,12 @@ Schedule (one timer per feed, never per watcher):
   doubling while the answer does not change, never past a quarter of the time left.
 - No ``expires_at`` (API keys): every ``credentials_max_age``.
 
+Background work is owned: every re-read runs in the hub's task group
+(:class:`~pdsidecar.background.Background`), each under its feed's cancel scope, and
+the timers only start work there. A feed that loses its last watcher, or fails,
+cancels its timer and re-read; :meth:`WatchHub.aclose` (the sidecar's stop) cancels
+the rest and waits for it, so no re-read outlives the hub.
+
 Re-reads go through :meth:`CredentialBroker.reread`, the cache's single
 flight: one upstream read per account, joined by any concurrent GetCredentials
 miss. Upstream trouble (rate limits, outages, OVERLOADED) keeps the last good
@@ -40,6 +46,9 @@ import random
 from collections.abc import Callable
 from typing import Any, Final
 
+import anyio
+
+from pdsidecar.background import Background
 from pdsidecar.clock import Clock
 from pdsidecar.credentials.broker import (
     AccountQuery,
@@ -48,7 +57,7 @@ from pdsidecar.credentials.broker import (
     key_of,
 )
 from pdsidecar.credentials.cache import CacheKey
-from pdsidecar.credentials.watchers import Feed, Group, Watcher, WatchStats
+from pdsidecar.credentials.watchers import Feed, Group, Reread, Watcher, WatchStats
 from pdsidecar.errors import (
     AccountProblem,
     Overloaded,
@@ -72,6 +81,8 @@ POLL_MAX: Final = 30.0
 MIN_DELAY: Final = 0.2
 
 Render = Callable[[CredentialsResult], Any]
+# The name of a re-read's task (in the hub's task group).
+REREAD: Final = "watch hub: re-read"
 
 
 class WatchHub:
@@ -91,6 +102,7 @@ class WatchHub:
         self._rng = rng or random.Random()
         self._feeds: dict[CacheKey, Feed] = {}
         self._stopping: SidecarError | None = None
+        self._background = Background("watch hub")
         self.stats = WatchStats()
         broker.cache.notices.subscribe(self._stored)
 
@@ -172,6 +184,12 @@ class WatchHub:
         for feed in list(self._feeds.values()):
             self._fail(feed, error)
 
+    async def aclose(self) -> None:
+        """Cancel every timer and re-read, and wait until the re-reads have ended."""
+        for feed in list(self._feeds.values()):
+            feed.cancel()
+        await self._background.aclose()
+
     # --- values in ---
 
     def _stored(self, key: CacheKey, account: Account) -> None:
@@ -226,7 +244,7 @@ class WatchHub:
     # --- the schedule ---
 
     def _schedule(self, feed: Feed, delay: float | None = None) -> None:
-        if feed.account is None or self._feeds.get(feed.key) is not feed:
+        if feed.account is None or self._feeds.get(feed.key) is not feed or self._closed:
             return
         if feed.timer is not None:
             feed.timer.cancel()
@@ -256,11 +274,26 @@ class WatchHub:
         left = expires - now
         return min(poll, left / 4) if left > 4 * POLL_MIN else poll
 
+    @property
+    def _closed(self) -> bool:
+        return self._background.closed
+
     def _due(self, feed: Feed) -> None:
         feed.timer = None
-        if self._feeds.get(feed.key) is not feed or feed.task is not None:
+        if self._feeds.get(feed.key) is not feed or feed.reading is not None:
             return
-        feed.task = asyncio.get_running_loop().create_task(self._reread(feed))
+        reread = feed.reading = Reread()
+        self._background.start_soon(lambda: self._reread_in(reread, feed), name=REREAD)
+
+    async def _reread_in(self, reread: Reread, feed: Feed) -> None:
+        if reread.cancelled:
+            return
+        with anyio.CancelScope() as reread.scope:
+            try:
+                await self._reread(feed)
+            finally:
+                if feed.reading is reread:
+                    feed.reading = None
 
     async def _reread(self, feed: Feed) -> None:
         before = feed.account
@@ -281,11 +314,11 @@ class WatchHub:
                 error.reason,
                 pause,
             )
-            feed.task = None
+            feed.reading = None
             self._schedule(feed, pause * (1 + self._rng.uniform(0, JITTER_SHARE)))
             return
         except SidecarError as error:
-            feed.task = None
+            feed.reading = None
             self._fail(feed, error)
             return
         except asyncio.CancelledError:
@@ -293,10 +326,10 @@ class WatchHub:
         except Exception:
             log.error("watched account %s: re-read failed unexpectedly", feed.key[3])
             log.debug("unexpected error detail", exc_info=True)
-            feed.task = None
+            feed.reading = None
             self._schedule(feed, POLL_MAX)
             return
-        feed.task = None
+        feed.reading = None
         feed.failures = 0
         same = account is before or account.credentials == before.credentials
         feed.unchanged = feed.unchanged + 1 if same else 0

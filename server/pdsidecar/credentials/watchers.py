@@ -12,6 +12,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from pdsidecar.credentials.broker import AccountQuery, CredentialsResult
 from pdsidecar.credentials.cache import CacheKey
 from pdsidecar.errors import SidecarError
@@ -75,16 +77,17 @@ class Group:
 
 
 class Feed:
-    """One watched account: its latest copy, its groups and its re-read timer."""
+    """One watched account: its latest copy, its groups, its re-read timer and the cancel
+    scope of its re-read (which runs in the hub's task group)."""
 
-    __slots__ = ("account", "failures", "groups", "key", "task", "timer", "unchanged")
+    __slots__ = ("account", "failures", "groups", "key", "reading", "timer", "unchanged")
 
     def __init__(self, key: CacheKey) -> None:
         self.key = key
         self.groups: dict[AccountQuery, Group] = {}
         self.account: Account | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.reading: Reread | None = None
         self.unchanged = 0  # re-reads in a row that found the same credentials
         self.failures = 0  # re-reads in a row that failed upstream
 
@@ -92,6 +95,22 @@ class Feed:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+        if self.reading is not None:
+            self.reading.cancel()
+            self.reading = None
+
+
+class Reread:
+    """A feed's re-read from when it falls due until it ends (it runs in the hub's task
+    group); cancelled before it began, it never begins."""
+
+    __slots__ = ("cancelled", "scope")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.scope: anyio.CancelScope | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()

@@ -345,6 +345,7 @@ class Sidecar:
             await self.metrics.stop()
         if self._tracing is not None:
             await self._tracing.shutdown()
+        await self.watchers.aclose()
         await self.service.aclose()
         if self.fleet is not None:
             await self.fleet.aclose()

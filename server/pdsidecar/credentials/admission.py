@@ -1,13 +1,10 @@
 """Admission control for account fetches: fair per caller, refused early when hopeless.
 
-An account fetch holds one of ``slots`` (``Policy.upstream_concurrency``) while it talks
-to Pipedream, and only then: the cache hands its source an :class:`Admitted` read of
-Pipedream, which takes its ticket when the source calls it. A source that answers
-otherwise (the fleet's tier waiting for another sidecar's read, or reading Redis) never
-queues here, never holds a slot and is never counted in the expected wait or the read
-budget. Reads that cannot get a slot at once wait in their *caller's* queue, and free
-slots go round-robin over the callers with a queue, so one caller with a thousand cold
-accounts delays another caller's single fetch by one round, not by a thousand fetches.
+An account fetch holds one of ``slots`` (``Policy.upstream_concurrency``)
+while it talks to Pipedream. Fetches that cannot get one at once wait in their
+*caller's* queue, and free slots go round-robin over the callers with a queue,
+so one caller with a thousand cold accounts delays another caller's single
+fetch by one round, not by a thousand fetches.
 
 A caller is the gRPC connection a call came on (its listener and peer
 address). gRPC names every peer of a Unix socket alike (``unix:``) and tells
@@ -17,8 +14,7 @@ listener of their own.
 
 Before a fetch is queued, the caller's share of Pipedream's read budget is
 checked (:class:`~pdsidecar.credentials.budget.ReadBudget`); a fetch that
-starts is counted against it. Both happen when the read is called, for the
-caller that started the fetch.
+starts is counted against it.
 
 A new fetch whose expected start lies beyond the caller's deadline (or beyond
 ``Policy.fetch_queue_wait`` without one) is refused at once with
@@ -28,9 +24,9 @@ of rounds ahead of it (its queue's length, times the callers queueing, over
 the slots) times the recent fetch duration (an exponential average).
 
 A queued fetch that every waiting caller has given up on is withdrawn by the
-account cache before it reaches Pipedream (:meth:`Admitted.withdraw`), so
+account cache before it reaches Pipedream (:meth:`FetchGate.withdraw`), so
 cancelled callers leave behind at most the fetches already talking to
-Pipedream (or waiting, slot-free, for another sidecar's read).
+Pipedream.
 """
 
 from __future__ import annotations
@@ -38,15 +34,12 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final
 
 from pdsidecar.clock import Clock
 from pdsidecar.credentials.budget import ReadBudget
-from pdsidecar.errors import AccountNotFound, Overloaded
-
-T = TypeVar("T")
+from pdsidecar.errors import Overloaded
 
 # The first fetches' expected duration, before any was measured.
 INITIAL_DURATION: Final = 0.2
@@ -166,40 +159,3 @@ class FetchGate:
         ticket.started_at = self._clock.monotonic()
         if not ticket.granted.done():
             ticket.granted.set_result(None)
-
-
-class Admitted(Generic[T]):
-    """One fetch's way to Pipedream: calling it waits for a slot in its caller's queue
-    (Overloaded if hopeless), runs ``read`` and frees the slot.
-
-    The ticket exists only from the call until ``read`` ends, so whatever the source
-    does before (waiting for the fleet, reading Redis) holds nothing here.
-    """
-
-    def __init__(
-        self,
-        gate: FetchGate,
-        caller: str,
-        deadline: float | None,
-        read: Callable[[], Awaitable[T]],
-    ) -> None:
-        self._gate, self._caller, self._deadline, self._read = gate, caller, deadline, read
-        self.ticket: Ticket | None = None
-
-    async def __call__(self) -> T:
-        ticket = self.ticket = self._gate.admit(self._caller, self._deadline)
-        try:
-            await self._gate.wait(ticket)
-            try:
-                return await self._read()
-            except AccountNotFound:
-                self._gate.not_found(ticket)
-                raise
-        finally:
-            self.ticket = None
-            self._gate.release(ticket)
-
-    def withdraw(self) -> bool:
-        """Give up a place still queued; False if not queued (reading, or not asked yet)."""
-        ticket = self.ticket
-        return ticket is not None and self._gate.withdraw(ticket)

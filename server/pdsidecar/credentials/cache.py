@@ -16,16 +16,12 @@ Policy (values from :class:`~pdsidecar.settings.Policy`):
   through ``asyncio.shield``; a caller that times out or is cancelled leaves
   the fetch running for the others. The fetch itself runs without any one
   caller's deadline (the upstream's own timeouts and retry budget bound it).
-- Pipedream reads are admitted by a :class:`~pdsidecar.credentials.admission.FetchGate`
-  (fair per caller; refused with OVERLOADED when they could not start in
-  time). The source gets the read as an :class:`~pdsidecar.credentials.admission.Admitted`
-  upstream, which takes its slot only when called: a fetch the source answers
-  without Pipedream (the fleet's entry, another sidecar's read) holds no slot
-  and spends no read budget. A read still queued there when its last waiting
-  caller leaves is withdrawn: a cancelled caller's work never reaches
-  Pipedream unless it had already started.
-- ``fetched_at`` is when the source asked for the read (a wait for a slot
-  included): the data is at least that new.
+- Fetches are admitted by a :class:`~pdsidecar.credentials.admission.FetchGate`
+  (fair per caller; refused at once with OVERLOADED when they could not start
+  in time). A fetch still queued there when its last waiting caller leaves is
+  withdrawn: a cancelled caller's work never reaches Pipedream unless it had
+  already started.
+- ``fetched_at`` is when the fetch *started*: the data is at least that new.
 - ACCOUNT_NOT_FOUND is remembered for ``not_found_ttl`` seconds (3 by
   default; at most ``cache_max_entries`` ids): repeated lookups of an unknown
   id cost one request, and an account connected meanwhile works once that
@@ -53,7 +49,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pdsidecar.clock import Clock
-from pdsidecar.credentials.admission import Admitted, FetchGate
+from pdsidecar.credentials.admission import FetchGate, Ticket
 from pdsidecar.credentials.budget import ReadBudget
 from pdsidecar.credentials.recall import Recall
 from pdsidecar.credentials.source import (
@@ -124,7 +120,7 @@ class AccountCache:
         self.notices = notices if notices is not None else Notices()
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
-        self._admitted: dict[asyncio.Task[Account], Admitted[Account]] = {}
+        self._tickets: dict[asyncio.Task[Account], Ticket] = {}
         self._waiters: dict[CacheKey, int] = {}
         self._recall = Recall(policy, clock)  # unknown ids, rejected tokens
         self._generations: dict[str, int] = {}
@@ -186,12 +182,10 @@ class AccountCache:
                 return entry.account
             if key not in self._inflight:
                 self.stats.refetches += 1
-        # The fetch's Pipedream read, admitted for ``caller`` only when the source calls it.
-        admitted = Admitted(self.gate, caller, deadline, upstream)
         request = AccountRead(
-            key, admitted, client_id, rejected, started_at, newer_than, deadline=deadline
+            key, upstream, client_id, rejected, started_at, newer_than, deadline=deadline
         )
-        return await self._wait(key, request, admitted, deadline, rejected)
+        return await self._wait(key, request, deadline, rejected, caller)
 
     @staticmethod
     def _must_refetch(
@@ -250,17 +244,27 @@ class AccountCache:
         self,
         key: CacheKey,
         request: AccountRead,
-        admitted: Admitted[Account],
         deadline: float | None,
         rejected: Callable[[Account], bool] | None,
+        caller: str,
     ) -> Account:
         task = self._inflight.get(key)
         if task is None:
+            try:
+                ticket = self.gate.admit(caller, deadline)
+            except Overloaded:
+                stale = self._stale_for(key, rejected)
+                if stale is None:
+                    raise
+                self.stats.stale_served += 1
+                return stale.account
             self.stats.misses += 1
             generation = self._generations.get(key[0], 0)
-            task = asyncio.get_running_loop().create_task(self._fetch(key, request, generation))
+            task = asyncio.get_running_loop().create_task(
+                self._fetch(key, request, ticket, generation)
+            )
             self._inflight[key] = task
-            self._admitted[task] = admitted
+            self._tickets[task] = ticket
             task.add_done_callback(lambda done: self._fetch_done(key, done))
         else:
             self.stats.coalesced += 1
@@ -272,7 +276,7 @@ class AccountCache:
             if remaining <= 0:
                 raise TimeoutError
             return await asyncio.wait_for(asyncio.shield(task), remaining)
-        except (RateLimited, UpstreamUnavailable, Overloaded, TimeoutError) as error:
+        except (RateLimited, UpstreamUnavailable, TimeoutError) as error:
             stale = self._stale_for(key, rejected)
             if stale is None:
                 if isinstance(error, TimeoutError):
@@ -299,12 +303,10 @@ class AccountCache:
             self._waiters[key] = left
             return
         self._waiters.pop(key, None)
-        admitted = self._admitted.get(task)
-        if task.done() or admitted is None or self._inflight.get(key) is not task:
+        ticket = self._tickets.get(task)
+        if task.done() or ticket is None or self._inflight.get(key) is not task:
             return
-        # Only a read queued at the gate is withdrawn: one reading Pipedream finishes for
-        # the cache, and one waiting for another sidecar's read costs no slot.
-        if admitted.withdraw():
+        if self.gate.withdraw(ticket):
             self.stats.withdrawn += 1
             del self._inflight[key]  # now: a caller arriving next must not join it
             task.cancel()
@@ -322,32 +324,39 @@ class AccountCache:
             return None
         return entry
 
-    async def _fetch(self, key: CacheKey, request: AccountRead, generation: int) -> Account:
-        request = dataclasses.replace(request, held=self.held(key))
+    async def _fetch(
+        self, key: CacheKey, request: AccountRead, ticket: Ticket, generation: int
+    ) -> Account:
+        await self.gate.wait(ticket)
         try:
-            result = await self._source.read(request)
-        except AccountNotFound as error:
-            if self._generations.get(key[0], 0) == generation:
-                self._entries.pop(key, None)
-                self._recall.not_found(key, error)
-            raise
-        except UpstreamError as error:
-            self._back_off(key, error)
-            raise
-        # Detached by a reload: the callers that waited get it, the cache does not.
-        current = self._generations.get(key[0], 0) == generation
-        if result.version < self.held(key):
-            # Older than what this sidecar held (a source's bug): never taken.
-            entry = self._entries.get(key)
-            return entry.account if entry is not None else result.account
-        if current:
-            self._put(key, _entry(result))
-        return result.account
+            request = dataclasses.replace(request, held=self.held(key))
+            try:
+                result = await self._source.read(request)
+            except AccountNotFound as error:
+                self.gate.not_found(ticket)
+                if self._generations.get(key[0], 0) == generation:
+                    self._entries.pop(key, None)
+                    self._recall.not_found(key, error)
+                raise
+            except UpstreamError as error:
+                self._back_off(key, error)
+                raise
+            # Detached by a reload: the callers that waited get it, the cache does not.
+            current = self._generations.get(key[0], 0) == generation
+            if result.version < self.held(key):
+                # Older than what this sidecar held (a source's bug): never taken.
+                entry = self._entries.get(key)
+                return entry.account if entry is not None else result.account
+            if current:
+                self._put(key, _entry(result))
+            return result.account
+        finally:
+            self.gate.release(ticket)
 
     def _fetch_done(self, key: CacheKey, task: asyncio.Task[Account]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
-        self._admitted.pop(task, None)
+        self._tickets.pop(task, None)
         if not task.cancelled():
             task.exception()  # retrieved: no "never retrieved" warning if nobody waited
 

@@ -48,9 +48,7 @@ class AccountRead:
     """One read the cache asks of its source (shared by every caller waiting on the key)."""
 
     key: CacheKey
-    # One Pipedream read of the account, on the connection's own timeouts. The cache's
-    # admission takes a fetch slot (and read budget) only while it runs: a source calls
-    # it exactly when it goes to Pipedream, and never for an answer it has otherwise.
+    # One Pipedream read of the account, on the connection's own timeouts.
     upstream: Upstream
     # The connection's Pipedream client id (a fleet names its shared entry with it).
     client_id: str = ""

@@ -27,23 +27,37 @@ from pdsidecar.credentials.shared_accounts import SharedAccounts
 from pdsidecar.pipedream.connection import PipedreamConnection
 from pdsidecar.pipedream.shared_tokens import SharedTokens
 from pdsidecar.settings import Settings, SharedCacheConfig
+from pdsidecar.shared.commands import Commands, Subscriber
 from pdsidecar.shared.store import SharedStore
 
 log = logging.getLogger(__name__)
 
 
+# Opens the Redis clients for a config (tests give in-memory ones); None: redis-py's.
+Connect = Callable[[SharedCacheConfig], tuple[Commands, Subscriber]]
+
+
 class Fleet:
-    def __init__(self, config: SharedCacheConfig, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: SharedCacheConfig,
+        settings: Settings,
+        clock: Clock,
+        connect: Connect | None = None,
+    ) -> None:
         self.config = config
-        self.store = SharedStore(config, clock)
+        client, subscriber = connect(config) if connect is not None else (None, None)
+        self.store = SharedStore(config, clock, client=client, subscriber=subscriber)
         self._settings, self._clock = settings, clock
         self.tokens: dict[str, SharedTokens] = {}
         self.accounts: SharedAccounts | None = None
 
     @classmethod
-    def create(cls, settings: Settings, clock: Clock) -> Fleet | None:
+    def create(
+        cls, settings: Settings, clock: Clock, connect: Connect | None = None
+    ) -> Fleet | None:
         config = settings.shared_cache
-        return None if config is None else cls(config, settings, clock)
+        return None if config is None else cls(config, settings, clock, connect)
 
     def attach(self, connection: PipedreamConnection) -> None:
         source = SharedTokens(
@@ -81,6 +95,7 @@ def refit(
     clock: Clock,
     connections: Mapping[str, PipedreamConnection],
     broker: CredentialBroker,
+    connect: Connect | None = None,
 ) -> Fleet | None:
     """After a reload: the fleet for ``settings``, wired in; the old one closes by itself.
 
@@ -92,7 +107,7 @@ def refit(
             if connection.tokens.shared is None or name not in old.tokens:
                 old.attach(connection)
         return old
-    fleet = Fleet.create(settings, clock)
+    fleet = Fleet.create(settings, clock, connect)
     if fleet is None:
         for connection in connections.values():
             connection.tokens.shared = None

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
@@ -98,7 +100,12 @@ class Sidecar:
         tracing: Tracing | None = None,
         prime_tokens: bool = False,
         redactor: Redactor = REDACTOR,
+        pipedream_transport: httpx.AsyncBaseTransport | None = None,
+        redis: fleets.Connect | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``pipedream_transport``, ``redis`` and ``rng`` replace the network and chance
+        (tests/simulation runs whole fleets in one process on them)."""
         flags = [x if isinstance(x, ListenerConfig) else ListenerConfig(x) for x in listeners]
         self.listeners = (*flags, *settings.listeners)
         if not self.listeners:
@@ -121,11 +128,15 @@ class Sidecar:
         self.http_stats = HttpStats()
         self.reload_stats = ReloadStats()
         self._http = make_http_client(
-            settings, wrap_transport=lambda inner: CountingTransport(inner, self.http_stats)
+            settings,
+            wrap_transport=lambda inner: CountingTransport(
+                pipedream_transport or inner, self.http_stats
+            ),
         )
         self._pipedream = make_pipedream_client(settings, self._http, self.clock)
         # The fleet's shared tier on Redis, with a [shared_cache] table (runtime/fleet.py).
-        self.fleet = fleets.Fleet.create(settings, self.clock)
+        self._redis = redis
+        self.fleet = fleets.Fleet.create(settings, self.clock, redis)
         self.connections: Mapping[str, PipedreamConnection] = {
             name: self._connect(config) for name, config in settings.connections.items()
         }
@@ -145,7 +156,9 @@ class Sidecar:
             self.service, self.clock, settings.policy.memo_max_bytes
         )
         # WatchCredentials streams: one hub per process, fed by the account cache.
-        self.watchers = WatchHub(self.service, settings.policy, self.clock, watching.render)
+        self.watchers = WatchHub(
+            self.service, settings.policy, self.clock, watching.render, rng=rng
+        )
         self._watching = watching.CredentialsWatching(self.watchers, self.clock)
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
@@ -263,7 +276,9 @@ class Sidecar:
             for name, config in change.settings.connections.items()
         }
         self._apply(change.settings, connections)
-        self.fleet = fleets.refit(self.fleet, self.settings, self.clock, connections, self.service)
+        self.fleet = fleets.refit(
+            self.fleet, self.settings, self.clock, connections, self.service, self._redis
+        )
         self.readiness.prime(change.added + change.changed)
         self.reload_stats.ok += 1
         log.info(

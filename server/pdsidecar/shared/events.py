@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from redis.exceptions import RedisError
+
+from pdsidecar.shared.commands import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def message(kind: str, tag: str, stamp: float) -> str:
 
 
 class Events:
-    def __init__(self, client: Any, channel: str) -> None:
+    def __init__(self, client: Subscriber, channel: str) -> None:
         self.channel = channel
         self._client = client
         self._waiters: dict[str, set[asyncio.Event]] = {}

@@ -38,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pdsidecar.clock import Clock
 from pdsidecar.settings import SharedCacheConfig
+from pdsidecar.shared.commands import Commands, Subscriber
 from pdsidecar.shared.events import Events, Listener, message
 from pdsidecar.shared.sealing import Keyring, Unreadable
 
@@ -131,13 +132,13 @@ class SharedStore:
         config: SharedCacheConfig,
         clock: Clock,
         *,
-        client: Any = None,
-        subscriber: Any = None,
+        client: Commands | None = None,
+        subscriber: Subscriber | None = None,
     ) -> None:
         self.config = config
         self.keyring = Keyring(config.keys)
         self._clock = clock
-        self._redis: Any = client if client is not None else _client(config)
+        self._redis: Commands = client if client is not None else _client(config)
         self.events = Events(
             subscriber if subscriber is not None else _pubsub_client(config),
             f"{config.namespace}:events",

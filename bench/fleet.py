@@ -52,7 +52,7 @@ from pdsidecar.credentials.broker import AccountQuery
 from pdsidecar.errors import RateLimited
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
-from pdsidecar.settings import ConnectionConfig, Policy, Settings, SharedCacheConfig
+from pdsidecar.settings import ConnectionConfig, FleetConfig, Policy, Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIENT_ID, CLIENT_SECRET = "fleet-client", "fleet-client-secret-not-real"
@@ -102,7 +102,7 @@ def settings(url: str, redis_url: str | None) -> Settings:
     shared = None
     if redis_url is not None:
         key = Secret(base64.b64encode(os.urandom(32)).decode())
-        shared = SharedCacheConfig(
+        shared = FleetConfig(
             url=redis_url,
             keys=(key,),
             username="bench",
@@ -115,7 +115,7 @@ def settings(url: str, redis_url: str | None) -> Settings:
         pipedream_url=url,
         connections={"default": ConnectionConfig("default", CLIENT_ID, Secret(CLIENT_SECRET))},
         policy=Policy(backoff_initial=0.01, backoff_max=0.05),
-        shared_cache=shared,
+        fleet=shared,
     )
 
 

@@ -2,7 +2,7 @@
 # The hot path with and without the shared tier: GetCredentials on one cached account
 # against the Health/Check floor, one sidecar, ghz by reflection over loopback TCP,
 # three interleaved rounds. The shared tier must not slow the hot path (the issue's
-# target: GetCredentials >= 0.95 x Health/Check RPS with [shared_cache] on).
+# target: GetCredentials >= 0.95 x Health/Check RPS with [fleet] on).
 #   bench/tier_hot_path.sh            (needs redis-server, Go for ghz, and .venv)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,7 @@ client_id=$(python -c "from pdsidecar_emulator import DEMO_CLIENT_ID as s; print
 printf 'pipedream_url = "http://127.0.0.1:%s"\n[connections.default]\nclient_id = "%s"\nclient_secret_file = "%s/secret"\n' \
   "$emu" "$client_id" "$d" >"$d/plain.toml"
 cp "$d/plain.toml" "$d/tier.toml"
-printf '[shared_cache]\nurl = "unix://%s/redis.sock"\nkey_files = ["%s/key"]\n' "$d" "$d" >>"$d/tier.toml"
+printf '[fleet]\nurl = "unix://%s/redis.sock"\nkey_files = ["%s/key"]\n' "$d" "$d" >>"$d/tier.toml"
 data='{"account": {"project_id": "proj_demo", "account_id": "apn_demoNotion1"}, "source": "notion"}'
 rps() { # <call> <data>
   "$ghz" --insecure --call "$1" -d "$2" -z 8s -c 50 --connections 5 --duration-stop wait \

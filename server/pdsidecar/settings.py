@@ -91,8 +91,8 @@ class ConnectionConfig:
 
 
 @dataclass(frozen=True)
-class SharedCacheConfig:
-    """The ``[shared_cache]`` table: the fleet's shared, encrypted tier on Redis.
+class FleetConfig:
+    """The ``[fleet]`` table: the fleet's shared, encrypted tier on Redis.
 
     ``keys`` are the decoded 32-byte AES-256 keys, the first one encrypts, all
     decrypt (rotation without a flag day). ``password`` is the Redis ACL password.
@@ -103,8 +103,9 @@ class SharedCacheConfig:
     username: str | None = None
     password: Secret | None = None
     namespace: str = "pdsidecar"
-    # Every Redis command gives up after this long; the call then goes on locally.
-    timeout: float = 0.05
+    # A Redis reply slower than this (event-loop lag not counted) is slow; three in a row,
+    # or any other failure, mark Redis down (fleet/store.py; the default: docs/fleet.md).
+    timeout: float = 0.25
     cluster: bool = False
     # How long a fetch lock outlives a holder that died (the holder renews it while alive).
     lock_ttl: float = 5.0
@@ -120,7 +121,7 @@ class Settings:
     # Every RPC but health and reflection must carry it, when set.
     api_token: Secret | None = None
     # None: no shared tier, every process keeps its own token and cache.
-    shared_cache: SharedCacheConfig | None = None
+    fleet: FleetConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from pdsidecar.fleet.sealing import Keyring
 from pdsidecar.settings import Settings
-from pdsidecar.shared.sealing import Keyring
 from tests.integration.test_shared_tier import fleet, shared
 from tests.support.logsink import LogSink
 from tests.support.redis import RedisServer, create_cluster, redis_servers

@@ -7,12 +7,9 @@ the processes' view (5 real sidecars) is in tests/ops/test_fleet.py.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -29,56 +26,21 @@ from pdsidecar_emulator import (
 
 from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
+from pdsidecar.fleet.sealing import Keyring
 from pdsidecar.pipedream.tokens import SHARED_RECHECK
-from pdsidecar.runtime.sidecar import SERVICE_NAME, Sidecar
-from pdsidecar.secret import Secret
-from pdsidecar.settings import Settings, SharedCacheConfig
-from pdsidecar.shared.sealing import Keyring
+from pdsidecar.runtime.sidecar import SERVICE_NAME
+from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.certs import Certs
+from tests.support.fleets import fleet, new_key, shared
 from tests.support.logsink import LogSink
-from tests.support.redis import PASSWORD, USER, RedisServer, redis_servers
+from tests.support.redis import RedisServer, redis_servers
 from tests.support.requests import get_request
 from tests.support.sidecars import running
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
-
-
-def new_key() -> Secret:
-    return Secret(base64.b64encode(os.urandom(32)).decode())
-
-
-def shared(server: RedisServer, *keys: Secret, **changes: object) -> SharedCacheConfig:
-    config = SharedCacheConfig(
-        url=server.url,
-        keys=keys or (new_key(),),
-        username=USER,
-        password=Secret(PASSWORD),
-        namespace="t",
-        timeout=0.2,
-        lock_ttl=1.0,
-    )
-    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
-
-
-@contextlib.asynccontextmanager
-async def fleet(
-    settings: Settings, config: SharedCacheConfig, count: int
-) -> AsyncIterator[list[tuple[Sidecar, pb_grpc.CredentialsServiceStub]]]:
-    shared_settings = dataclasses.replace(settings, shared_cache=config)
-    async with contextlib.AsyncExitStack() as stack:
-        out = []
-        for _ in range(count):
-            sidecar = await stack.enter_async_context(
-                running(shared_settings, parse_listen("127.0.0.1:0"))
-            )
-            assert sidecar.fleet is not None
-            assert await sidecar.fleet.store.subscribed(5.0)
-            channel = await stack.enter_async_context(grpc.aio.insecure_channel(sidecar.bound[0]))
-            out.append((sidecar, pb_grpc.CredentialsServiceStub(channel)))
-        yield out
 
 
 async def test_sidecars_share_one_token_and_one_read_per_account(
@@ -206,7 +168,7 @@ async def test_a_429_stops_the_whole_fleet_until_retry_after(
 
 
 def test_nothing_in_redis_names_an_account(tmp_path: Path) -> None:
-    from pdsidecar.shared.sealing import Keyring, Unreadable
+    from pdsidecar.fleet.sealing import Keyring, Unreadable
 
     keyring = Keyring([new_key()])
     tags = keyring.tags("account", "https://api.pipedream.com", "client", "proj_x", "apn_1")
@@ -242,10 +204,10 @@ async def test_reload_replaces_the_tier_or_turns_it_off(
     settings: Settings, emulator: Emulator, redis_server: RedisServer
 ) -> None:
     old, new = new_key(), new_key()
-    first = dataclasses.replace(settings, shared_cache=shared(redis_server, old))
+    first = dataclasses.replace(settings, fleet=shared(redis_server, old))
     pending = [
-        dataclasses.replace(settings, shared_cache=None),
-        dataclasses.replace(settings, shared_cache=shared(redis_server, new, old)),
+        dataclasses.replace(settings, fleet=None),
+        dataclasses.replace(settings, fleet=shared(redis_server, new, old)),
     ]
     async with (
         running(first, parse_listen("127.0.0.1:0"), loader=pending.pop) as sidecar,
@@ -257,7 +219,8 @@ async def test_reload_replaces_the_tier_or_turns_it_off(
         assert await sidecar.reload()
         assert sidecar.fleet is not None and sidecar.fleet is not before
         assert sidecar.fleet.config.keys == (new, old)
-        assert sidecar.connections["default"].tokens.shared is sidecar.fleet.tokens["default"]
+        assert sidecar.sources.tokens.current is sidecar.fleet.tokens
+        assert sidecar.sources.accounts.current is sidecar.fleet.accounts
         await stub.GetCredentials(get_request(DEMO_GDRIVE_ACCOUNT_ID, "google_drive"))
         written = Keyring([new]).tags(
             "account",
@@ -269,15 +232,16 @@ async def test_reload_replaces_the_tier_or_turns_it_off(
         )[0]
         assert redis_server.client().exists(f"t:{{{written}}}:v"), "written with the new key"
         assert await sidecar.reload()
-        assert sidecar.fleet is None and sidecar.service.shared is None
-        assert sidecar.connections["default"].tokens.shared is None
+        assert sidecar.fleet is None
+        assert sidecar.sources.tokens.current is sidecar.sources.plain_tokens
+        assert sidecar.sources.accounts.current is sidecar.sources.plain_accounts
         await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
 
 
 async def test_metrics_show_the_tier(
     settings: Settings, emulator: Emulator, redis_server: RedisServer
 ) -> None:
-    with_tier = dataclasses.replace(settings, shared_cache=shared(redis_server))
+    with_tier = dataclasses.replace(settings, fleet=shared(redis_server))
     metrics = parse_listen("127.0.0.1:0")
     async with (
         running(with_tier, parse_listen("127.0.0.1:0"), metrics_listen=metrics) as sidecar,
@@ -296,7 +260,7 @@ async def test_metrics_show_the_tier(
 async def test_the_fleet_refreshes_its_token_once_per_window(
     settings: Settings, emulator: Emulator, redis_server: RedisServer, clock: ManualClock
 ) -> None:
-    with_tier = dataclasses.replace(settings, shared_cache=shared(redis_server))
+    with_tier = dataclasses.replace(settings, fleet=shared(redis_server))
     ids = emulator.state.add_generated_accounts(8)
     async with contextlib.AsyncExitStack() as stack:
         stubs = []

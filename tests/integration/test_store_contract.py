@@ -1,6 +1,6 @@
 """One suite for the shared tier's store, run against a real redis-server and the fake.
 
-Every test drives :class:`SharedStore` (sealing, the Lua scripts, events) over
+Every test drives :class:`FleetStore` (sealing, the Lua scripts, events) over
 both backends, so ``tests/support/fakestore.py`` cannot drift from Redis: a
 meaning the fake gets wrong fails here on the fake, one the scripts get wrong
 fails on Redis. Two stores on one backend are two sidecars.
@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from pdsidecar.clock import SystemClock
+from pdsidecar.fleet.store import FleetStore, Slot
 from pdsidecar.secret import Secret
-from pdsidecar.settings import SharedCacheConfig
-from pdsidecar.shared.store import SharedStore, Slot
+from pdsidecar.settings import FleetConfig
 from tests.support.fakestore import FakeSharedStore
 from tests.support.logsink import LogSink
 from tests.support.redis import PASSWORD, USER, RedisServer, redis_servers
@@ -36,16 +38,16 @@ LOCK_TTL = 5.0
 class Backend:
     """Stores (sidecars) on one backend, and the test's own looks at it."""
 
-    config: SharedCacheConfig
+    config: FleetConfig
     client: Callable[[], Any]  # the Commands for a new store; None: a real Redis client
     pttl: Callable[[bytes], int]
     raw_delete: Callable[[bytes], None]
     raw_set: Callable[[bytes, bytes], None]  # no TTL
-    opened: list[SharedStore] = dataclasses.field(default_factory=list)
+    opened: list[FleetStore] = dataclasses.field(default_factory=list)
 
-    async def store(self) -> SharedStore:
+    async def store(self) -> FleetStore:
         commands = self.client()
-        store = SharedStore(self.config, SystemClock(), client=commands, subscriber=commands)
+        store = FleetStore(self.config, SystemClock(), client=commands, subscriber=commands)
         self.opened.append(store)
         store.start()
         assert await store.subscribed(5.0)
@@ -65,7 +67,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_for_suite")
         admin = server.client()
-        config = SharedCacheConfig(
+        config = FleetConfig(
             url=server.url,
             keys=(key,),
             username=USER,
@@ -86,7 +88,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         )
     else:
         fake = FakeSharedStore()
-        config = SharedCacheConfig(
+        config = FleetConfig(
             url="redis://fake", keys=(key,), namespace=namespace, timeout=1.0, lock_ttl=LOCK_TTL
         )
 
@@ -99,7 +101,21 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         await store.aclose()
 
 
-def slot_of(store: SharedStore) -> Slot:
+def hints(store: FleetStore) -> Callable[[], list[tuple[str, int]]]:
+    """The hints ``store`` heard since this call, read without waiting."""
+    stream = store.events.listen()
+    heard: list[tuple[str, int]] = []
+
+    def read() -> list[tuple[str, int]]:
+        with contextlib.suppress(anyio.WouldBlock):
+            while True:
+                heard.append(stream.receive_nowait())
+        return heard
+
+    return read
+
+
+def slot_of(store: FleetStore) -> Slot:
     return store.slot("account", "contract", uuid.uuid4().hex)
 
 
@@ -170,30 +186,29 @@ async def test_the_lock_is_taken_once_with_its_ttl_and_the_value_read_with_it(
     assert read is not None and read.data == b"value"
 
 
-async def test_a_lock_without_ttl_is_never_free(backend: Backend) -> None:
-    # What Redis does with a squatted lock key: SET NX never succeeds (the sidecar's
-    # answer to that is its own, above the store).
+async def test_a_lock_without_ttl_gets_the_lock_ttl_and_is_not_taken(backend: Backend) -> None:
+    # A squatted lock key: SET NX does not take it, and it cannot outlive lock_ttl.
     store = await backend.store()
     slot = slot_of(store)
     backend.raw_set(slot.name("l"), b"squatter")
     assert backend.pttl(slot.name("l")) == -1
     lease, _ = await store.lock_get(slot, "v")
     assert lease is None
+    assert 0 < backend.pttl(slot.name("l")) <= LOCK_TTL * 1000
 
 
 async def test_store_release_stores_tells_the_fleet_and_frees_the_lock(backend: Backend) -> None:
     one, two = await backend.store(), await backend.store()
-    heard: list[tuple[str, str, float]] = []
-    two.add_listener(lambda kind, tag, stamp: heard.append((kind, tag, stamp)))
+    heard = hints(two)
     slot = slot_of(one)
     lease, _ = await one.lock_get(slot, "v")
     assert lease is not None
-    await one.store_release(lease, "v", b"fetched", 30, "w", 1234.5)
+    await one.store_release(lease, "v", b"fetched", 30, 1234)
     assert lease.released
     read = await two.get(slot, "v")
     assert read is not None and read.data == b"fetched"
     assert 25_000 < backend.pttl(slot.name("v")) <= 30_000
-    await eventually(lambda: heard == [("w", slot.tag, 1234.5)])
+    await eventually(lambda: heard() == [(slot.tag, 1234)])
     lease, _ = await two.lock_get(slot, "v")
     assert lease is not None  # freed
 
@@ -202,14 +217,13 @@ async def test_store_release_without_data_writes_nothing_but_tells_and_frees(
     backend: Backend,
 ) -> None:
     one, two = await backend.store(), await backend.store()
-    heard: list[str] = []
-    two.add_listener(lambda kind, tag, stamp: heard.append(kind))
+    heard = hints(two)
     slot = slot_of(one)
     lease, _ = await one.lock_get(slot, "v")
     assert lease is not None
-    await one.store_release(lease, "v", None, 30, "i", 1.0)
+    await one.store_release(lease, "v", None, 30, 7)
     assert await two.get(slot, "v") is None
-    await eventually(lambda: heard == ["i"])
+    await eventually(lambda: heard() == [(slot.tag, 7)])
     assert backend.pttl(slot.name("l")) == -2
 
 
@@ -221,7 +235,7 @@ async def test_store_release_leaves_the_lock_of_the_next_holder(backend: Backend
     backend.raw_delete(slot.name("l"))  # one's lock expired while it fetched
     current, _ = await two.lock_get(slot, "v")
     assert current is not None
-    await one.store_release(late, "v", b"late", 30, "w", 1.0)
+    await one.store_release(late, "v", b"late", 30, 1)
     read = await three.get(slot, "v")
     assert read is not None and read.data == b"late"
     taken, _ = await three.lock_get(slot, "v")
@@ -245,14 +259,13 @@ async def test_renew_and_unlock_act_only_for_the_owner(backend: Backend) -> None
 
 async def test_events_arrive_in_the_order_they_were_published(backend: Backend) -> None:
     one, two = await backend.store(), await backend.store()
-    heard: list[tuple[str, float]] = []
-    two.add_listener(lambda kind, tag, stamp: heard.append((kind, stamp)))
+    heard = hints(two)
     slot = slot_of(one)
-    sent = [("w" if n % 2 else "i", float(n)) for n in range(1, 9)]
-    for kind, stamp in sent:
-        await one.publish(kind, slot, stamp)
-    await eventually(lambda: len(heard) >= len(sent))
-    assert heard == sent
+    sent = [(slot.tag, n) for n in (5, 3, 9, 1, 2, 8, 4, 6)]
+    for _, version in sent:
+        await one.publish(slot, version)
+    await eventually(lambda: len(heard()) >= len(sent))
+    assert heard() == sent
 
 
 async def test_a_waiter_wakes_on_its_slots_event(backend: Backend) -> None:
@@ -262,6 +275,6 @@ async def test_a_waiter_wakes_on_its_slots_event(backend: Backend) -> None:
     started = clock.monotonic()
     waiting = asyncio.create_task(two.wait(slot, 10.0))
     await asyncio.sleep(0)
-    await one.publish("w", slot, 1.0)
+    await one.publish(slot, 1)
     await asyncio.wait_for(waiting, 5.0)
     assert clock.monotonic() - started < 5.0

@@ -27,7 +27,7 @@ def embedded_toml(text: str) -> str:
     return "\n".join(line[indent:] for line in lines) + "\n"
 
 
-def test_the_fleet_config_loads_with_its_shared_cache(tmp_path: Path) -> None:
+def test_the_fleet_config_loads_with_its_fleet_table(tmp_path: Path) -> None:
     assert "ConfigMap" in kinds("workers.yaml")
     text = embedded_toml((FLEET / "workers.yaml").read_text(encoding="utf-8"))
     # The secrets' mount point, redirected to files made here.
@@ -36,7 +36,7 @@ def test_the_fleet_config_loads_with_its_shared_cache(tmp_path: Path) -> None:
     (tmp_path / "cache-key-1").write_text(base64.b64encode(os.urandom(32)).decode())
     text = text.replace("/var/run/secrets/pdsidecar/", f"{tmp_path}/")
     settings = settings_from_mapping(tomllib.loads(text), {})
-    shared = settings.shared_cache
+    shared = settings.fleet
     assert shared is not None and shared.url.startswith("rediss://")
     assert shared.username == "pdsidecar" and shared.password is not None
 

@@ -32,17 +32,17 @@ from pdsidecar_emulator import (
 
 from pdsidecar.credentials.broker import AccountQuery
 from pdsidecar.errors import SidecarError
+from pdsidecar.fleet.commands import Commands, Subscriber
 from pdsidecar.pipedream.models import Account
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import (
     ConnectionConfig,
+    FleetConfig,
     ListenAddress,
     Policy,
     Settings,
-    SharedCacheConfig,
 )
-from pdsidecar.shared.commands import Commands, Subscriber
 from tests.simulation.clock import SimClock, VirtualTimeLoop
 from tests.simulation.pipedream import SimPipedream
 from tests.support.fakestore import FakeConnection, FakeSharedStore
@@ -72,11 +72,11 @@ UPSTREAM_TROUBLE: Final = frozenset(
 )
 
 
-def settings(timeout: float = 0.05, scope: str = "*") -> Settings:
+def settings(timeout: float = 0.25, scope: str = "*") -> Settings:
     connection = ConnectionConfig("default", DEMO_CLIENT_ID, Secret(DEMO_CLIENT_SECRET), scope)
-    shared = SharedCacheConfig(url="redis://sim", keys=(KEY,), namespace="sim", timeout=timeout)
+    fleet = FleetConfig(url="redis://sim", keys=(KEY,), namespace="sim", timeout=timeout)
     return Settings(
-        pipedream_url=URL, connections={"default": connection}, policy=POLICY, shared_cache=shared
+        pipedream_url=URL, connections={"default": connection}, policy=POLICY, fleet=fleet
     )
 
 
@@ -204,7 +204,7 @@ class SimFleet:
         self._numbers += 1
         connection = self.redis.connect()
 
-        def connect(_: SharedCacheConfig) -> tuple[Commands, Subscriber]:
+        def connect(_: FleetConfig) -> tuple[Commands, Subscriber]:
             return connection, connection
 
         config: dict[str, Any] = {}

@@ -1,8 +1,8 @@
 """An in-memory Redis for the shared tier: the commands it sends, with Redis's meaning.
 
-:class:`FakeSharedStore` fits :class:`pdsidecar.shared.commands.Commands` and
+:class:`FakeSharedStore` fits :class:`pdsidecar.fleet.commands.Commands` and
 :class:`~pdsidecar.shared.commands.Subscriber`: pass it as both ``client`` and
-``subscriber`` of a :class:`~pdsidecar.shared.store.SharedStore`. The store's Lua
+``subscriber`` of a :class:`~pdsidecar.fleet.store.FleetStore`. The store's Lua
 scripts run here as Python, looked up by their text: a script this fake does not
 know fails loudly (a new script needs its meaning written here, and the contract
 suite, ``tests/integration/test_store_contract.py``, checks that meaning against a
@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from pdsidecar.shared import store as _store
+from pdsidecar.fleet import store as _store
 
 
 @dataclass
@@ -69,6 +69,10 @@ class FakeSharedStore:
         self.published: list[tuple[str, bytes]] = []
 
     # --- the Commands protocol ---
+    async def ping(self) -> bool:
+        await self._enter("ping")
+        return True
+
     async def get(self, name: bytes) -> bytes | None:
         await self._enter("get")
         return self._get(_bytes(name))
@@ -199,10 +203,12 @@ class FakeSharedStore:
         return 0
 
     def _lock_get(self, keys: list[bytes], args: list[bytes]) -> list[Any]:
-        taken = self._get(keys[0]) is None
-        if taken:
+        held = self._values.get(keys[0]) if self._get(keys[0]) is not None else None
+        if held is None:
             self._set(keys[0], args[0], int(args[1]))
-        return [1 if taken else 0, self._get(keys[1])]
+        elif held.expires_at is None:  # PEXPIRE NX: a lock without a TTL gets one
+            held.expires_at = self._now() + int(args[1]) / 1000
+        return [0 if held else 1, self._get(keys[1])]
 
     def _store_release(self, keys: list[bytes], args: list[bytes]) -> int:
         blob, millis, channel, text, owner = args
@@ -251,6 +257,9 @@ class FakeConnection:
 
     async def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
         return await self._check().eval(script, numkeys, *keys_and_args)
+
+    async def ping(self) -> bool:
+        return await self._check().ping()
 
     async def publish(self, channel: str, message: str) -> int:
         return await self._check().publish(channel, message)

@@ -84,9 +84,9 @@ class RedisServer:
         return f"unix://{self.socket}" if not self.port else f"redis://127.0.0.1:{self.port}"
 
     def config_toml(self, key_files: list[Path], **extra: Any) -> str:
-        """A ``[shared_cache]`` table for this server."""
+        """A ``[fleet]`` table for this server."""
         lines = [
-            "[shared_cache]",
+            "[fleet]",
             f'url = "{self.url}"',
             f'username = "{USER}"',
             f'password_file = "{self.password_file}"',

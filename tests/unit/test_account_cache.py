@@ -13,6 +13,7 @@ import pytest
 
 from pdsidecar.clock import ManualClock
 from pdsidecar.credentials.cache import MIN_FRESH, STALE_ALLOWANCE, AccountCache, CacheKey
+from pdsidecar.credentials.source import Fetched
 from pdsidecar.errors import (
     AccountNotFound,
     Overloaded,
@@ -395,12 +396,34 @@ async def test_rejected_token_is_not_served_stale() -> None:
         )
 
 
-async def test_invalidate_if() -> None:
-    cache, _ = make_cache()
-    await cache.get(KEY, Source(), deadline=None)
-    assert not cache.invalidate_if(KEY, lambda e: False)
-    assert cache.invalidate_if(KEY, lambda e: e.account.id == "apn_1")
+async def test_an_offered_entry_is_taken_only_when_newer_than_any_version_held() -> None:
+    # Versions (credentials/source.py): a value written back into Redis, or an old
+    # event's entry, never replaces a newer read, even one evicted since.
+    cache, clock = make_cache(dataclasses.replace(POLICY, cache_max_entries=1))
+    heard: list[Account] = []
+    cache.notices.subscribe(lambda key, account: heard.append(account))
+    first = await cache.get(KEY, Source(), deadline=None)
+    held = cache.held(KEY)
+    assert held > 0 and heard == [first]
+    now = clock.monotonic()
+
+    def read(version: int) -> Fetched:
+        return Fetched(make_account(), now, now + 60, now + 3600, version)
+
+    assert not cache.offer(KEY, read(held - 1)), "older than held"
+    assert not cache.offer(KEY, read(held)), "the same read"
+    newer = read(held + 1)
+    assert cache.offer(KEY, newer)
+    assert cache.peek(KEY) is not None and cache.peek(KEY).account is newer.account  # type: ignore[union-attr]
+    assert heard == [first, newer.account]
+    # Evicted, the account's version is still remembered.
+    await cache.get(("default", "proj_1", "production", "apn_2"), Source(), deadline=None)
     assert cache.peek(KEY) is None
+    assert not cache.offer(KEY, read(held))
+    # A later read by this cache carries a greater version than any held.
+    await cache.get(KEY, Source(), deadline=None)
+    entry = cache.peek(KEY)
+    assert entry is not None and entry.version > held + 1
 
 
 async def test_size_is_bounded_and_hit_entries_get_a_second_chance() -> None:

@@ -25,7 +25,7 @@ A config file is TOML::
 
 Without a file, PIPEDREAM_CLIENT_ID and PIPEDREAM_CLIENT_SECRET define the
 connection ``default`` and PDSIDECAR_PIPEDREAM_URL overrides the API URL.
-The optional ``[shared_cache]`` table (see :mod:`pdsidecar.config.shared`) lets a
+The optional ``[fleet]`` table (see :mod:`pdsidecar.config.fleet`) lets a
 fleet share Pipedream tokens and accounts through Redis.
 PDSIDECAR_API_TOKEN sets the sidecar's API token (the bearer token callers send),
 with or without a file.
@@ -40,8 +40,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from pdsidecar.config.fleet import fleet_table
 from pdsidecar.config.listen import listeners_from_toml
-from pdsidecar.config.shared import shared_cache_from
 from pdsidecar.secret import Secret
 from pdsidecar.settings import (
     DEFAULT_CONNECTION,
@@ -170,7 +170,8 @@ def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Se
         "connections",
         "listeners",
         "api_token_file",
-        "shared_cache",
+        "fleet",
+        "shared_cache",  # the table's name before it was [fleet]; still accepted
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -194,7 +195,7 @@ def settings_from_mapping(data: Mapping[str, Any], env: Mapping[str, str]) -> Se
         policy=_policy_from(policy_table),
         listeners=listeners_from_toml(data.get("listeners", [])),
         api_token=read_api_token(data, env),
-        shared_cache=shared_cache_from(data.get("shared_cache")),
+        fleet=fleet_table(data),
     )
 
 

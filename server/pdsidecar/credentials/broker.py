@@ -19,9 +19,9 @@ from typing import Final
 
 from pdsidecar.clock import Clock
 from pdsidecar.credentials import mapping, paging
-from pdsidecar.credentials.cache import AccountCache, CacheKey, Fetch
+from pdsidecar.credentials.cache import AccountCache, CacheKey
 from pdsidecar.credentials.mapping import Problem
-from pdsidecar.credentials.shared_accounts import SharedAccounts
+from pdsidecar.credentials.source import Upstream
 from pdsidecar.errors import (
     AccountNotFound,
     AccountProblem,
@@ -88,8 +88,6 @@ class CredentialBroker:
         self._clock = clock
         self.cache = cache if cache is not None else AccountCache(settings.policy, clock)
         self._page_tokens = paging.PageTokens()
-        # The fleet's shared tier, when configured (set by the runtime).
-        self.shared: SharedAccounts | None = None
 
     async def get_credentials(
         self,
@@ -110,8 +108,9 @@ class CredentialBroker:
                 metadata=_metadata(query),
             )
         key = _key(query)
+        client_id = self._client_id(query.connection)
         account = await self.cache.get(
-            key, self._fetch(key, upstream), deadline=deadline, caller=caller
+            key, _read(key, upstream), deadline=deadline, caller=caller, client_id=client_id
         )
         if (
             _belongs(account, query)
@@ -126,12 +125,13 @@ class CredentialBroker:
             rejected = _holds_access(rejected_access_token, query.source)
             account = await self.cache.get(
                 key,
-                self._fetch(key, upstream, rejected, started_at),
+                _read(key, upstream),
                 deadline=deadline,
                 caller=caller,
                 rejected=rejected,
                 rejected_value=_digest(rejected_access_token),
                 started_at=started_at,
+                client_id=client_id,
             )
         return self.result_for(query, account)
 
@@ -150,23 +150,27 @@ class CredentialBroker:
         )
 
     async def reread(self, query: AccountQuery, replaces: Account) -> Account:
-        """The account anew from Pipedream, unless the cache already holds a newer copy
-        than ``replaces``; through the cache's single flight (for watchers, see watch.py)."""
+        """A scheduled re-read (for watchers, see watch.py): an account newer than
+        ``replaces``, through the cache's single flight.
+
+        Newer means a later *read* (a greater version), whatever it holds: the same
+        credentials read again are an answer, never a rejection. The cache's own
+        newer copy answers at once; else its source reads (a fleet first looks for
+        another sidecar's later read).
+        """
         upstream = self._connection(query.connection)
         key, started_at = _key(query), self._clock.monotonic()
-
-        # In the fleet's tier a copy is never this very object: one with the same values
-        # counts as not newer.
-        def same(cached: Account) -> bool:
-            return cached is replaces or cached.credentials == replaces.credentials
-
+        entry = self.cache.peek(key)
+        newer_than = entry.version if entry is not None and entry.account is replaces else 0
         return await self.cache.get(
             key,
-            self._fetch(key, upstream, same, started_at),
+            _read(key, upstream),
             deadline=None,
             caller=WATCHERS,
             rejected=lambda cached: cached is replaces,
             started_at=started_at,
+            newer_than=newer_than,
+            client_id=self._client_id(query.connection),
         )
 
     def _currency(self, key: CacheKey, account: Account) -> Callable[[], bool]:
@@ -193,7 +197,11 @@ class CredentialBroker:
         try:
             key = _key(query)
             account = await self.cache.get(
-                key, self._fetch(key, upstream), deadline=deadline, caller=caller
+                key,
+                _read(key, upstream),
+                deadline=deadline,
+                caller=caller,
+                client_id=self._client_id(query.connection),
             )
         except AccountNotFound as error:
             return Validation(False, (Problem(error.reason, error.message),), None)
@@ -269,22 +277,10 @@ class CredentialBroker:
     async def aclose(self) -> None:
         await self.cache.aclose()
 
-    def _fetch(
-        self,
-        key: CacheKey,
-        upstream: PipedreamConnection,
-        rejected: Callable[[Account], bool] | None = None,
-        started_at: float | None = None,
-    ) -> Fetch:
-        def fetch() -> Awaitable[Account]:
-            # The fetch is shared by every waiter, so it runs on the upstream's own
-            # timeouts, not on one caller's deadline (see credentials/cache.py).
-            return upstream.get_account(key[1], key[2], key[3], deadline=None)
-
-        if self.shared is None:
-            return fetch
-        client_id = upstream.connection.client_id
-        return self.shared.fetcher(key, client_id, fetch, rejected, started_at)
+    def _client_id(self, connection: str) -> str:
+        """The connection's Pipedream client id (names the account in a fleet's tier)."""
+        config = self._settings.connections.get(connection)
+        return config.client_id if config is not None else ""
 
     def _connection(self, name: str) -> PipedreamConnection:
         found = self._connections.get(name)
@@ -313,6 +309,15 @@ class CredentialBroker:
             optional_fields=query.optional_fields,
             external_user_id=query.external_user_id,
         )
+
+
+def _read(key: CacheKey, upstream: PipedreamConnection) -> Upstream:
+    def read() -> Awaitable[Account]:
+        # The read is shared by every waiter, so it runs on the upstream's own
+        # timeouts, not on one caller's deadline (see credentials/cache.py).
+        return upstream.get_account(key[1], key[2], key[3], deadline=None)
+
+    return read
 
 
 def key_of(query: AccountQuery) -> CacheKey:

@@ -41,15 +41,27 @@ Policy (values from :class:`~pdsidecar.settings.Policy`):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from pdsidecar.clock import Clock, wall_to_monotonic
+from pdsidecar.clock import Clock
 from pdsidecar.credentials.admission import FetchGate, Ticket
 from pdsidecar.credentials.recall import Recall
+from pdsidecar.credentials.source import (
+    MIN_FRESH,
+    STALE_ALLOWANCE,
+    AccountRead,
+    AccountSource,
+    CacheKey,
+    Fetched,
+    Notices,
+    PipedreamAccounts,
+    Upstream,
+)
 from pdsidecar.errors import (
     AccountNotFound,
     DeadlineExceeded,
@@ -63,25 +75,8 @@ from pdsidecar.settings import Policy
 
 log = logging.getLogger(__name__)
 
-# (connection, project_id, environment, account_id)
-CacheKey = tuple[str, str, str, str]
+__all__ = ["MIN_FRESH", "STALE_ALLOWANCE", "AccountCache", "CacheEntry", "CacheKey"]
 
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """An account with deadlines set elsewhere (the fleet's shared tier), all monotonic."""
-
-    account: Account
-    fetched_at: float
-    fresh_until: float
-    usable_until: float
-
-
-Fetch = Callable[[], Awaitable[Account | Fetched]]
-
-MIN_FRESH: Final = 5.0
-# How long past fresh an account without expires_at (API keys) may be served stale.
-STALE_ALLOWANCE: Final = 3600.0
 # Backoff after a failed refresh served stale, when the error names no retry_after.
 STALE_RETRY: Final = 5.0
 
@@ -92,6 +87,7 @@ class CacheEntry:
     fetched_at: float  # monotonic
     fresh_until: float  # monotonic
     usable_until: float  # monotonic
+    version: int  # see credentials/source.py: never lower than one held before
     # Second-chance bit: set on every hit, and on a new entry so eviction
     # never drops the entry just fetched for waiting callers.
     used: bool = True
@@ -110,9 +106,17 @@ class CacheStats:
 
 
 class AccountCache:
-    def __init__(self, policy: Policy, clock: Clock) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Clock,
+        source: AccountSource | None = None,
+        notices: Notices | None = None,
+    ) -> None:
         self._policy = policy
         self._clock = clock
+        self._source = source if source is not None else PipedreamAccounts(policy, clock)
+        self.notices = notices if notices is not None else Notices()
         self._entries: OrderedDict[CacheKey, CacheEntry] = OrderedDict()
         self._inflight: dict[CacheKey, asyncio.Task[Account]] = {}
         self._tickets: dict[asyncio.Task[Account], Ticket] = {}
@@ -121,10 +125,6 @@ class AccountCache:
         self._generations: dict[str, int] = {}
         self.gate = FetchGate(policy.upstream_concurrency, policy.fetch_queue_wait, clock)
         self.stats = CacheStats()
-        # Called with every account stored (a fetch answered); the watchers' hook.
-        self.on_store: Callable[[CacheKey, Account], None] | None = None
-        # Called when the fleet said an entry is dead and it was dropped (shared tier).
-        self.on_invalidated: Callable[[CacheKey], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -136,17 +136,21 @@ class AccountCache:
     async def get(
         self,
         key: CacheKey,
-        fetch: Fetch,
+        upstream: Upstream,
         *,
         deadline: float | None,
         caller: str = "",
         rejected: Callable[[Account], bool] | None = None,
         rejected_value: bytes | None = None,
         started_at: float | None = None,
+        newer_than: int = 0,
+        client_id: str = "",
     ) -> Account:
-        """The account for ``key``: cached while fresh, else fetched once for all callers.
+        """The account for ``key``: cached while fresh, else read once for all callers.
 
-        ``caller`` names who asks, for the fetch gate's fair queues.
+        ``upstream`` is one Pipedream read; the cache's source decides whether it
+        runs (see credentials/source.py). ``caller`` names who asks, for the fetch
+        gate's fair queues. ``newer_than`` and ``client_id``: see :class:`AccountRead`.
 
         ``rejected``/``started_at``: the caller's source refused a credential.
         If the cached account still holds it (``rejected`` is true) and was
@@ -175,7 +179,10 @@ class AccountCache:
                 return entry.account
             if key not in self._inflight:
                 self.stats.refetches += 1
-        return await self._wait(key, fetch, deadline, rejected, caller)
+        request = AccountRead(
+            key, upstream, client_id, rejected, started_at, newer_than, deadline=deadline
+        )
+        return await self._wait(key, request, deadline, rejected, caller)
 
     @staticmethod
     def _must_refetch(
@@ -211,12 +218,17 @@ class AccountCache:
             del self._entries[key]
         return len(keys)
 
-    def invalidate_if(self, key: CacheKey, predicate: Callable[[CacheEntry], bool]) -> bool:
-        entry = self._entries.get(key)
-        if entry is not None and predicate(entry):
-            del self._entries[key]
-            return True
-        return False
+    def held(self, key: CacheKey) -> int:
+        """The newest version this cache held for ``key`` (0: none it remembers)."""
+        return self._recall.held(key)
+
+    def offer(self, key: CacheKey, fetched: Fetched) -> bool:
+        """Take ``fetched`` (read by another sidecar) if newer than any version held and
+        still usable; tells the listeners. Whether it was taken."""
+        if fetched.version <= self.held(key) or self._clock.monotonic() >= fetched.usable_until:
+            return False
+        self._put(key, _entry(fetched))
+        return True
 
     async def aclose(self) -> None:
         """Cancel fetches still in flight (at shutdown, after the server has drained)."""
@@ -228,7 +240,7 @@ class AccountCache:
     async def _wait(
         self,
         key: CacheKey,
-        fetch: Fetch,
+        request: AccountRead,
         deadline: float | None,
         rejected: Callable[[Account], bool] | None,
         caller: str,
@@ -246,7 +258,7 @@ class AccountCache:
             self.stats.misses += 1
             generation = self._generations.get(key[0], 0)
             task = asyncio.get_running_loop().create_task(
-                self._fetch(key, fetch, ticket, generation)
+                self._fetch(key, request, ticket, generation)
             )
             self._inflight[key] = task
             self._tickets[task] = ticket
@@ -309,12 +321,14 @@ class AccountCache:
             return None
         return entry
 
-    async def _fetch(self, key: CacheKey, fetch: Fetch, ticket: Ticket, generation: int) -> Account:
+    async def _fetch(
+        self, key: CacheKey, request: AccountRead, ticket: Ticket, generation: int
+    ) -> Account:
         await self.gate.wait(ticket)
         try:
-            started = self._clock.monotonic()
+            request = dataclasses.replace(request, held=self.held(key))
             try:
-                result = await fetch()
+                result = await self._source.read(request)
             except AccountNotFound as error:
                 if self._generations.get(key[0], 0) == generation:
                     self._entries.pop(key, None)
@@ -325,13 +339,13 @@ class AccountCache:
                 raise
             # Detached by a reload: the callers that waited get it, the cache does not.
             current = self._generations.get(key[0], 0) == generation
-            if isinstance(result, Fetched):
-                if current:
-                    self._put(key, CacheEntry(*_fields(result)))
-                return result.account
+            if result.version < self.held(key):
+                # Older than what this sidecar held (a source's bug): never taken.
+                entry = self._entries.get(key)
+                return entry.account if entry is not None else result.account
             if current:
-                self._store(key, result, started)
-            return result
+                self._put(key, _entry(result))
+            return result.account
         finally:
             self.gate.release(ticket)
 
@@ -352,16 +366,13 @@ class AccountCache:
             pause = error.retry_after if error.retry_after else STALE_RETRY
             entry.fresh_until = max(entry.fresh_until, min(now + pause, entry.usable_until))
 
-    def _store(self, key: CacheKey, account: Account, fetched_at: float) -> None:
-        self._put(key, deadlines(self._policy, self._clock, account, fetched_at))
-
     def _put(self, key: CacheKey, entry: CacheEntry) -> None:
         self._entries.pop(key, None)  # re-insert at the young end
         self._recall.found(key)
+        self._recall.hold(key, entry.version)
         self._entries[key] = entry
         self._evict()
-        if self.on_store is not None:
-            self.on_store(key, entry.account)
+        self.notices.stored(key, entry.account)
 
     def _evict(self) -> None:
         entries = self._entries
@@ -375,20 +386,14 @@ class AccountCache:
                 self.stats.evictions += 1
 
 
-def deadlines(policy: Policy, clock: Clock, account: Account, fetched_at: float) -> CacheEntry:
-    """A new entry for ``account`` fetched at ``fetched_at``, fresh and usable per ``policy``."""
-    fresh = fetched_at + policy.credentials_max_age
-    if account.expires_at is None:
-        usable = max(fresh, fetched_at + MIN_FRESH) + STALE_ALLOWANCE
-    else:
-        usable = wall_to_monotonic(clock, account.expires_at)
-        fresh = min(fresh, usable - policy.credentials_expiry_margin)
-    fresh = max(fresh, fetched_at + MIN_FRESH)
-    return CacheEntry(account, fetched_at, fresh, usable)
-
-
-def _fields(result: Fetched) -> tuple[Account, float, float, float]:
-    return result.account, result.fetched_at, result.fresh_until, result.usable_until
+def _entry(fetched: Fetched) -> CacheEntry:
+    return CacheEntry(
+        fetched.account,
+        fetched.fetched_at,
+        fetched.fresh_until,
+        fetched.usable_until,
+        fetched.version,
+    )
 
 
 def _ids(key: CacheKey) -> dict[str, str]:

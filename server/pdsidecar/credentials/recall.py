@@ -9,12 +9,15 @@ Both memories are keyed like the cache, bounded by ``Policy.cache_max_entries``
 - :meth:`Recall.refetched_lately`: a ``rejected_access_token`` refetches an
   account at most once per ``Policy.rejected_token_interval`` while the
   rejected value (a digest of it) stays the same.
+- :meth:`Recall.held`: the newest version held per account, kept past the
+  entry's eviction, so an older copy (a value written back into Redis) is never
+  taken again (see credentials/source.py).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pdsidecar.clock import Clock
 from pdsidecar.errors import AccountNotFound
@@ -43,6 +46,8 @@ class Recall:
         self._clock = clock
         self._missing: _Bounded[tuple[float, AccountNotFound]] = _Bounded(policy.cache_max_entries)
         self._rejections: _Bounded[tuple[bytes, float]] = _Bounded(policy.cache_max_entries)
+        # Twice the cache's bound: an evicted account's version outlives its entry.
+        self._versions: _Bounded[int] = _Bounded(2 * policy.cache_max_entries)
 
     def missing(self, key: Key) -> AccountNotFound | None:
         """A fresh copy of the remembered ACCOUNT_NOT_FOUND for ``key``, or None."""
@@ -75,7 +80,15 @@ class Recall:
         self._rejections.put(key, (value, now))
         return False
 
+    def held(self, key: Key) -> int:
+        return self._versions.get(key, 0)
+
+    def hold(self, key: Key, version: int) -> None:
+        if version > self._versions.get(key, 0):
+            self._versions.put(key, version)
+
     def forget_connection(self, connection: str) -> None:
-        for held in (self._missing, self._rejections):
+        held: _Bounded[Any]
+        for held in (self._missing, self._rejections, self._versions):
             for key in [key for key in held if key[0] == connection]:
                 del held[key]

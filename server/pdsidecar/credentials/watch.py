@@ -9,8 +9,9 @@ of them, however many there are.
 When a feed's account changes, in whatever way the cache learnt it, every
 group is answered again and its watchers are woken if their credentials (or
 their ``expires_at``) changed. The cache tells the hub of every account it
-stores (:attr:`AccountCache.on_store`), so a ``rejected_access_token``
-refetch by any caller reaches the watchers at once.
+stores (it subscribes to the cache's :class:`~pdsidecar.credentials.source.Notices`),
+so a ``rejected_access_token`` refetch by any caller, or a newer read another
+sidecar of the fleet stored, reaches the watchers at once.
 
 Schedule (one timer per feed, never per watcher):
 
@@ -25,8 +26,8 @@ Schedule (one timer per feed, never per watcher):
 
 Re-reads go through :meth:`CredentialBroker.reread`, the cache's single
 flight: one upstream read per account, joined by any concurrent GetCredentials
-miss. Upstream trouble (rate limits, outages) keeps the last good value and
-tries again later; an account problem (dead, not found, another user's, ...)
+miss. Upstream trouble (rate limits, outages, OVERLOADED) keeps the last good
+value and tries again later; an account problem (dead, not found, another user's, ...)
 ends the group's streams with the same error GetCredentials would raise.
 """
 
@@ -50,6 +51,7 @@ from pdsidecar.credentials.cache import CacheKey
 from pdsidecar.credentials.watchers import Feed, Group, Watcher, WatchStats
 from pdsidecar.errors import (
     AccountProblem,
+    Overloaded,
     RateLimited,
     SidecarError,
     UpstreamUnavailable,
@@ -90,8 +92,7 @@ class WatchHub:
         self._feeds: dict[CacheKey, Feed] = {}
         self._stopping: SidecarError | None = None
         self.stats = WatchStats()
-        broker.cache.on_store = self._stored
-        broker.cache.on_invalidated = self._invalidated
+        broker.cache.notices.subscribe(self._stored)
 
     def __len__(self) -> int:
         return self.stats.watchers
@@ -177,12 +178,6 @@ class WatchHub:
                 feed.unchanged = 0
             self._apply(feed, account)
             self._schedule(feed)
-
-    def _invalidated(self, key: CacheKey) -> None:
-        """The fleet replaced this account's value (shared tier): re-read it now."""
-        feed = self._feeds.get(key)
-        if feed is not None:
-            self._schedule(feed, 0.0)
 
     def _apply(self, feed: Feed, account: Account) -> None:
         if account is feed.account:
@@ -271,8 +266,9 @@ class WatchHub:
         self.stats.rereads += 1
         try:
             account = await self._broker.reread(query, before)
-        except (RateLimited, UpstreamUnavailable) as error:
-            # Upstream trouble: the watchers keep their value; try again later.
+        except (RateLimited, UpstreamUnavailable, Overloaded) as error:
+            # Upstream trouble, or this sidecar's own admission full: the watchers keep
+            # their value; try again later.
             feed.failures += 1
             pause = error.retry_after or min(POLL_MIN * 2.0 ** min(feed.failures, 8), POLL_MAX)
             log.info(

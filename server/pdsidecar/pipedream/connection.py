@@ -24,7 +24,7 @@ from pdsidecar.clock import Clock
 from pdsidecar.errors import ProviderAuthFailed, SidecarError
 from pdsidecar.pipedream.client import PipedreamClient, TokenRejected
 from pdsidecar.pipedream.models import Account, AccountPage, TokenStatus
-from pdsidecar.pipedream.tokens import TokenProvider
+from pdsidecar.pipedream.tokens import TokenProvider, TokenSource
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy, Settings
 
@@ -48,9 +48,17 @@ class PipedreamConnection:
 
     @classmethod
     def create(
-        cls, connection: ConnectionConfig, client: PipedreamClient, policy: Policy, clock: Clock
+        cls,
+        connection: ConnectionConfig,
+        client: PipedreamClient,
+        policy: Policy,
+        clock: Clock,
+        *,
+        tokens: TokenSource | None = None,
+        learn: Callable[[Secret, float], None] | None = None,
     ) -> PipedreamConnection:
-        return cls(connection, client, TokenProvider(connection, client, policy, clock), policy)
+        provider = TokenProvider(connection, client, policy, clock, source=tokens, learn=learn)
+        return cls(connection, client, provider, policy)
 
     @property
     def tokens(self) -> TokenProvider:

@@ -24,7 +24,8 @@ SHARED_RECHECK: Final = 1.0
 
 
 class TokenSource(Protocol):
-    """Where a provider gets tokens besides Pipedream: the fleet's shared tier."""
+    """Where a provider gets a new token: Pipedream (:class:`PipedreamTokens`), or a
+    decorator of it (the fleet's tier, :mod:`pdsidecar.fleet.tokens`), chained when built."""
 
     async def obtain(
         self,
@@ -38,9 +39,53 @@ class TokenSource(Protocol):
         lifetime it was issued with (another sidecar fetched it)."""
         ...
 
-    def rejected(self, token: Secret) -> None:
+    def rejected(self, provider: TokenProvider, token: Secret) -> None:
         """Pipedream answered 401 to ``token``."""
         ...
+
+
+class PipedreamTokens:
+    """The plain source: one token request to Pipedream."""
+
+    async def obtain(
+        self,
+        provider: TokenProvider,
+        fetch: Callable[[], Awaitable[PipedreamToken]],
+        *,
+        force: bool,
+        deadline: float | None,
+    ) -> tuple[PipedreamToken, float | None]:
+        return await fetch(), None
+
+    def rejected(self, provider: TokenProvider, token: Secret) -> None:
+        return None
+
+
+class TokenSourceHolder:
+    """The source every provider asks now; a reload swaps it (the fleet's tier on or off)."""
+
+    def __init__(self, source: TokenSource | None = None) -> None:
+        self._source: TokenSource = source if source is not None else PipedreamTokens()
+
+    @property
+    def current(self) -> TokenSource:
+        return self._source
+
+    def swap(self, source: TokenSource) -> None:
+        self._source = source
+
+    async def obtain(
+        self,
+        provider: TokenProvider,
+        fetch: Callable[[], Awaitable[PipedreamToken]],
+        *,
+        force: bool,
+        deadline: float | None,
+    ) -> tuple[PipedreamToken, float | None]:
+        return await self._source.obtain(provider, fetch, force=force, deadline=deadline)
+
+    def rejected(self, provider: TokenProvider, token: Secret) -> None:
+        self._source.rejected(provider, token)
 
 
 class _Window(enum.Enum):
@@ -78,7 +123,14 @@ class TokenProvider:
     """
 
     def __init__(
-        self, connection: ConnectionConfig, client: PipedreamClient, policy: Policy, clock: Clock
+        self,
+        connection: ConnectionConfig,
+        client: PipedreamClient,
+        policy: Policy,
+        clock: Clock,
+        *,
+        source: TokenSource | None = None,
+        learn: Callable[[Secret, float], None] | None = None,
     ) -> None:
         self.connection = connection
         self._client = client
@@ -98,9 +150,9 @@ class TokenProvider:
         self.refreshes_failed = 0
         # Told each new token and how long it lives, in seconds (the log
         # redaction filter learns it this way).
-        self.on_token: Callable[[Secret, float], None] | None = None
-        # The fleet's shared tier, when configured: tokens come from there first.
-        self.shared: TokenSource | None = None
+        self._learn = learn
+        # Where new tokens come from: Pipedream, or the fleet's tier around it.
+        self._source: TokenSource = source if source is not None else PipedreamTokens()
 
     @property
     def last_success_mono(self) -> float | None:
@@ -137,8 +189,7 @@ class TokenProvider:
 
     def invalidate(self, rejected: Secret) -> None:
         """Drop the token Pipedream rejected, unless another caller already replaced it."""
-        if self.shared is not None:
-            self.shared.rejected(rejected)
+        self._source.rejected(self, rejected)
         if self._token is not None and self._token.value == rejected:
             logger.info("connection %s: Pipedream rejected its token; dropping it", self._name)
             self._token = None
@@ -194,15 +245,12 @@ class TokenProvider:
     async def _fetch_locked(self, deadline: float | None, force: bool = False) -> PipedreamToken:
         issued_for: float | None = None
         try:
-            if self.shared is None:
-                token = await self._client.fetch_token(self.connection, deadline=deadline)
-            else:
-                token, issued_for = await self.shared.obtain(
-                    self,
-                    lambda: self._client.fetch_token(self.connection, deadline=deadline),
-                    force=force,
-                    deadline=deadline,
-                )
+            token, issued_for = await self._source.obtain(
+                self,
+                lambda: self._client.fetch_token(self.connection, deadline=deadline),
+                force=force,
+                deadline=deadline,
+            )
         except SidecarError as error:
             self.refreshes_failed += 1
             self._note_failure(error)
@@ -212,8 +260,8 @@ class TokenProvider:
             return self._adopt(token, issued_for)
         now = self._clock.monotonic()
         self.refreshes_ok += 1
-        if self.on_token is not None:
-            self.on_token(token.value, token.expires_at_mono - now)
+        if self._learn is not None:
+            self._learn(token.value, token.expires_at_mono - now)
         logger.info(
             "connection %s: new Pipedream token, valid for %.0f s",
             self._name,
@@ -238,8 +286,8 @@ class TokenProvider:
         now = self._clock.monotonic()
         current = self._token
         if current is None or current.value != token.value:
-            if self.on_token is not None:
-                self.on_token(token.value, token.expires_at_mono - now)
+            if self._learn is not None:
+                self._learn(token.value, token.expires_at_mono - now)
             logger.debug("connection %s: using the fleet's Pipedream token", self._name)
             self._keep(token, now, lifetime)
             current = token

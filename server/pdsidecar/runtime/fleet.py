@@ -1,11 +1,14 @@
-"""The shared tier in one sidecar process: wiring, reload and metrics.
+"""The fleet tier in one sidecar process: wiring, reload and metrics.
 
-A :class:`Fleet` exists only with a ``[shared_cache]`` table. It owns the
-:class:`~pdsidecar.shared.store.SharedStore` (the Redis clients and the event
-subscription), gives each connection's token provider a
-:class:`~pdsidecar.pipedream.shared_tokens.SharedTokens` and the credential broker a
-:class:`~pdsidecar.credentials.shared_accounts.SharedAccounts`. Without the table
-nothing here runs and the sidecar behaves as one process alone.
+A :class:`Fleet` exists only with a ``[fleet]`` table. It owns the
+:class:`~pdsidecar.fleet.store.FleetStore` (the Redis clients, the probe, the
+event subscription) and the two decorators: :class:`~pdsidecar.fleet.tokens.FleetTokens`
+around the plain token source, :class:`~pdsidecar.fleet.accounts.FleetAccounts`
+around the plain account source. The cache and the token providers read through
+:class:`Sources` holders built with them; starting, reloading or dropping a fleet
+swaps what the holders hold. Nothing is assigned onto the cache, the broker or a
+provider. Without the table nothing here runs and the sidecar behaves as one
+process alone.
 
 Readiness does not depend on Redis: a sidecar whose Redis is down serves on its
 own token and cache.
@@ -16,68 +19,93 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pdsidecar.clock import Clock
-from pdsidecar.credentials.broker import CredentialBroker
-from pdsidecar.credentials.shared_accounts import SharedAccounts
-from pdsidecar.pipedream.connection import PipedreamConnection
-from pdsidecar.pipedream.shared_tokens import SharedTokens
-from pdsidecar.settings import Settings, SharedCacheConfig
-from pdsidecar.shared.commands import Commands, Subscriber
-from pdsidecar.shared.store import SharedStore
+from pdsidecar.credentials.cache import AccountCache
+from pdsidecar.credentials.source import AccountSource, PipedreamAccounts, SourceHolder
+from pdsidecar.fleet.accounts import FleetAccounts
+from pdsidecar.fleet.commands import Commands, Subscriber
+from pdsidecar.fleet.store import FleetStore
+from pdsidecar.fleet.tokens import FleetTokens
+from pdsidecar.pipedream.tokens import PipedreamTokens, TokenSource, TokenSourceHolder
+from pdsidecar.settings import FleetConfig, Settings
 
 log = logging.getLogger(__name__)
 
-
 # Opens the Redis clients for a config (tests give in-memory ones); None: redis-py's.
-Connect = Callable[[SharedCacheConfig], tuple[Commands, Subscriber]]
+Connect = Callable[[FleetConfig], tuple[Commands, Subscriber]]
+
+
+@dataclass
+class Sources:
+    """What the cache and the token providers read through; a fleet is swapped in here."""
+
+    plain_accounts: AccountSource
+    plain_tokens: TokenSource = field(default_factory=PipedreamTokens)
+    accounts: SourceHolder = field(init=False)
+    tokens: TokenSourceHolder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = SourceHolder(self.plain_accounts)
+        self.tokens = TokenSourceHolder(self.plain_tokens)
+
+    @classmethod
+    def plain(cls, settings: Settings, clock: Clock) -> Sources:
+        return cls(PipedreamAccounts(settings.policy, clock))
+
+    def use(self, fleet: Fleet | None) -> None:
+        self.accounts.swap(fleet.accounts if fleet is not None else self.plain_accounts)
+        self.tokens.swap(fleet.tokens if fleet is not None else self.plain_tokens)
 
 
 class Fleet:
     def __init__(
         self,
-        config: SharedCacheConfig,
+        config: FleetConfig,
         settings: Settings,
         clock: Clock,
-        connect: Connect | None = None,
+        cache: AccountCache,
+        sources: Sources,
+        store: FleetStore | None = None,
     ) -> None:
         self.config = config
-        client, subscriber = connect(config) if connect is not None else (None, None)
-        self.store = SharedStore(config, clock, client=client, subscriber=subscriber)
-        self._settings, self._clock = settings, clock
-        self.tokens: dict[str, SharedTokens] = {}
-        self.accounts: SharedAccounts | None = None
+        self.store = store if store is not None else FleetStore(config, clock)
+        url = settings.pipedream_url
+        self.tokens = FleetTokens(self.store, sources.plain_tokens, url, clock)
+        self.accounts = FleetAccounts(
+            self.store, sources.plain_accounts, cache, settings.policy, clock, url
+        )
 
     @classmethod
     def create(
-        cls, settings: Settings, clock: Clock, connect: Connect | None = None
+        cls,
+        settings: Settings,
+        clock: Clock,
+        cache: AccountCache,
+        sources: Sources,
+        connect: Connect | None = None,
     ) -> Fleet | None:
-        config = settings.shared_cache
-        return None if config is None else cls(config, settings, clock, connect)
+        config = settings.fleet
+        if config is None:
+            return None
+        store = None
+        if connect is not None:
+            client, subscriber = connect(config)
+            store = FleetStore(config, clock, client=client, subscriber=subscriber)
+        return cls(config, settings, clock, cache, sources, store)
 
-    def attach(self, connection: PipedreamConnection) -> None:
-        source = SharedTokens(
-            self.store, connection.connection, self._settings.pipedream_url, self._clock
-        )
-        connection.tokens.shared = source
-        self.tokens[connection.connection.name] = source
-
-    def attach_broker(self, broker: CredentialBroker) -> None:
-        self.accounts = SharedAccounts(
-            self.store,
-            broker.cache,
-            self._settings.policy,
-            self._clock,
-            self._settings.pipedream_url,
-        )
-        broker.shared = self.accounts
+    async def check(self) -> None:
+        """At start: a Redis that refuses this sidecar's password or ACL is a ConfigError."""
+        await self.store.check()
 
     def start(self) -> None:
         self.store.start()
+        self.accounts.start()
         log.info(
             "shared cache: %s, namespace %s, %d key(s)",
             _where(self.config.url),
@@ -86,6 +114,7 @@ class Fleet:
         )
 
     async def aclose(self) -> None:
+        await self.accounts.aclose()
         await self.store.aclose()
 
 
@@ -93,30 +122,21 @@ def refit(
     old: Fleet | None,
     settings: Settings,
     clock: Clock,
-    connections: Mapping[str, PipedreamConnection],
-    broker: CredentialBroker,
+    cache: AccountCache,
+    sources: Sources,
     connect: Connect | None = None,
 ) -> Fleet | None:
-    """After a reload: the fleet for ``settings``, wired in; the old one closes by itself.
+    """After a reload: the fleet for ``settings``, swapped in; the old one closes by itself.
 
-    An unchanged ``[shared_cache]`` keeps the old fleet (new connections get attached);
-    a changed one (new keys, another Redis) replaces it; none turns sharing off.
+    An unchanged ``[fleet]`` keeps the old fleet; a changed one (new keys, another
+    Redis) replaces it; none turns sharing off.
     """
-    if old is not None and old.config == settings.shared_cache:
-        for name, connection in connections.items():
-            if connection.tokens.shared is None or name not in old.tokens:
-                old.attach(connection)
+    if old is not None and old.config == settings.fleet:
         return old
-    fleet = Fleet.create(settings, clock, connect)
-    if fleet is None:
-        for connection in connections.values():
-            connection.tokens.shared = None
-        broker.shared = None
-    else:
-        for connection in connections.values():
-            fleet.attach(connection)
-        fleet.attach_broker(broker)
+    fleet = Fleet.create(settings, clock, cache, sources, connect)
+    if fleet is not None:
         fleet.start()
+    sources.use(fleet)
     if old is not None:
         # Calls in flight on the old store finish (or fall back) before it closes.
         task = asyncio.get_running_loop().create_task(_close_later(old))
@@ -177,16 +197,18 @@ class FleetCollector(Collector):
             ("events", fleet.store.events.received, "Fleet events received."),
         ):
             yield CounterMetricFamily(f"pdsidecar_shared_cache_{name}", doc, value=value)
-        accounts = fleet.accounts.stats if fleet.accounts is not None else None
-        if accounts is not None:
+        accounts = fleet.accounts.stats
+        if accounts:
             for name, value, doc in (
                 ("shared_hits", accounts.shared_hits, "Local misses answered from Redis."),
                 ("fetched", accounts.fetched, "Pipedream reads made for the fleet."),
                 ("waited", accounts.waited, "Local misses that waited for another sidecar."),
                 ("refetches", accounts.refetches, "Rejected-token refetches for the fleet."),
                 ("rate_limited", accounts.rate_limited, "Misses answered from a recorded 429."),
-                ("fallbacks", accounts.fallbacks, "Reads that went local as Redis failed."),
-                ("invalidated", accounts.invalidated, "Local entries dropped on fleet events."),
+                ("fallbacks", accounts.fallbacks, "Reads made alone: Redis down or wait over."),
+                ("looks", accounts.looks, "Redis reads made because an event named news."),
+                ("taken", accounts.taken, "Newer entries taken from Redis on fleet events."),
+                ("ignored", accounts.ignored, "Entries refused: older than one held."),
             ):
                 yield CounterMetricFamily(f"pdsidecar_shared_accounts_{name}", doc, value=value)
         fetched = CounterMetricFamily(
@@ -194,7 +216,7 @@ class FleetCollector(Collector):
             "Pipedream tokens by connection: fetched by this sidecar or adopted from the fleet.",
             labels=("connection", "source"),
         )
-        for name, source in sorted(fleet.tokens.items()):
+        for name, source in sorted(fleet.tokens.connections.items()):
             fetched.add_metric((name, "fetched"), source.fetched)
             fetched.add_metric((name, "adopted"), source.adopted)
         yield fetched

@@ -18,7 +18,7 @@ config again (secrets from their files and variables too) and applies the plan:
 - connections replaced or removed have their fetches in flight detached: the
   callers waiting get their answer, the cache never keeps it (see
   :meth:`~pdsidecar.credentials.cache.AccountCache.drop_connection`).
-- ``[shared_cache]`` (key files re-read): a change replaces the fleet's tier
+- ``[fleet]`` (key files re-read): a change replaces the fleet's tier
   (see :func:`pdsidecar.runtime.fleet.refit`); removing the table turns sharing off.
 
 ``pipedream_url``, ``[policy]``, listeners added or removed and a listener's

@@ -44,6 +44,7 @@ from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
+from pdsidecar.credentials.cache import AccountCache
 from pdsidecar.credentials.watch import WatchHub
 from pdsidecar.observe.http import CountingTransport
 from pdsidecar.observe.logs import REDACTOR, Redactor, install_grpc_filter
@@ -134,15 +135,17 @@ class Sidecar:
             ),
         )
         self._pipedream = make_pipedream_client(settings, self._http, self.clock)
-        # The fleet's shared tier on Redis, with a [shared_cache] table (runtime/fleet.py).
-        self._redis = redis
-        self.fleet = fleets.Fleet.create(settings, self.clock, redis)
+        # Accounts and tokens are read through holders; with a [fleet] table the fleet's
+        # tier on Redis is swapped in there, around the plain sources (runtime/fleet.py).
+        self.sources = fleets.Sources.plain(settings, self.clock)
         self.connections: Mapping[str, PipedreamConnection] = {
             name: self._connect(config) for name, config in settings.connections.items()
         }
-        self.service = CredentialBroker(settings, self.connections, self.clock)
-        if self.fleet is not None:
-            self.fleet.attach_broker(self.service)
+        cache = AccountCache(settings.policy, self.clock, self.sources.accounts)
+        self.service = CredentialBroker(settings, self.connections, self.clock, cache)
+        self._redis = redis
+        self.fleet = fleets.Fleet.create(settings, self.clock, cache, self.sources, redis)
+        self.sources.use(self.fleet)
 
         # Health: liveness is the server's "" status; readiness is the service's.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -197,6 +200,8 @@ class Sidecar:
             if address.kind == "unix":
                 check_unix_path(address.path)
             check_tcp_port(address, self._reuse_port)
+        if self.fleet is not None:
+            await self.fleet.check()  # a refused password or ACL: ConfigError (exit 2)
         credentials = self.tls.server_credentials() if self.tls is not None else None
         install_grpc_filter()
         self._build_servers()
@@ -277,7 +282,7 @@ class Sidecar:
         }
         self._apply(change.settings, connections)
         self.fleet = fleets.refit(
-            self.fleet, self.settings, self.clock, connections, self.service, self._redis
+            self.fleet, self.settings, self.clock, self.service.cache, self.sources, self._redis
         )
         self.readiness.prime(change.added + change.changed)
         self.reload_stats.ok += 1
@@ -294,12 +299,14 @@ class Sidecar:
         return True
 
     def _connect(self, config: ConnectionConfig) -> PipedreamConnection:
-        connection = PipedreamConnection.create(
-            config, self._pipedream, self.settings.policy, self.clock
+        return PipedreamConnection.create(
+            config,
+            self._pipedream,
+            self.settings.policy,
+            self.clock,
+            tokens=self.sources.tokens,
+            learn=self._on_token,
         )
-        if self.fleet is not None:
-            self.fleet.attach(connection)
-        return connection
 
     def _apply(self, settings: Settings, connections: Mapping[str, PipedreamConnection]) -> None:
         """Swap in reloaded settings and connections (listener addresses stay as they are)."""
@@ -352,8 +359,6 @@ class Sidecar:
         self._redactor.remember(
             settings.api_token, *(c.client_secret for c in settings.connections.values())
         )
-        for connection in self.connections.values():
-            connection.tokens.on_token = self._on_token
 
     def _on_token(self, token: Secret, lifetime: float) -> None:
         self._redactor.remember_token(token, lifetime)

@@ -1,12 +1,12 @@
-"""The ``[shared_cache]`` table: where the fleet's shared tier lives and the keys that seal it.
+"""The ``[fleet]`` table: where the fleet's shared tier lives and the keys that seal it.
 
-    [shared_cache]
+    [fleet]                                      # [shared_cache], its former name, still works
     url = "rediss://redis.internal:6379/0"      # redis://, rediss:// (TLS) or unix:///path
     username = "pdsidecar"                       # Redis ACL user (optional)
     password_file = "/run/secrets/redis-password"
     key_files = ["/run/secrets/cache-key-2", "/run/secrets/cache-key-1"]  # first encrypts
     namespace = "pdsidecar"                      # prefix of every Redis key
-    timeout_ms = 50                              # per Redis command; slower = local fallback
+    timeout_ms = 250                             # per Redis command, event-loop lag not counted
     cluster = false                              # Redis Cluster
     lock_ttl_ms = 5000                           # a dead fetch-lock holder costs at most this
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pdsidecar.secret import Secret
-from pdsidecar.settings import ConfigError, SharedCacheConfig
+from pdsidecar.settings import ConfigError, FleetConfig
 
 KEY_BYTES: Final = 32
 _KNOWN: Final = frozenset(
@@ -39,10 +39,17 @@ _KNOWN: Final = frozenset(
         "lock_ttl_ms",
     }
 )
-_WHERE: Final = "[shared_cache]"
+_WHERE: Final = "[fleet]"
 
 
-def shared_cache_from(table: Any) -> SharedCacheConfig | None:
+def fleet_table(data: Mapping[str, Any]) -> FleetConfig | None:
+    """The config's ``[fleet]`` table (or ``[shared_cache]``, its former name); None if absent."""
+    if "fleet" in data and "shared_cache" in data:
+        raise ConfigError("[fleet] and [shared_cache] are one table under two names: keep [fleet]")
+    return fleet_from(data.get("fleet", data.get("shared_cache")))
+
+
+def fleet_from(table: Any) -> FleetConfig | None:
     """The table's value type; None when the table is absent."""
     if table is None:
         return None
@@ -76,13 +83,13 @@ def shared_cache_from(table: Any) -> SharedCacheConfig | None:
         raise ConfigError(f"{_WHERE} cluster must be true or false")
     if cluster and url.startswith("unix://"):
         raise ConfigError(f"{_WHERE} cluster = true needs a redis:// or rediss:// url")
-    return SharedCacheConfig(
+    return FleetConfig(
         url=url,
         keys=keys,
         username=username,
         password=password,
         namespace=namespace,
-        timeout=_millis(table, "timeout_ms", 50, 1, 10_000),
+        timeout=_millis(table, "timeout_ms", 250, 1, 10_000),
         cluster=cluster,
         lock_ttl=_millis(table, "lock_ttl_ms", 5000, 100, 600_000),
     )

@@ -1,23 +1,33 @@
-"""The shared tier's Redis side: sealed values, locks with owners, fleet-wide events.
+"""The fleet tier's Redis side: sealed values, locks with owners, fleet-wide events.
 
-:class:`SharedStore` is all the sidecar says to Redis. The adapters above it
-(:mod:`pdsidecar.pipedream.shared_tokens`, :mod:`pdsidecar.credentials.shared_accounts`)
-decide what to share; this module decides how, and keeps Redis trouble away from
-callers:
+:class:`FleetStore` is all the sidecar says to Redis. The decorators above it
+(:mod:`pdsidecar.fleet.tokens`, :mod:`pdsidecar.fleet.accounts`)
+decide what to share; this module decides how, and judges Redis on Redis:
 
-- Every command runs within ``timeout``. Any failure (unreachable, slow, out of
-  memory, an ACL refusal) raises :class:`SharedUnavailable`, which the adapters
-  answer by doing what one process does alone. The store then stays out of the
-  way for ``RETRY_AFTER`` seconds, so a dead Redis costs no call a timeout, and
-  tries again by itself. Each change of state (down, back) is logged once and
-  counted; each failure is counted.
+- Every command runs within ``timeout`` of *Redis time*: time the event loop
+  was free to read the reply. The timer advances in steps; a step that fires
+  late (the loop was busy: CPU contention, a CFS-throttled pod, a burst of
+  calls) does not count, so a reply already waiting in the socket is read
+  before the command is judged slow. ``HARD_CAP`` bounds the wait in wall time.
+- A slow reply is not an outage: it raises :class:`FleetSlow` (a waiter keeps
+  waiting for the lock holder's event). ``TIMEOUTS_DOWN`` slow replies in a row,
+  or any other failure (refused, reset, out of memory, an ACL refusal), mark
+  Redis down: :class:`FleetUnavailable`, which the decorators answer by doing
+  what one process does alone. While down the store sends nothing but a probe;
+  the probe (a PING every ``RETRY_AFTER`` seconds, with or without traffic) marks
+  Redis up again, so ``pdsidecar_shared_cache_up`` follows Redis by itself.
+  Each change of state (down, back) is logged once and counted.
+- At start, :meth:`FleetStore.check` turns an authentication or ACL refusal
+  (WRONGPASS, NOPERM) into a :class:`ConfigError`: a wrong password is a
+  configuration error (exit 2), not an outage.
 - A value that does not open (tampered, moved under another key, another key
   set) is a miss: counted, logged without its content, never returned.
 - Locks are ``SET NX PX`` with a random owner value; renewal and release are
   compare-and-set Lua scripts, so a holder whose lock expired never releases the
-  next holder's lock.
-- Events (a value was written or invalidated) go to one channel
-  (:mod:`pdsidecar.shared.events`).
+  next holder's lock. A lock found without a TTL (set by hand or by a squatter)
+  gets ``lock_ttl``: it cannot outlive that.
+- Events (a value was written, with its version) go to one channel
+  (:mod:`pdsidecar.fleet.events`). They are hints about Redis, never about Pipedream.
 """
 
 from __future__ import annotations
@@ -32,25 +42,30 @@ from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pdsidecar.clock import Clock
-from pdsidecar.settings import SharedCacheConfig
-from pdsidecar.shared.commands import Commands, Subscriber
-from pdsidecar.shared.events import Events, Listener, message
-from pdsidecar.shared.sealing import Keyring, Unreadable
+from pdsidecar.fleet.commands import Commands, Subscriber
+from pdsidecar.fleet.events import Events, message
+from pdsidecar.fleet.sealing import Keyring, Unreadable
+from pdsidecar.settings import ConfigError, FleetConfig
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# After a failure, Redis is left alone this long before the next try.
+# While Redis is down, the probe tries it this often (and while up, checks it as often).
 RETRY_AFTER: Final = 1.0
-# Timeouts in a row that mark Redis down (one slow answer under load is not an outage);
+# Slow replies in a row that mark Redis down (one slow answer under load is not an outage);
 # any other failure (refused, reset, OOM, ACL) marks it down at once.
 TIMEOUTS_DOWN: Final = 3
+# The timeout's step, and how late a step may fire and still count as Redis time.
+_STEP: Final = 0.025
+_LATE: Final = 0.01
+# However busy the loop, a command is given up after this long in wall time.
+HARD_CAP: Final = 2.0
 # Connections per sidecar (per node in a cluster); callers beyond wait within the timeout.
 MAX_CONNECTIONS: Final = 32
 
@@ -59,8 +74,11 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 # Take the lock and read the value in one round trip (same hash tag: same slot in a cluster).
+# A lock without a TTL (however it got there) gets one (PEXPIRE NX: Redis 7 / Valkey; an
+# older Redis refuses the NX, and the waiter's bounded wait is what is left).
 _LOCK_GET: Final = """
 local taken = redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if not taken then redis.pcall('pexpire', KEYS[1], ARGV[2], 'NX') end
 return {taken and 1 or 0, redis.call('get', KEYS[2])}
 """
 # Store the value, tell the fleet, release the lock if still ours: one round trip.
@@ -76,8 +94,12 @@ return 0
 """
 
 
-class SharedUnavailable(Exception):
-    """Redis did not answer in time or refused; go on without it (already logged, counted)."""
+class FleetUnavailable(Exception):
+    """Redis is down or refused; go on without it (already logged, counted)."""
+
+
+class FleetSlow(FleetUnavailable):
+    """One reply did not come in time; Redis is not (yet) marked down."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,7 @@ class Lease:
 
 
 @dataclass
-class SharedStats:
+class FleetStats:
     reads: int = 0
     hits: int = 0
     misses: int = 0
@@ -126,10 +148,10 @@ class SharedStats:
     up: bool = True
 
 
-class SharedStore:
+class FleetStore:
     def __init__(
         self,
-        config: SharedCacheConfig,
+        config: FleetConfig,
         clock: Clock,
         *,
         client: Commands | None = None,
@@ -145,7 +167,8 @@ class SharedStore:
         )
         self._down_until = float("-inf")
         self._timeouts = 0
-        self.stats = SharedStats()
+        self._probe: asyncio.Task[None] | None = None
+        self.stats = FleetStats()
 
     def slot(self, *parts: str) -> Slot:
         return Slot(self.config.namespace, self.keyring.tags(*parts))
@@ -220,13 +243,13 @@ class SharedStore:
         return (Lease(slot, owner) if taken else None), read
 
     async def store_release(
-        self, lease: Lease, suffix: str, data: bytes | None, ttl: float, kind: str, stamp: float
+        self, lease: Lease, suffix: str, data: bytes | None, ttl: float, version: int
     ) -> None:
-        """Store ``data`` (None: nothing) for ``ttl`` s, publish the event, release the lock."""
+        """Store ``data`` (None: nothing) for ``ttl`` s, tell the fleet, release the lock."""
         slot = lease.slot
         name = slot.name(suffix)
         blob = self.keyring.seal(name, data) if data is not None and ttl > 0 else b""
-        text = message(kind, slot.tag, stamp)
+        text = message(slot.tag, version)
         millis = max(int(ttl * 1000), 1)
         lock = slot.name("l")
         await self._run(
@@ -247,7 +270,7 @@ class SharedStore:
     async def unlock(self, slot: Slot, owner: str) -> None:
         """Release the lock if this owner still holds it; Redis trouble is not raised."""
         name = slot.name("l")
-        with contextlib.suppress(SharedUnavailable):
+        with contextlib.suppress(FleetUnavailable):
             await self._run(lambda: self._redis.eval(_DELETE_IF, 1, name, owner))
 
     @contextlib.asynccontextmanager
@@ -259,7 +282,7 @@ class SharedStore:
         async def keep() -> None:
             while True:
                 await asyncio.sleep(ttl / 3)
-                with contextlib.suppress(SharedUnavailable):
+                with contextlib.suppress(FleetUnavailable):
                     if not await self.renew(slot, owner):
                         return
 
@@ -274,45 +297,76 @@ class SharedStore:
                 await self.unlock(slot, owner)
 
     # --- events -------------------------------------------------------------------------
-    async def publish(self, kind: str, slot: Slot, stamp: float) -> None:
-        """Tell the fleet (``kind`` w: written, i: invalidated; ``stamp``: wall seconds)."""
-        text = message(kind, slot.tag, stamp)
-        with contextlib.suppress(SharedUnavailable):
+    async def publish(self, slot: Slot, version: int) -> None:
+        """Tell the fleet that ``slot`` changed (a hint: receivers look at Redis)."""
+        text = message(slot.tag, version)
+        with contextlib.suppress(FleetUnavailable):
             await self._run(lambda: self._redis.publish(self.events.channel, text))
-
-    def add_listener(self, listener: Listener) -> None:
-        self.events.add_listener(listener)
 
     async def wait(self, slot: Slot, timeout: float) -> None:
         """Until an event about ``slot`` arrives, or ``timeout`` passes."""
         await self.events.wait(slot.tag, timeout)
 
+    # --- life -----------------------------------------------------------------------------
+    async def check(self) -> None:
+        """At start: an authentication or ACL refusal is a ConfigError (exit 2); an
+        unreachable Redis is only an outage (logged; the probe tries again)."""
+        try:
+            await self._run(self._redis.ping)
+            # The commands the tier needs, on a name in its namespace (NOPERM otherwise).
+            probe = self.slot("probe").name("l")
+            await self._run(lambda: self._redis.eval(_DELETE_IF, 1, probe, "-"))
+        except FleetUnavailable as error:
+            refusal = error.__cause__
+            if refusal is not None and (
+                isinstance(refusal, (AuthenticationError, NoPermissionError)) or _refused(refusal)
+            ):
+                raise ConfigError(
+                    f"[fleet] Redis refused this sidecar: {_describe(refusal)} (check "
+                    "username, password_file and the user's ACL)"
+                ) from None
+
     def start(self) -> None:
-        self.events.start()
+        if self._probe is None:
+            self.events.start()
+            self._probe = asyncio.get_running_loop().create_task(self._probing())
 
     async def subscribed(self, timeout: float) -> bool:
         """Whether the event subscription is up (waits up to ``timeout``; for tests)."""
         return await self.events.subscribed(timeout)
 
     async def aclose(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         await self.events.aclose()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
 
+    async def _probing(self) -> None:
+        """A PING every RETRY_AFTER, traffic or not: marks Redis down and up by itself."""
+        while True:
+            await asyncio.sleep(RETRY_AFTER)
+            with contextlib.suppress(FleetUnavailable):
+                await self._run(self._redis.ping, probe=True)
+
     # --- every command goes through here -----------------------------------------------
-    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
-        if not self.available:
+    async def _run(self, command: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
+        if not probe and not self.available:
             self.stats.skipped += 1
-            raise SharedUnavailable
+            raise FleetUnavailable
         try:
-            async with asyncio.timeout(self.config.timeout):
-                result = await command()
+            result = await _within(self.config.timeout, command)
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error)
-            raise SharedUnavailable from None
+            if self.stats.up and _slow(error):
+                raise FleetSlow from error
+            raise FleetUnavailable from error
         self._timeouts = 0
-        # Back only on a command sent after the pause (not one already in flight at the failure).
-        if not self.stats.up and self.available:
+        self._down_until = float("-inf")
+        if not self.stats.up:
             self.stats.up = True
             log.warning("shared cache: Redis answers again; sharing resumes")
         return result
@@ -335,6 +389,46 @@ class SharedStore:
             )
 
 
+async def _within(budget: float, command: Callable[[], Awaitable[T]]) -> T:
+    """``command`` within ``budget`` seconds of time the event loop was free.
+
+    The timer advances in steps of ``_STEP``; a step that fires more than ``_LATE``
+    after it was due means the loop was busy (the reply may be waiting unread), so it
+    does not count. ``HARD_CAP`` bounds the whole wait in loop time.
+    """
+    loop = asyncio.get_running_loop()
+    step = min(budget, _STEP)
+    start = loop.time()
+    hard = start + max(HARD_CAP, budget)
+    counted = 0.0
+    handle: asyncio.TimerHandle | None = None
+    async with asyncio.timeout(None) as scope:
+
+        def tick(due: float) -> None:
+            nonlocal counted, handle
+            now = loop.time()
+            if now - due <= _LATE:
+                counted += step
+            if counted >= budget - 1e-9 or now >= hard:
+                scope.reschedule(now)
+                return
+            handle = loop.call_at(now + step, tick, now + step)
+
+        handle = loop.call_at(start + step, tick, start + step)
+        try:
+            return await command()
+        finally:
+            handle.cancel()
+
+
+def _refused(error: BaseException | None) -> bool:
+    """An authentication or ACL refusal, as Redis words it."""
+    text = str(error or "")
+    return isinstance(error, (ResponseError, RedisConnectionError)) and any(
+        word in text for word in ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
+    )
+
+
 def _slow(error: BaseException) -> bool:
     """Too slow rather than broken: a timeout, or no pooled connection free in time."""
     if isinstance(error, (TimeoutError, RedisTimeoutError)):
@@ -351,16 +445,18 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _options(config: SharedCacheConfig) -> dict[str, Any]:
+def _options(config: FleetConfig) -> dict[str, Any]:
     return {
         "username": config.username,
         "password": config.password.reveal() if config.password is not None else None,
-        "socket_timeout": config.timeout,
-        "socket_connect_timeout": config.timeout,
+        # The store's own timer judges each command (Redis time only, see _within);
+        # the client's timeouts only end what that timer cannot (a connection hung).
+        "socket_timeout": max(HARD_CAP, config.timeout),
+        "socket_connect_timeout": max(HARD_CAP, config.timeout),
     }
 
 
-def _client(config: SharedCacheConfig) -> Any:
+def _client(config: FleetConfig) -> Any:
     if config.cluster:
         return RedisCluster.from_url(
             config.url, max_connections=MAX_CONNECTIONS, **_options(config)
@@ -368,12 +464,15 @@ def _client(config: SharedCacheConfig) -> Any:
     # A bounded pool: a burst of misses must not open a connection each (Redis has a
     # client limit, and a fleet shares it).
     pool = aioredis.BlockingConnectionPool.from_url(
-        config.url, max_connections=MAX_CONNECTIONS, timeout=config.timeout, **_options(config)
+        config.url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=max(HARD_CAP, config.timeout),
+        **_options(config),
     )
     return aioredis.Redis(connection_pool=pool)
 
 
-def _pubsub_client(config: SharedCacheConfig) -> Any:
+def _pubsub_client(config: FleetConfig) -> Any:
     # A plain connection even in cluster mode: PUBLISH reaches every node of a cluster.
     # No read timeout: the subscription waits for events as long as it takes.
     options = {**_options(config), "socket_timeout": None, "socket_connect_timeout": 2.0}

@@ -1,4 +1,4 @@
-"""What the shared tier asks of Redis: the few commands :class:`SharedStore` sends.
+"""What the fleet tier asks of Redis: the few commands :class:`FleetStore` sends.
 
 ``redis.asyncio``'s clients (plain and cluster) fit these Protocols; so does the
 in-memory fake the tests use (``tests/support/fakestore.py``). One contract
@@ -6,7 +6,7 @@ suite runs against a real ``redis-server`` and the fake, so the fake keeps
 Redis's semantics: ``tests/integration/test_store_contract.py``.
 
 The compare-and-set work happens in Lua scripts sent with :meth:`Commands.eval`
-(their text lives in :mod:`pdsidecar.shared.store`); a fake runs the same
+(their text lives in :mod:`pdsidecar.fleet.store`); a fake runs the same
 scripts' meaning in Python, keyed by their text.
 """
 
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 class Commands(Protocol):
     """The key-value side: values with a TTL, scripts, publishing events."""
+
+    async def ping(self) -> Any: ...
 
     async def get(self, name: bytes) -> bytes | None: ...
 

@@ -1,4 +1,4 @@
-"""The [shared_cache] table: what it accepts, and the message for what it does not."""
+"""The [fleet] table (formerly [shared_cache]): what it accepts, and what it refuses."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def config(**shared: Any) -> dict[str, Any]:
         "connections": {"default": {"client_id": "c", "client_secret_env": "SECRET"}}
     }
     if shared:
-        data["shared_cache"] = shared
+        data["fleet"] = shared
     return data
 
 
@@ -31,7 +31,7 @@ def key_file(tmp_path: Path, name: str = "k", size: int = 32) -> str:
 
 
 def test_without_the_table_there_is_no_shared_tier() -> None:
-    assert settings_from_mapping(config(), ENV).shared_cache is None
+    assert settings_from_mapping(config(), ENV).fleet is None
 
 
 def test_a_full_table(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_a_full_table(tmp_path: Path) -> None:
             lock_ttl_ms=3000,
         ),
         ENV,
-    ).shared_cache
+    ).fleet
     assert shared is not None
     assert (shared.url, shared.username, shared.namespace) == (
         "rediss://redis.internal:6380/0",
@@ -66,9 +66,9 @@ def test_a_full_table(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     shared = settings_from_mapping(
         config(url="unix:///run/redis.sock", key_files=[key_file(tmp_path)]), ENV
-    ).shared_cache
+    ).fleet
     assert shared is not None
-    assert (shared.timeout, shared.namespace, shared.cluster) == (0.05, "pdsidecar", False)
+    assert (shared.timeout, shared.namespace, shared.cluster) == (0.25, "pdsidecar", False)
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,16 @@ def test_a_key_that_is_not_32_bytes_of_base64_is_refused(tmp_path: Path) -> None
     same = key_file(tmp_path, "same")
     with pytest.raises(ConfigError, match="the same key twice"):
         settings_from_mapping(config(url="redis://r", key_files=[same, same]), ENV)
+
+
+def test_the_former_table_name_still_loads_and_both_names_at_once_are_refused(
+    tmp_path: Path,
+) -> None:
+    table = {"url": "redis://127.0.0.1:6379/0", "key_files": [key_file(tmp_path)]}
+    data = config()
+    data["shared_cache"] = table
+    former = settings_from_mapping(data, ENV).fleet
+    assert former is not None and former.url == table["url"]
+    data["fleet"] = table
+    with pytest.raises(ConfigError, match=r"\[fleet\] and \[shared_cache\]"):
+        settings_from_mapping(data, ENV)

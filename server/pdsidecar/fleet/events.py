@@ -1,10 +1,13 @@
-"""The fleet's event channel, as one sidecar sees it: one subscription, waiters, listeners.
+"""The fleet's event channel, as one sidecar sees it: one subscription, waiters, readers.
 
-Events say that a value was written (``w``) or that older copies are dead (``i``), for
-one hash tag, with the writer's wall-clock stamp: ``kind:tag:stamp``. No id, no value.
-Every sidecar subscribes once; an event wakes the sidecar's waiters for that tag (a
-fetch lock's waiters) and tells its listeners (the account cache drops dead copies).
-The subscription reconnects by itself; while it is down, waiters fall back to polling.
+An event says that a value was written for one hash tag, with the version written:
+``w:tag:version``. No id, no value. It is a hint about Redis, never about Pipedream:
+whoever hears one may look at Redis and take the value if it is newer than what it
+holds; anyone can publish one, so nothing else may follow from it. Every sidecar
+subscribes once; an event wakes the sidecar's waiters for that tag (a fetch lock's
+waiters) and is handed to each reader (:meth:`Events.listen`) through a bounded
+buffer (a reader that falls behind loses hints, never blocks the subscription). The
+subscription reconnects by itself; while it is down, waiters fall back to polling.
 """
 
 from __future__ import annotations
@@ -12,24 +15,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Final
 
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import RedisError
 
-from pdsidecar.shared.commands import Subscriber
+from pdsidecar.fleet.commands import Subscriber
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_FIRST: Final = 0.1
 _BACKOFF_MAX: Final = 2.0
+# Hints a reader may have waiting before newer ones are dropped.
+READER_BUFFER: Final = 1024
 
-# (kind, tag, stamp)
-Listener = Callable[[str, str, float], None]
+# (tag, version)
+Hint = tuple[str, int]
 
 
-def message(kind: str, tag: str, stamp: float) -> str:
-    return f"{kind}:{tag}:{stamp:.6f}"
+def message(tag: str, version: int) -> str:
+    return f"w:{tag}:{version}"
 
 
 class Events:
@@ -37,13 +43,17 @@ class Events:
         self.channel = channel
         self._client = client
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._listeners: list[Listener] = []
+        self._readers: list[MemoryObjectSendStream[Hint]] = []
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         self.received = 0
+        self.dropped = 0  # hints a reader had no room for
 
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    def listen(self) -> MemoryObjectReceiveStream[Hint]:
+        """A stream of every hint from now on (closing it unsubscribes)."""
+        send, receive = anyio.create_memory_object_stream[Hint](READER_BUFFER)
+        self._readers.append(send)
+        return receive
 
     async def wait(self, tag: str, timeout: float) -> None:
         """Until an event about ``tag`` arrives, or ``timeout`` passes."""
@@ -74,6 +84,9 @@ class Events:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for reader in self._readers:
+            reader.close()
+        self._readers.clear()
         with contextlib.suppress(Exception):
             await self._client.aclose()
 
@@ -101,16 +114,16 @@ class Events:
     def _deliver(self, data: bytes | str) -> None:
         text = data.decode() if isinstance(data, bytes) else data
         kind, _, rest = text.partition(":")
-        tag, _, stamp_text = rest.partition(":")
-        try:
-            stamp = float(stamp_text)
-        except ValueError:
+        tag, _, version_text = rest.partition(":")
+        if kind != "w" or not version_text.isdigit():
             return
         self.received += 1
         for event in self._waiters.get(tag, ()):
             event.set()
-        for listener in self._listeners:
+        for reader in list(self._readers):
             try:
-                listener(kind, tag, stamp)
-            except Exception:  # a listener's bug must not end the subscription
-                log.exception("shared cache: event listener failed")
+                reader.send_nowait((tag, int(version_text)))
+            except anyio.WouldBlock:
+                self.dropped += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._readers.remove(reader)

@@ -29,10 +29,10 @@ class _VirtualSelector(selectors.DefaultSelector):
         self.now = 0.0
 
     def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
-        # The loop's own wake-up pipe (call_soon_threadsafe) is the only real fd here.
-        ready = super().select(0)
-        if ready or timeout == 0:
-            return ready
+        # No fd is ever ready: nothing here does real I/O (the loop's own wake-up pipe
+        # serves call_soon_threadsafe, and no thread calls it).
+        if timeout == 0:
+            return []
         if timeout is None:
             raise Deadlock("the simulation has no timer left and nothing ready")
         self.now += timeout

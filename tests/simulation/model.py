@@ -43,7 +43,7 @@ QUANTUM: Final = 0.2
 GRACE: Final = 1.0
 # Redis trouble lasts this much longer for the invariants (retry pause, lock waits).
 TROUBLE_TAIL: Final = RETRY_AFTER + 2 * 5.0 + GRACE
-MAX_SIDECARS: Final = 5
+MAX_SIDECARS: Final = 4
 
 accounts = st.sampled_from(sorted(ACCOUNTS))
 picks = st.integers(min_value=0, max_value=1_000)
@@ -278,7 +278,7 @@ class FleetModel(RuleBasedStateMachine):
         self._step(seconds)
 
     @precondition(lambda self: self.fleet is not None)
-    @rule(minutes=st.integers(1, 10))
+    @rule(minutes=st.integers(1, 5))
     def idle(self, minutes: int) -> None:
         """No calls for a while: accounts nobody watches cost no request at all."""
         self._step(30.0)  # what was started settles

@@ -53,7 +53,8 @@ class FakeSharedStore:
         self._now = now
         self._values: dict[bytes, _Value] = {}
         self._history: dict[bytes, list[bytes]] = {}
-        self._subscriptions: set[_FakePubSub] = set()
+        # A dict, not a set: delivery order must not depend on object addresses.
+        self._subscriptions: dict[_FakePubSub, None] = {}
         self._scripts: dict[str, Callable[[list[bytes], list[bytes]], Any]] = {
             _store._DELETE_IF: self._delete_if,
             _store._LOCK_GET: self._lock_get,
@@ -291,7 +292,7 @@ class _FakePubSub:
         if self._cut:
             raise RedisConnectionError("connection closed")
         self.channels.update(_bytes(c) for c in channels)
-        self._store._subscriptions.add(self)
+        self._store._subscriptions[self] = None
         for channel in channels:
             self._queue.append({"type": "subscribe", "channel": _bytes(channel), "data": 1})
         self._arrived.set()
@@ -319,7 +320,7 @@ class _FakePubSub:
                 return None
 
     async def aclose(self) -> None:
-        self._store._subscriptions.discard(self)
+        self._store._subscriptions.pop(self, None)
 
     def deliver(self, channel: bytes, message: bytes) -> None:
         self._queue.append({"type": "message", "channel": channel, "data": message})
@@ -331,5 +332,5 @@ class _FakePubSub:
 
     def cut(self) -> None:
         self._cut = True
-        self._store._subscriptions.discard(self)
+        self._store._subscriptions.pop(self, None)
         self._arrived.set()

@@ -130,9 +130,8 @@ class Sidecar:
         self.reload_stats = ReloadStats()
         self._http = make_http_client(
             settings,
-            wrap_transport=lambda inner: CountingTransport(
-                pipedream_transport or inner, self.http_stats
-            ),
+            wrap_transport=lambda inner: CountingTransport(inner, self.http_stats),
+            transport=pipedream_transport,
         )
         self._pipedream = make_pipedream_client(settings, self._http, self.clock)
         # Accounts and tokens are read through holders; with a [fleet] table the fleet's

@@ -1,7 +1,7 @@
 """``python -m tests.simulation``: a long run, or a replay of one seed.
 
-    python -m tests.simulation --schedules 10000          # a long run, new seed
-    python -m tests.simulation --seed 1234 --schedules 300  # replay what CI ran
+python -m tests.simulation --schedules 10000          # a long run, new seed
+python -m tests.simulation --seed 1234 --schedules 300  # replay what CI ran
 """
 
 from __future__ import annotations

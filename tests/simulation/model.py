@@ -204,12 +204,23 @@ class FleetModel(RuleBasedStateMachine):
 
     # --- someone with write access to Redis but no key ---
     @precondition(lambda self: self.fleet is not None and self.fleet.sidecars)
-    @rule(account=accounts, older=st.integers(1, 4))
-    def old_value_written_back(self, account: str, older: int) -> None:
+    @rule(
+        account=accounts,
+        older=st.integers(1, 4),
+        hint=st.sampled_from([None, "i", "w"]),
+        version=st.integers(0, 2**63),
+    )
+    def old_value_written_back(
+        self, account: str, older: int, hint: str | None, version: int
+    ) -> None:
+        """A rollback: an older sealed value of the account written back (it opens: same
+        key, same name), maybe with an event to make the fleet look."""
         name = self._name(account)
         history = self.sim.redis.history(name)
         if len(history) > older:
             self.sim.redis.replay(name, -1 - older, px=600_000)
+            if hint is not None:
+                self._inject(account, hint, version)
         self._step()
 
     @precondition(lambda self: self.fleet is not None and self.fleet.sidecars)
@@ -228,11 +239,13 @@ class FleetModel(RuleBasedStateMachine):
     )
     def forged_events(self, account: str, kind: str, version: int, count: int) -> None:
         """Events anyone may publish: old kinds, any version, in bursts."""
-        store = self._store()
-        tag = self._name(account).decode().split("{")[1].split("}")[0]
         for _ in range(count):
-            self.sim.redis.inject(store.events.channel, f"{kind}:{tag}:{version}")
+            self._inject(account, kind, version)
         self._step()
+
+    def _inject(self, account: str, kind: str, version: int) -> None:
+        tag = self._name(account).decode().split("{")[1].split("}")[0]
+        self.sim.redis.inject(self._store().events.channel, f"{kind}:{tag}:{version}")
 
     # --- sidecars ---
     @precondition(lambda self: self.fleet is not None and len(self.fleet.sidecars) < MAX_SIDECARS)

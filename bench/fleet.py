@@ -36,11 +36,8 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -48,6 +45,7 @@ from typing import Any
 
 from pdsidecar_emulator import Emulator, EmulatorState
 
+from harness.redis import PASSWORD, USER, RedisServer, redis_servers
 from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.credentials.broker import AccountQuery
@@ -60,44 +58,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLIENT_ID, CLIENT_SECRET = "fleet-client", "fleet-client-secret-not-real"
 PROJECT = "proj_demo"
 TICK = 10.0
-PASSWORD = "fleet-bench-redis-password"
-
-
-@contextlib.contextmanager
-def redis_server() -> Any:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is needed: apt-get install redis-server")
-    folder = Path(tempfile.mkdtemp(prefix="pd-fleet-", dir="/tmp"))
-    sock = folder / "redis.sock"
-    conf = folder / "redis.conf"
-    conf.write_text(
-        f'port 0\nunixsocket {sock}\nunixsocketperm 700\ndir {folder}\nsave ""\n'
-        f"appendonly no\nuser default off\nuser bench on >{PASSWORD} ~* &* +@all\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            if sock.exists():
-                break
-            time.sleep(0.02)
-        time.sleep(0.1)
-        yield f"unix://{sock}", proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def flush(url: str) -> None:
-    path = url.removeprefix("unix://")
-    cli = shutil.which("redis-cli") or "redis-cli"
-    subprocess.run(
-        [cli, "-s", path, "--user", "bench", "--pass", PASSWORD, "--no-auth-warning", "FLUSHALL"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def settings(url: str, redis_url: str | None) -> Settings:
@@ -107,7 +67,7 @@ def settings(url: str, redis_url: str | None) -> Settings:
         shared = FleetConfig(
             url=redis_url,
             keys=(key,),
-            username="bench",
+            username=USER,
             password=Secret(PASSWORD),
             namespace="bench",
             # All sidecars share one event loop here: its lag must not count as Redis trouble.
@@ -146,18 +106,18 @@ async def fleet(
 
 
 async def run_one(
-    count: int, shared: bool, args: argparse.Namespace, redis_url: str
+    count: int, shared: bool, args: argparse.Namespace, redis: RedisServer
 ) -> dict[str, Any]:
     clock = ManualClock()
     state = EmulatorState(clock=clock.wall, seed=3)
     state.add_client(CLIENT_ID, CLIENT_SECRET)
     ids = state.add_generated_accounts(args.accounts, project_id=PROJECT)
     state.set_latency(args.latency)
-    flush(redis_url)
+    redis.client().flushall()
     rng = random.Random(11)
     windows: list[int] = []
     limited = errors = calls = 0
-    tier = redis_url if shared else None
+    tier = redis.url if shared else None
     async with Emulator(state) as emulator, fleet(count, emulator, tier, clock) as sidecars:
         if True:
             tokens_at_start = state.tokens_issued
@@ -198,14 +158,16 @@ async def run_one(
     return out
 
 
-async def miss_latency(shared: bool, args: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+async def miss_latency(
+    shared: bool, args: argparse.Namespace, redis: RedisServer
+) -> dict[str, Any]:
     """Cold accounts one at a time (real time): the call minus its Pipedream request."""
     state = EmulatorState(seed=3, read_budget=None)
     state.add_client(CLIENT_ID, CLIENT_SECRET)
     ids = state.add_generated_accounts(args.samples + 20, project_id=PROJECT)
-    flush(redis_url)
+    redis.client().flushall()
     async with Emulator(state) as emulator:
-        base = settings(emulator.url, redis_url if shared else None)
+        base = settings(emulator.url, redis.url if shared else None)
         sidecar = Sidecar(base, [parse_listen("127.0.0.1:0")])
         await sidecar.start()
         try:
@@ -332,15 +294,15 @@ async def main(args: argparse.Namespace) -> None:
     }
     if args.latency_only:
         results = json.loads((RESULTS / "fleet.json").read_text())
-    with redis_server() as (url, _):
+    with redis_servers(1) as [redis]:
         if not args.latency_only:
             for count in sizes:
                 for shared in (False, True):
-                    run = await run_one(count, shared, args, url)
+                    run = await run_one(count, shared, args, redis)
                     print(json.dumps(run), flush=True)
                     results["runs"].append(run)
         results["load"] = os.getloadavg()
-        results["latency"] = [await miss_latency(s, args, url) for s in (False, True)]
+        results["latency"] = [await miss_latency(s, args, redis) for s in (False, True)]
         print(json.dumps(results["latency"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fleet.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -50,7 +50,7 @@ from pdsidecar_emulator import (
     demo_state,
 )
 
-from bench.procs import free_port
+from harness.ports import free_port
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 

@@ -1,7 +1,7 @@
 """The benchmark, one command: ``python -m bench.run`` (``--quick`` for a short run).
 
 It installs ghz (pinned, with ``go install``) into ``.tools/bin`` if missing, starts the
-Pipedream emulator (bench/emulator_proc.py) with 80 ms latency and generated accounts,
+Pipedream emulator (harness/emulator_proc.py) with 80 ms latency and generated accounts,
 starts ``pdsidecar serve`` processes against it, runs every scenario of bench/scenarios.py
 with ghz over loopback TCP, then the soak (bench/soak.py), and writes
 ``bench/results/latest.{json,md,png}``. Scratch files and process logs go to
@@ -126,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bench.ghz import Ghz, ensure_ghz, ghz_version, write_protoset
-    from bench.procs import serve_supports, start_emulator
     from bench.report import chart, markdown, targets
     from bench.scenarios import Accounts, Context, run_main, run_scaling
     from bench.soak import run_soak
+    from harness.emulator_proc import start_emulator
+    from harness.processes import all_cpus
 
     options = _options(args)
     soak_seconds = args.soak if args.soak is not None else (10.0 if args.quick else 60.0)
@@ -144,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     protoset = write_protoset(
         tmp / "pdsidecar.protoset", health_pb2.DESCRIPTOR, credentials_pb2.DESCRIPTOR
     )
-    supports_workers = serve_supports("--workers")
-    if options.workers > 1 and not supports_workers:
-        print("pdsidecar serve has no --workers option yet; see bench/README.md", file=sys.stderr)
-        return 2
     if options.client_cpus:
         # This process runs the soak's checking client: keep it off the sidecar's core.
         last = int(options.client_cpus.split("-")[-1])
@@ -167,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         accounts=Accounts.needed(options),
         latency=options.latency,
         env=env,
-        cpus=options.client_cpus,
+        cpus=options.client_cpus or all_cpus(),
     )
     results: dict[str, Any] = {
         "started": started,
@@ -187,14 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             accounts=Accounts.split(emulator.ids, options),
         )
         results["scenarios"] = run_main(ctx)
-        scaling = args.scaling or ("1,2" if supports_workers and not args.quick else "none")
-        if scaling != "none" and supports_workers:
+        scaling = args.scaling or ("none" if args.quick else "1,2")
+        if scaling != "none":
             counts = [int(n) for n in scaling.split(",")]
             _step(results, "scaling", lambda: run_scaling(ctx, counts))
-        elif scaling != "none" or not supports_workers:
-            results["scaling_note"] = (
-                "Not measured: `pdsidecar serve` has no `--workers` option in this build."
-            )
         if soak_seconds > 0:
             print(f"  soak: {soak_seconds:.0f} s with faults", flush=True)
             _step(results, "soak", lambda: run_soak(ctx, soak_seconds))

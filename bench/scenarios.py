@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 
-from bench.emulator_proc import BENCH_CLIENT_ID
 from bench.ghz import Ghz, percentile
-from bench.procs import EmulatorProcess, SidecarProcess, Usage, write_config
+from harness.config import write_config
+from harness.emulator_proc import BENCH_CLIENT_ID, EmulatorProcess
+from harness.processes import Usage, all_cpus
+from harness.sidecar import SidecarProcess
 
 PROJECT = "proj_demo"
 HEALTH = "grpc.health.v1.Health/Check"
@@ -112,7 +114,8 @@ class Context:
         # measure cache hits, and the default (300 s) is shorter than a full run.
         base["credentials_max_age"] = 3000.0
         base.update(policy)
-        return write_config(self.tmp / f"{name}.toml", self.emulator.url, self.secret_env, base)
+        path = self.tmp / f"{name}.toml"
+        return write_config(path, self.emulator.url, secret_env=self.secret_env, policy=base)
 
     def data_file(self, name: str, requests: list[dict[str, Any]]) -> Path:
         path = self.tmp / f"{name}.json"
@@ -123,20 +126,21 @@ class Context:
     def sidecar(
         self, name: str, *, workers: int | None = None, cpus: str | None = "default", **policy: Any
     ) -> Iterator[SidecarProcess]:
+        cpus = self.options.server_cpus if cpus == "default" else cpus
         sidecar = SidecarProcess(
-            self.tmp,
-            name,
             self.config(name, **policy),
+            self.tmp / f"{name}.log",
             self.env,
             workers=self.options.workers if workers is None else workers,
-            cpus=self.options.server_cpus if cpus == "default" else cpus,
+            # Every CPU when unpinned: this process's own affinity would be inherited.
+            cpus=cpus or all_cpus(),
         )
         try:
             yield sidecar
         finally:
             code = sidecar.stop()
             if code not in (0, None):
-                print(f"  warning: sidecar {name} exited with {code}:\n{sidecar.child.tail()}")
+                print(f"  warning: sidecar {name} exited with {code}:\n{sidecar.tail()}")
 
 
 def _measure(ctx: Context, sidecar: SidecarProcess, call: str, **options: Any) -> dict[str, Any]:
@@ -198,7 +202,7 @@ def run_rounds(
     ]
     if spread_file is not None:
         plan.append(("spread", GET, {"data_file": spread_file}))
-    check = sidecar.workers == 1 and sidecar.pinned
+    check = sidecar.workers_wanted == 1 and sidecar.cpus != all_cpus()
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in plan}
     disturbed: dict[str, int] = {key: 0 for key, _, _ in plan}
     for n in range(ctx.options.rounds):

@@ -4,7 +4,7 @@ The emulator answers 10% of requests (token and account routes alike) with 500, 
 429 and ``Retry-After: 1``, and stalls 1% of them for 2 s; API tokens live 60 s and
 cached accounts are fresh for at most ``MIN_FRESH`` (5 s), so the sidecar goes upstream
 all the time, refreshes its token in the advisory window, and serves stale entries when a
-refresh fails. The checker (bench/checker.py) reads every answer it gets. RSS and open
+refresh fails. The checker (harness/checker.py) reads every answer it gets. RSS and open
 descriptors of the sidecar are sampled every second; "flat" compares the first and the
 last quarter of the samples taken after the warm-up.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 import grpc
 
-from bench.checker import Tally, checked_load
-from bench.procs import SidecarProcess
 from bench.scenarios import GET, MB, Context, get_request
+from harness.checker import Tally, checked_load
+from harness.sidecar import SidecarProcess
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
 FAULTS = {
@@ -110,7 +110,7 @@ def run_soak(ctx: Context, seconds: float) -> dict[str, Any]:
             finally:
                 emu.control("POST", "/_bench/mixed_faults", {"faults": []})
             stats = emu.stats()
-            log = sidecar.child.log
+            log = sidecar.log
     finally:
         emu.control("POST", "/_emulator/tokens/lifetime", {"expires_in": 3600})
     text = log.read_text(errors="replace")

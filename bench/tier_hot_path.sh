@@ -11,8 +11,8 @@ export PATH=$root/.venv/bin:$PATH
 ghz=$(python -c "from pathlib import Path; from bench.ghz import ensure_ghz; print(ensure_ghz(Path('.tools/bin')))" | tail -n 1)
 d=$(mktemp -d /tmp/pd-tier-XXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$d"' EXIT
-port=$(python -c "from bench.procs import free_port; print(free_port())")
-emu=$(python -c "from bench.procs import free_port; print(free_port())")
+port=$(python -c "from harness.ports import free_port; print(free_port())")
+emu=$(python -c "from harness.ports import free_port; print(free_port())")
 redis-server --port 0 --unixsocket "$d/redis.sock" --save "" --appendonly no >"$d/redis.log" 2>&1 &
 pdsidecar emulator --port "$emu" >"$d/emulator.log" 2>&1 &
 sleep 2

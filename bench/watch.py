@@ -1,6 +1,6 @@
 """WatchCredentials benchmark: ``python -m bench.watch`` (``--quick`` for a short run).
 
-Starts the emulator (bench/emulator_proc.py, 80 ms latency, 100 Notion accounts) and
+Starts the emulator (harness/emulator_proc.py, 80 ms latency, 100 Notion accounts) and
 ``pdsidecar serve`` as processes, then measures from this process, over loopback TCP:
 
 1. **Memory per idle watcher**: the sidecar's RSS with one watcher per account, then with
@@ -39,7 +39,9 @@ from typing import Any
 
 import grpc
 
-from bench.procs import EmulatorProcess, SidecarProcess, start_emulator, write_config
+from harness.config import write_config
+from harness.emulator_proc import EmulatorProcess, start_emulator
+from harness.sidecar import SidecarProcess
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 
@@ -284,8 +286,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sidecar = None
     try:
         policy = {"max_watchers": 50_000}
-        config = write_config(tmp / "watch.toml", emulator.url, SECRET_ENV, policy)
-        sidecar = SidecarProcess(tmp, "sidecar-watch", config, env)
+        config = write_config(
+            tmp / "watch.toml", emulator.url, secret_env=SECRET_ENV, policy=policy
+        )
+        sidecar = SidecarProcess(config, tmp / "sidecar-watch.log", env)
         ids = emulator.ids[:ACCOUNTS]
         print(f"idle memory with {args.idle:,} watchers...", flush=True)
         memory = await idle_memory(sidecar, ids, args.idle)
@@ -304,7 +308,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {push}", flush=True)
         print("scheduled rotation, 1,000 watchers (a new sidecar: nothing cached)...", flush=True)
         sidecar.stop()
-        sidecar = SidecarProcess(tmp, "sidecar-watch-2", config, env)
+        sidecar = SidecarProcess(config, tmp / "sidecar-watch-2.log", env)
         schedule = await scheduled(sidecar, emulator, ids, args.rotations)
         print(f"  {schedule}", flush=True)
     finally:

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from harness.ports import free_port
 from tests.support.certs import Certs
 from tests.support.ci import missing
 from tests.support.sidecars import API_TOKEN
-from tests.support.waiting import free_port
 
 
 def _grpcurl() -> str:

@@ -11,8 +11,8 @@ import time
 
 from pdsidecar_emulator import DEMO_CLIENT_SECRET, DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
 
+from harness.ports import free_port
 from pdsidecar_client import CredentialsClient
-from tests.support.waiting import free_port
 
 
 def read_until(process: subprocess.Popen[str], marker: str) -> list[str]:

@@ -14,13 +14,13 @@ import grpc
 import pytest
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID
 
+from harness.ports import free_port
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.tls import TlsFiles
 from pdsidecar.settings import Settings
 from pdsidecar_client import AsyncCredentialsClient, CredentialsClient, CredentialsError
 from tests.support.certs import Certs
 from tests.support.sidecars import running
-from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.anyio
 

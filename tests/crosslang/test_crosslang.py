@@ -44,8 +44,8 @@ from pdsidecar_emulator import (
     DEMO_SLACK_ACCOUNT_ID,
 )
 
+from harness.ports import free_port
 from tests.support.ci import missing
-from tests.support.waiting import free_port
 
 pytestmark = pytest.mark.slow
 

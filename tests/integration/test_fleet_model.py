@@ -20,13 +20,13 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from harness.redis import RedisServer
 from pdsidecar.clock import ManualClock, SystemClock
 from pdsidecar.fleet.sealing import Keyring
 from pdsidecar.fleet.store import FleetStore
 from pdsidecar.settings import FleetConfig, Policy, Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from tests.support.fleets import fleet, shared
-from tests.support.redis import RedisServer
 from tests.support.requests import get_request
 from tests.support.waiting import eventually
 

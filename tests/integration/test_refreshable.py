@@ -24,6 +24,8 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from harness.config import write_config
+from harness.ports import free_port
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.settings import Settings
@@ -33,8 +35,7 @@ from pdsidecar_client import (
     CredentialsError,
     RefreshableCredentials,
 )
-from tests.support.sidecars import write_config
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -18,19 +18,19 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from harness.redis import RedisServer, create_cluster
 from pdsidecar.fleet.sealing import Keyring
 from pdsidecar.settings import Settings
-from tests.integration.test_shared_tier import fleet, shared
-from tests.support.logsink import LogSink
-from tests.support.redis import RedisServer, create_cluster, redis_servers
+from tests.support.fixtures import RedisServers
+from tests.support.fleets import fleet, shared
 from tests.support.requests import get_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture
-def cluster(log_sink: LogSink) -> Iterator[list[RedisServer]]:
-    with redis_servers(3, log_sink, cluster=True) as servers:
+def cluster(redis_servers: RedisServers) -> Iterator[list[RedisServer]]:
+    with redis_servers(3, cluster=True) as servers:
         create_cluster(servers)
         yield servers
 

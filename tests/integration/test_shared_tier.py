@@ -24,6 +24,7 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from harness.redis import RedisServer
 from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.fleet.sealing import Keyring
@@ -34,9 +35,8 @@ from pdsidecar.settings import Settings
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.certs import Certs
+from tests.support.fixtures import RedisServers
 from tests.support.fleets import fleet, new_key, shared
-from tests.support.logsink import LogSink
-from tests.support.redis import RedisServer, redis_servers
 from tests.support.requests import get_request
 from tests.support.sidecars import running
 from tests.support.waiting import eventually
@@ -323,9 +323,9 @@ async def test_redis_out_of_memory_or_stalled_costs_no_call(
 
 
 async def test_the_tier_over_tls(
-    settings: Settings, emulator: Emulator, certs: Certs, log_sink: LogSink
+    settings: Settings, emulator: Emulator, certs: Certs, redis_servers: RedisServers
 ) -> None:
-    with redis_servers(1, log_sink, tls=certs) as [server]:
+    with redis_servers(1, tls=certs) as [server]:
         assert server.url.startswith("rediss://")
         async with fleet(settings, shared(server), 2) as sidecars:
             request = get_request(DEMO_NOTION_ACCOUNT_ID, "notion")

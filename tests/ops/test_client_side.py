@@ -1,4 +1,4 @@
-"""The README's TLS commands, run as written (files and port filled in), and the client
+"""The operating guide's TLS commands, run as written (files and port filled in), and the client
 commands' old spellings."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, Emulator
 
+from harness.config import write_config
+from harness.ports import free_port
 from pdsidecar.cli import main
 from tests.support import exercised
 from tests.support.certs import Certs
-from tests.support.sidecars import write_config
-from tests.support.waiting import free_port
 from tests.test_demo import _grpcurl
 
 pytestmark = pytest.mark.anyio
@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def tls_section() -> tuple[list[str], str]:
-    """The shell lines and the Python block of the README's TLS subsection."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"^### TLS\n(.*?)(?=^### )", text, re.S | re.M)
-    assert found, "README lost its TLS subsection"
+    """The shell lines and the Python block of docs/operating.md's TLS section."""
+    text = (ROOT / "docs" / "operating.md").read_text(encoding="utf-8")
+    found = re.search(r"^## TLS\n(.*?)(?=^## )", text, re.S | re.M)
+    assert found, "docs/operating.md lost its TLS section"
     shell = re.search(r"```sh\n(.*?)```", found.group(1), re.S)
     python = re.search(r"```python\n(.*?)```", found.group(1), re.S)
     assert shell and python

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ import grpc
 import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_NOTION_ACCOUNT_ID, DEMO_PROJECT_ID, Emulator
 
+from harness.config import write_config
+from harness.ports import free_port
+from harness.redis import RedisServer, make_key_file
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.support.redis import RedisServer, make_key_file
 from tests.support.requests import get_request
-from tests.support.sidecars import ServeProcess, write_config
-from tests.support.waiting import eventually, free_port
+from tests.support.sidecars import ServeProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -56,7 +60,8 @@ async def start_fleet(
         for _ in range(n)
     ]
     for process in processes:
-        await process.wait_for(r"readiness: SERVING")
+        # Generous: on a loaded machine a Python process takes seconds just to import.
+        await process.wait_for(r"readiness: SERVING", timeout=60)
     return processes
 
 
@@ -247,3 +252,61 @@ async def test_workers_share_through_the_tier(
     # Without the tier this costs 3 tokens and up to 3 reads (see test_process.py).
     assert state.tokens_issued == 1
     assert state.requests["account"] == 1
+
+
+async def test_a_wrong_redis_password_at_start_is_a_config_error_exit_2(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    # Before: the sidecar started, stayed SERVING and shared nothing, silently.
+    redis_server.password_file.write_text("not-the-password\n", encoding="utf-8")
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    process = serve("--config", str(config), "--listen", "127.0.0.1:0")
+    assert await process.wait() == 2
+    refusal = [line for line in process.lines() if "Redis refused this sidecar" in line]
+    assert refusal, process.lines()
+    assert emulator.state.tokens_issued == 0
+
+
+@contextlib.contextmanager
+def cpu_burners(count: int) -> Iterator[None]:
+    """``count`` processes spinning on the CPU (this machine has few cores)."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait(timeout=10)
+
+
+async def test_three_sidecars_under_cpu_load_read_each_account_exactly_once(
+    serve: Callable[..., ServeProcess],
+    emulator: Emulator,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    # Before (50 ms timeout, loop lag counted): 2 runs in 9 took a busy loop for a Redis
+    # outage and read Pipedream alone: 49 and 59 reads where 30 is right.
+    config = fleet_config(tmp_path, emulator, redis_server, [make_key_file(tmp_path, "k1")])
+    state = emulator.state
+    ids = state.add_generated_accounts(30)
+    processes = await start_fleet(serve, config, 3)
+    with cpu_burners(2):
+        async with stubs_for(processes) as stubs:
+
+            async def caller(index: int) -> None:
+                # 10 accounts each, from its own offset: every account is asked by 15
+                # callers over the 3 sidecars, most of them at once.
+                order = (ids[index % 30 :] + ids[: index % 30])[:10]
+                for account_id in order:
+                    request = get_request(account_id, "notion")
+                    await stubs[index % 3].GetCredentials(request, timeout=30)
+
+            await asyncio.gather(*(caller(i) for i in range(45)))
+    assert state.requests["account"] == 30
+    for process in processes:
+        messages = [r.get("message", "") for r in process.records()]
+        assert not any("Redis failed" in m for m in messages)

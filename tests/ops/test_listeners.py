@@ -12,12 +12,13 @@ import grpc
 import pytest
 from pdsidecar_emulator import DEMO_NOTION_ACCOUNT_ID
 
+from harness.config import write_config
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.settings import ConfigError, ListenerConfig, Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import get_request
-from tests.support.sidecars import demo_settings, running, write_config
+from tests.support.sidecars import demo_settings, running
 
 pytestmark = pytest.mark.anyio
 

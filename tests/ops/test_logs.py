@@ -21,12 +21,13 @@ from pdsidecar_emulator import (
 )
 from pdsidecar_emulator import demo_state as make_demo_state
 
+from harness.config import write_config
 from pdsidecar.observe import logs
 from pdsidecar.observe.logs import MASK, JsonFormatter, Redactor, RequestIdFilter
 from pdsidecar.secret import Secret
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import error_of, get_request
-from tests.support.sidecars import API_TOKEN, write_config
+from tests.support.sidecars import API_TOKEN
 
 pytestmark = pytest.mark.anyio
 

@@ -26,13 +26,14 @@ from pdsidecar_emulator import (
     Emulator,
 )
 
+from harness.config import write_config
+from harness.ports import free_port
 from pdsidecar.cli import main
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.certs import Certs
 from tests.support.requests import error_of, get_request
-from tests.support.sidecars import write_config
-from tests.support.waiting import eventually, free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The README's ``docker run`` is complete: the config it mounts loads, and reads a client
+"""The operating guide's ``docker run`` is complete: the config it mounts loads, and reads a client
 secret from a file the same command mounts."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def docker_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"^### Docker\n(.*?)(?=^### )", text, re.S | re.M)
-    assert found, "README lost its Docker subsection"
+    text = (ROOT / "docs" / "operating.md").read_text(encoding="utf-8")
+    found = re.search(r"^## Docker\n(.*?)(?=^## )", text, re.S | re.M)
+    assert found, "docs/operating.md lost its Docker section"
     return found.group(1)
 
 

@@ -1,5 +1,6 @@
-"""The README's "Operating pdsidecar" section: every switch it names exists, and a test in
-this folder runs pdsidecar with it.
+"""The operating guide (``docs/operating.md``, with ``docs/security.md``): every switch it
+names exists, and a test in this folder runs pdsidecar with it; so does every switch of a
+``pdsidecar`` command anywhere in the README or ``docs/`` (``tests/test_docs.py``).
 
 "Runs with it" is recorded as the tests run (``tests/support/exercised.py``): the argv,
 environment and config of each ``pdsidecar serve`` process and in-process CLI run, and
@@ -19,6 +20,7 @@ import pytest
 from pdsidecar.cli import _parser
 from tests.support import exercised
 from tests.support.ci import IN_CI
+from tests.support.docs import PAGES, pdsidecar_commands
 from tests.support.fixtures import DESELECTED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,10 +29,22 @@ CONFIG_KEYS = ("api_token_file", "socket_mode", "allow_connections", "allow_sour
 
 
 def section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"^## Operating pdsidecar\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    assert found, "README.md has no 'Operating pdsidecar' section"
-    return found.group(1)
+    """The operating guide and the security notes, whose every switch is an operator's."""
+    return "".join(
+        (ROOT / "docs" / name).read_text(encoding="utf-8")
+        for name in ("operating.md", "security.md")
+    )
+
+
+def command_switches() -> set[str]:
+    """The switches of every ``pdsidecar`` command line in the README and docs/."""
+    return {
+        word.partition("=")[0]
+        for page in PAGES
+        for command in pdsidecar_commands(page)
+        for word in command
+        if word.startswith("--")
+    }
 
 
 def flags(text: str) -> set[str]:
@@ -67,7 +81,8 @@ def test_every_switch_in_the_operating_section_is_run_by_a_test(
             pytest.fail(message)
         pytest.skip(message)
     text = section()
-    names = flags(text) | set(re.findall(r"\b(?:PDSIDECAR|OTEL_EXPORTER_OTLP)_[A-Z_]+\b", text))
+    names = flags(text) | command_switches()
+    names |= set(re.findall(r"\b(?:PDSIDECAR|OTEL_EXPORTER_OTLP)_[A-Z_]+\b", text))
     names |= {key for key in CONFIG_KEYS if key in text}
     untested = sorted(names - exercised.NAMES)
     assert not untested, f"no test ran pdsidecar with {untested}"

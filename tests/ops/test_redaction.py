@@ -19,10 +19,10 @@ import grpc
 import pytest
 from pdsidecar_emulator import Emulator, IssuedToken
 
+from harness.config import write_config
 from pdsidecar.observe.logs import MASK, Redactor
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support.requests import error_of, get_request
-from tests.support.sidecars import write_config
 
 pytestmark = pytest.mark.anyio
 

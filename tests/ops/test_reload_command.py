@@ -14,12 +14,12 @@ import grpc
 import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
 
+from harness.config import write_config
 from pdsidecar.commands.reload import Server, choose, find_servers, is_serve
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support import exercised
 from tests.support.requests import error_of
-from tests.support.sidecars import write_config
 
 pytestmark = pytest.mark.anyio
 

@@ -35,10 +35,10 @@ from pdsidecar_emulator import (
     DEMO_USER_BOB,
 )
 
+from harness.ports import free_port
 from pdsidecar.errors import DOMAIN, ERROR_TABLE
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.support.waiting import free_port
 
 ALLOWED = {grpc.StatusCode.OK} | {kind.code for kind in ERROR_TABLE.values()}
 SERVICE = "/pdsidecar.v1.CredentialsService/"

@@ -1,7 +1,7 @@
 """A short soak: 100 concurrent callers while Pipedream fails, stalls and rate limits.
 
 The long version (60 s, ghz next to the checking client, RSS and descriptors sampled) is in
-the benchmark: ``python -m bench.run --soak 60``. Both judge answers with bench/checker.py.
+the benchmark: ``python -m bench.run --soak 60``. Both judge answers with harness/checker.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
 
-from bench.checker import Tally, checked_load
-from bench.emulator_proc import MixedFaultState
+from harness.checker import Tally, checked_load
+from harness.emulator_proc import MixedFaultState
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.credentials import cache as account_cache
 from pdsidecar.runtime.sidecar import Sidecar

@@ -8,6 +8,7 @@ override the ``policy`` fixture in their module.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,8 @@ import pytest
 from pdsidecar_emulator import Emulator, EmulatorState
 from pdsidecar_emulator import demo_state as make_demo_state
 
+import harness.redis
+from harness.redis import RedisMissing, RedisServer, redis_binary
 from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import Sidecar
@@ -26,8 +29,8 @@ from pdsidecar.settings import Policy, Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support import exercised
 from tests.support.certs import Certs, make_certs
+from tests.support.ci import missing
 from tests.support.logsink import SECRETS, LogSink
-from tests.support.redis import RedisServer, redis_servers
 from tests.support.sidecars import TEST_POLICY, ServeProcess, demo_settings
 
 
@@ -173,8 +176,29 @@ def sockdir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+RedisServers = Callable[..., contextlib.AbstractContextManager[list[RedisServer]]]
+
+
 @pytest.fixture
-def redis_server(log_sink: LogSink) -> Iterator[RedisServer]:
-    """A real redis-server on a Unix socket with an ACL password (see support/redis.py)."""
-    with redis_servers(1, log_sink) as servers:
+def redis_servers(log_sink: LogSink) -> RedisServers:
+    """Starts real redis-servers (``harness.redis.redis_servers``): skipped where
+    redis-server cannot be had (failed under CI=true); their keys and values go into the
+    log sink when they stop, for the secret scan."""
+
+    @contextlib.contextmanager
+    def start(count: int, **options: Any) -> Iterator[list[RedisServer]]:
+        try:
+            redis_binary()
+        except RedisMissing as error:
+            missing(str(error))
+        with harness.redis.redis_servers(count, dump_to=log_sink.lines, **options) as servers:
+            yield servers
+
+    return start
+
+
+@pytest.fixture
+def redis_server(redis_servers: RedisServers) -> Iterator[RedisServer]:
+    """A real redis-server on a Unix socket with an ACL password (see harness/redis.py)."""
+    with redis_servers(1) as servers:
         yield servers[0]

@@ -11,12 +11,12 @@ from typing import Any
 
 import grpc
 
+from harness.redis import PASSWORD, USER, RedisServer
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.secret import Secret
 from pdsidecar.settings import FleetConfig, Settings
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
-from tests.support.redis import PASSWORD, USER, RedisServer
 from tests.support.sidecars import running
 
 

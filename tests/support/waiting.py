@@ -1,9 +1,8 @@
-"""Waiting without sleeping blind: bounded polls, and free loopback ports."""
+"""Waiting without sleeping blind: bounded polls."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 
 
@@ -20,10 +19,3 @@ async def eventually(
             if held if isinstance(held, bool) else await held:
                 return
             await asyncio.sleep(every)
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -7,7 +7,14 @@ import pytest
 from pdsidecar.credentials import mapping
 from pdsidecar.errors import ERROR_TABLE
 from pdsidecar_client.v1 import credentials_pb2 as pb
-from tests.unit.account_fakes import ACCESS, API_KEY, CLIENT_ID, REFRESH, SECRET_MARK, make_account
+from tests.support.account_fakes import (
+    ACCESS,
+    API_KEY,
+    CLIENT_ID,
+    REFRESH,
+    SECRET_MARK,
+    make_account,
+)
 
 
 @pytest.mark.parametrize(

@@ -12,30 +12,20 @@ from pdsidecar.errors import DeadlineExceeded, ProviderAuthFailed, RateLimited, 
 from pdsidecar.pipedream.tokens import TokenProvider
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Policy
-from tests.support.waiting import eventually
-from tests.unit.pipedream_fakes import (
+from tests.support.pipedream_fakes import (
     FAST_POLICY,
     FakePipedream,
     assert_no_secret,
     connection,
     make_client,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
 LIFETIME = 3600.0
 ADVISORY = FAST_POLICY.token_refresh_margin  # 300 s before expiry
 MANDATORY = FAST_POLICY.token_mandatory_margin  # 60 s before expiry
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(wall_start=1_700_000_000.0)
-
-
-@pytest.fixture
-def fake() -> FakePipedream:
-    return FakePipedream()
 
 
 def provider(

@@ -23,7 +23,7 @@ from pdsidecar.pipedream.client import TokenRejected
 from pdsidecar.pipedream.retrying import parse_retry_after
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Policy
-from tests.unit.pipedream_fakes import (
+from tests.support.pipedream_fakes import (
     ACCOUNT,
     CLIENT_SECRET,
     CREDENTIAL,
@@ -41,13 +41,8 @@ TOKEN = Secret("SECRET-api-token-fixed")
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(wall_start=1_700_000_000.0)
-
-
-@pytest.fixture
-def fake() -> FakePipedream:
-    fake = FakePipedream()
+def fake(fake: FakePipedream) -> FakePipedream:
+    """The shared fake, accepting this file's fixed API token."""
     fake.valid_tokens.add(TOKEN.reveal())
     return fake
 

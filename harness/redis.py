@@ -1,15 +1,16 @@
-"""A real ``redis-server`` for the shared-tier tests: Unix socket, ACL password, no disk.
+"""A real ``redis-server`` for tests and benchmarks: Unix socket, ACL password, no disk.
 
-``redis-server`` comes from Debian's package; when it is missing, the fixture
+``redis-server`` comes from Debian's package; when it is missing, :func:`redis_binary`
 installs it (``apt-get update && apt-get install -y redis-server``: CI runs as root
-on a fresh machine). Without root and without the binary the tests skip, unless
-``CI=true``, where they fail instead.
+on a fresh machine), or raises :class:`RedisMissing` (the test fixtures skip on it,
+unless ``CI=true``, where they fail instead).
 
 Each server lives in its own short temporary folder, listens only on a Unix socket
 (and, for cluster nodes, a loopback port), refuses the ``default`` user and lets in
-one ACL user with a password. When a test ends, every key and value in it goes
-into the suite's log sink, so the end-of-session secret scan also proves that no
-credential ever sat in Redis in the clear.
+one ACL user with a password, plus an ``admin`` user for the caller's own looks. When
+the servers stop, every key and value in them can be dumped into a list (the tests'
+log sink, so the end-of-session secret scan also proves that no credential ever sat in
+Redis in the clear).
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
-from tests.support.certs import Certs
-from tests.support.ci import missing
-from tests.support.logsink import LogSink
+from harness.ports import free_port_pair
 
 USER = "pdsidecar"
 PASSWORD = "redis-test-password-7f3a"
@@ -41,6 +40,18 @@ SIDECAR_COMMANDS = (
 )
 
 ADMIN, ADMIN_PASSWORD = "admin", "redis-admin-password-2b9c"
+
+
+class TlsFiles(Protocol):
+    """The server side of a test CA (``tests.support.certs.Certs`` is one)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+
+
+class RedisMissing(RuntimeError):
+    """``redis-server`` is not on this machine and cannot be installed."""
 
 
 def redis_binary() -> str:
@@ -56,7 +67,7 @@ def redis_binary() -> str:
         found = shutil.which("redis-server")
         if found:
             return found
-    missing(
+    raise RedisMissing(
         "redis-server is not installed and cannot be installed here (apt-get install redis-server)"
     )
 
@@ -65,7 +76,7 @@ class RedisServer:
     """One redis-server process; ``kill`` and ``start`` again give an empty one."""
 
     def __init__(
-        self, folder: Path, port: int = 0, cluster: bool = False, tls: Certs | None = None
+        self, folder: Path, port: int = 0, cluster: bool = False, tls: TlsFiles | None = None
     ) -> None:
         self.folder = folder
         self.port = port
@@ -173,25 +184,6 @@ class RedisServer:
         return out
 
 
-def _cluster_port() -> int:
-    """A free loopback port whose cluster bus port (port + 10000) is free too."""
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
 def create_cluster(servers: list[RedisServer]) -> None:
     """Join the nodes into one cluster (all slots, no replicas) and wait until it is ok."""
     cli = shutil.which("redis-cli") or "redis-cli"
@@ -214,8 +206,13 @@ def create_cluster(servers: list[RedisServer]) -> None:
 
 @contextlib.contextmanager
 def redis_servers(
-    count: int, sink: LogSink, cluster: bool = False, tls: Certs | None = None
+    count: int,
+    *,
+    cluster: bool = False,
+    tls: TlsFiles | None = None,
+    dump_to: list[str] | None = None,
 ) -> Iterator[list[RedisServer]]:
+    """``count`` started servers, killed at exit; their keys and values go to ``dump_to``."""
     redis_binary()
     folder = Path(tempfile.mkdtemp(prefix="pd-redis-", dir="/tmp"))
     servers = []
@@ -223,14 +220,15 @@ def redis_servers(
         for index in range(count):
             sub = folder / str(index)
             sub.mkdir()
-            port = _cluster_port() if cluster or tls is not None else 0
+            port = free_port_pair(10000) if cluster or tls is not None else 0
             server = RedisServer(sub, port=port, cluster=cluster, tls=tls)
             servers.append(server)
             server.start()
         yield servers
     finally:
         for server in servers:
-            sink.lines.extend(server.dump())
+            if dump_to is not None:
+                dump_to.extend(server.dump())
             server.kill()
         shutil.rmtree(folder, ignore_errors=True)
 

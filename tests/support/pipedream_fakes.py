@@ -39,6 +39,17 @@ FAST_POLICY = Policy(backoff_initial=0.1, backoff_max=0.4, max_attempts=3)
 Answer = int | httpx.Response | Exception
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock whose wall time is fixed, so dated expiries are the same every run."""
+    return ManualClock(wall_start=1_700_000_000.0)
+
+
+@pytest.fixture
+def fake() -> FakePipedream:
+    return FakePipedream()
+
+
 def connection(name: str = "default") -> ConnectionConfig:
     return ConnectionConfig(name, f"client-id-{name}", Secret(CLIENT_SECRET))
 

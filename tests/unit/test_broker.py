@@ -23,8 +23,7 @@ from pdsidecar.errors import (
 from pdsidecar.pipedream.models import Account, AccountPage
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy, Settings
-from tests.support.waiting import eventually
-from tests.unit.account_fakes import (
+from tests.support.account_fakes import (
     ACCESS,
     CLIENT_ID,
     REFRESH,
@@ -33,6 +32,7 @@ from tests.unit.account_fakes import (
     FakeUpstream,
     make_account,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -24,8 +24,8 @@ from pdsidecar.errors import (
 )
 from pdsidecar.pipedream.models import Account
 from pdsidecar.settings import Policy
+from tests.support.account_fakes import ACCESS, WALL_START, make_account
 from tests.support.waiting import eventually
-from tests.unit.account_fakes import ACCESS, WALL_START, make_account
 
 pytestmark = pytest.mark.anyio
 

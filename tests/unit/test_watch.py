@@ -12,7 +12,7 @@ from pdsidecar.credentials.broker import CredentialBroker
 from pdsidecar.credentials.watch import JITTER_SHARE, POLL_MAX, POLL_MIN, SETTLE, WatchHub
 from pdsidecar.pipedream.models import Account
 from pdsidecar.settings import Policy, Settings
-from tests.unit.account_fakes import WALL_START, make_account
+from tests.support.account_fakes import WALL_START, make_account
 
 POLICY = Policy(watch_jitter=30.0, credentials_expiry_margin=300.0, credentials_max_age=300.0)
 

@@ -1,6 +1,6 @@
-"""The benchmark's Pipedream: the project's emulator in its own process, with many accounts.
+"""The benchmarks' Pipedream: the project's emulator in its own process, with many accounts.
 
-``python -m bench.emulator_proc --port-file F --accounts N --latency 0.08`` serves the
+``python -m harness.emulator_proc --port-file F --accounts N --latency 0.08`` serves the
 emulator on loopback, adds the benchmark's OAuth client (its secret comes from the
 environment variable named by ``--secret-env``), generates ``N`` Notion accounts, each with
 its own access token, writes ``{"url", "ids", "tokens"}`` to ``--accounts-file`` (tokens:
@@ -21,12 +21,18 @@ import asyncio
 import json
 import os
 import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pdsidecar_emulator import EmulatorState, build_app
 from pdsidecar_emulator.models import Plan, Route
+
+from harness.processes import Child, pinned
 
 BENCH_CLIENT_ID = "bench-client"
 
@@ -137,3 +143,59 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@dataclass
+class EmulatorProcess:
+    """A running ``python -m harness.emulator_proc``, as its launcher sees it."""
+
+    child: Child
+    url: str
+    ids: list[str]
+    tokens: dict[str, str] = field(repr=False)
+
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.control("GET", "/_emulator/stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self.control("POST", "/_emulator/stats/reset", {})
+
+    def stop(self) -> None:
+        self.child.stop(grace=5.0)
+
+
+def start_emulator(
+    tmp: Path, *, accounts: int, latency: float, env: dict[str, str], cpus: str | None
+) -> EmulatorProcess:
+    """The emulator in its own process (on ``cpus``), once it serves."""
+    port_file = tmp / "emulator.port"
+    accounts_file = tmp / "emulator.accounts.json"
+    port_file.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "harness.emulator_proc",
+        *("--port-file", str(port_file), "--accounts-file", str(accounts_file)),
+        *("--accounts", str(accounts), "--latency", str(latency)),
+    ]
+    child = Child(pinned(command, cpus), tmp / "emulator.log", env)
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        if not child.alive() or time.monotonic() > deadline:
+            child.stop(grace=5.0)
+            raise RuntimeError(f"the emulator did not start:\n{child.tail()}")
+        time.sleep(0.05)
+    data = json.loads(accounts_file.read_text())
+    return EmulatorProcess(child, data["url"], data["ids"], data["tokens"])

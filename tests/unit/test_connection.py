@@ -11,8 +11,7 @@ from pdsidecar.clock import ManualClock
 from pdsidecar.errors import AccountProblem, ProviderAuthFailed
 from pdsidecar.pipedream.connection import PipedreamConnection, build_connections, make_http_client
 from pdsidecar.settings import Policy, Settings
-from tests.support.waiting import eventually
-from tests.unit.pipedream_fakes import (
+from tests.support.pipedream_fakes import (
     ACCOUNT,
     BASE_URL,
     FAST_POLICY,
@@ -22,18 +21,9 @@ from tests.unit.pipedream_fakes import (
     connection,
     make_client,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(wall_start=1_700_000_000.0)
-
-
-@pytest.fixture
-def fake() -> FakePipedream:
-    return FakePipedream()
 
 
 def upstream(

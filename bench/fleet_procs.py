@@ -35,9 +35,10 @@ from typing import Any
 
 import grpc
 
-from bench.emulator_proc import BENCH_CLIENT_ID
-from bench.fleet import PASSWORD, flush, redis_server
-from bench.procs import EmulatorProcess, SidecarProcess, start_emulator
+from harness.config import write_config
+from harness.emulator_proc import BENCH_CLIENT_ID, EmulatorProcess, start_emulator
+from harness.redis import RedisServer, make_key_file, redis_servers
+from harness.sidecar import SidecarProcess
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.config.load import load_settings
 from pdsidecar.runtime.sidecar import Sidecar
@@ -49,22 +50,14 @@ PROJECT = "proj_demo"
 SECRET_ENV = "PDSIDECAR_BENCH_SECRET"  # what bench.emulator_proc reads
 
 
-def write_config(tmp: Path, emulator_url: str, redis_url: str) -> Path:
-    key = tmp / "fleet.key"
-    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    password = tmp / "redis.password"
-    password.write_text(PASSWORD + "\n")
-    path = tmp / "fleet.toml"
-    path.write_text(
-        f'pipedream_url = "{emulator_url}"\n\n'
-        "[connections.default]\n"
-        f'client_id = "{BENCH_CLIENT_ID}"\n'
-        f'client_secret_env = "{SECRET_ENV}"\n\n'
-        "[fleet]\n"  # the default timeout: what the issue measured
-        f'url = "{redis_url}"\nusername = "bench"\n'
-        f'password_file = "{password}"\nkey_files = ["{key}"]\n'
+def fleet_config(tmp: Path, emulator_url: str, redis: RedisServer) -> Path:
+    """The sidecars' config: the bench client, the ``[fleet]`` table on the default timeout
+    (what the issue measured)."""
+    fleet = redis.config_toml([make_key_file(tmp, "fleet.key")])
+    connections = {"default": BENCH_CLIENT_ID}
+    return write_config(
+        tmp / "fleet.toml", emulator_url, connections, fleet, secret_env=SECRET_ENV, policy={}
     )
-    return path
 
 
 def reads(emulator: EmulatorProcess) -> tuple[int, int]:
@@ -214,10 +207,11 @@ async def main(args: argparse.Namespace) -> None:
         tmp = Path(folder)
         emulator = start_emulator(tmp, accounts=1, latency=args.latency, env=env, cpus=None)
         try:
-            with redis_server() as (redis_url, _):
-                config = write_config(tmp, emulator.url, redis_url)
+            with redis_servers(1) as [redis]:
+                config = fleet_config(tmp, emulator.url, redis)
                 sidecars = [
-                    SidecarProcess(tmp, f"sidecar{n}", config, env) for n in range(args.sidecars)
+                    SidecarProcess(config, tmp / f"sidecar{n}.log", env, ready_timeout=60)
+                    for n in range(args.sidecars)
                 ]
                 try:
                     targets = [s.target for s in sidecars]
@@ -226,7 +220,7 @@ async def main(args: argparse.Namespace) -> None:
                 finally:
                     for sidecar in sidecars:
                         sidecar.stop()
-                flush(redis_url)
+                redis.client().flushall()
                 inside = await in_process(config, args, emulator)
         finally:
             emulator.stop()

@@ -20,13 +20,14 @@ from typing import Any
 import anyio
 import pytest
 
+from harness.redis import PASSWORD, USER, RedisMissing, RedisServer, redis_binary, redis_servers
 from pdsidecar.clock import SystemClock
 from pdsidecar.fleet.store import FleetStore, Slot
 from pdsidecar.secret import Secret
 from pdsidecar.settings import FleetConfig
+from tests.support.ci import missing
 from tests.support.fakestore import FakeSharedStore
 from tests.support.logsink import LogSink
-from tests.support.redis import PASSWORD, USER, RedisServer, redis_servers
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +57,13 @@ class Backend:
 
 @pytest.fixture(scope="module")
 def redis_for_suite(log_sink: LogSink) -> Iterator[RedisServer]:
-    with redis_servers(1, log_sink) as servers:
+    """One server for the module (each test has its own namespace); skipped like the
+    ``redis_servers`` fixture where redis-server cannot be had."""
+    try:
+        redis_binary()
+    except RedisMissing as error:
+        missing(str(error))
+    with redis_servers(1, dump_to=log_sink.lines) as servers:
         yield servers[0]
 
 

@@ -135,6 +135,15 @@ class FleetModel(RuleBasedStateMachine):
         self._step()
 
     @precondition(lambda self: self.fleet is not None and self.fleet.sidecars)
+    @rule(account=accounts)
+    def watch_everywhere(self, account: str) -> None:
+        """Every sidecar gets a watcher of the account (a sync platform on every pod)."""
+        self._demand(account, self._now())
+        for number in list(self.sim.sidecars):
+            self.sim.watch(number, account)
+        self._step()
+
+    @precondition(lambda self: self.fleet is not None and self.fleet.sidecars)
     @rule(pick=picks)
     def unwatch(self, pick: int) -> None:
         streams = self.sim.streams(self._pick(pick))
@@ -235,17 +244,25 @@ class FleetModel(RuleBasedStateMachine):
         account=accounts,
         kind=st.sampled_from(["i", "w"]),
         version=st.integers(0, 2**63),
-        count=st.integers(1, 50),
+        count=st.integers(1, 200),
+        every=st.sampled_from([0.0, 0.05, 0.5]),
     )
-    def forged_events(self, account: str, kind: str, version: int, count: int) -> None:
-        """Events anyone may publish: old kinds, any version, in bursts."""
-        for _ in range(count):
-            self._inject(account, kind, version)
+    def forged_events(
+        self, account: str, kind: str, version: int, count: int, every: float
+    ) -> None:
+        """Events anyone may publish (old kinds, any version): a burst, or a stream."""
+        channel, text = self._event(account, kind, version)
+        for index in range(count):
+            self.sim.loop.call_later(index * every, self.sim.redis.inject, channel, text)
         self._step()
 
     def _inject(self, account: str, kind: str, version: int) -> None:
+        self.sim.redis.inject(*self._event(account, kind, version))
+
+    def _event(self, account: str, kind: str, version: int) -> tuple[str, str]:
+        """(channel, message) of a forged event about ``account``."""
         tag = self._name(account).decode().split("{")[1].split("}")[0]
-        self.sim.redis.inject(self._store().events.channel, f"{kind}:{tag}:{version}")
+        return self._store().events.channel, f"{kind}:{tag}:{version}"
 
     # --- sidecars ---
     @precondition(lambda self: self.fleet is not None and len(self.fleet.sidecars) < MAX_SIDECARS)

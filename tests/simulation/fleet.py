@@ -55,8 +55,12 @@ ACCOUNTS: Final = {
 }
 # The cache keeps an account fresh this long (short, so schedules cross many intervals).
 FRESH: Final = 60.0
+# Two Pipedream requests at a time, queued at most 1 s: latency faults can refuse fetches
+# (OVERLOADED) with only three accounts.
 POLICY: Final = Policy(
     credentials_max_age=FRESH,
+    upstream_concurrency=2,
+    fetch_queue_wait=1.0,
     watch_jitter=5.0,
     backoff_initial=0.1,
     backoff_max=1.0,

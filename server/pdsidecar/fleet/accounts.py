@@ -31,7 +31,6 @@ Redis marked down: the inner source reads, as in one process alone.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -41,6 +40,7 @@ from typing import Any
 
 import anyio
 
+from pdsidecar.background import Background
 from pdsidecar.clock import Clock, wall_to_monotonic
 from pdsidecar.credentials.cache import AccountCache
 from pdsidecar.credentials.source import (
@@ -97,22 +97,18 @@ class FleetAccounts:
         self._limited: dict[tuple[str, str], float] = {}
         # Tags being looked at in Redis after an event; True: look once more after.
         self._looking: dict[str, bool] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background("fleet accounts")
         self.stats = FleetAccountStats()
 
     # --- life -------------------------------------------------------------------------------
     def start(self) -> None:
-        """Read the fleet's events (a task owned here, with its looks in one task group)."""
-        if self._task is None:
+        """Read the fleet's events, with the looks they cause, as work owned here."""
+        if not self._background.running:
             hints = self._store.events.listen()
-            self._task = asyncio.get_running_loop().create_task(self._hear(hints))
+            self._background.start_soon(lambda: self._hear(hints))
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.aclose()
 
     # --- the source -------------------------------------------------------------------------
     async def read(self, request: AccountRead) -> Fetched:

@@ -44,7 +44,6 @@ class Events:
         self._client = client
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._readers: list[MemoryObjectSendStream[Hint]] = []
-        self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         self.received = 0
         self.dropped = 0  # hints a reader had no room for
@@ -68,10 +67,6 @@ class Events:
             if not waiters:
                 self._waiters.pop(tag, None)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._subscribe())
-
     async def subscribed(self, timeout: float) -> bool:
         """Whether the subscription is up (waits up to ``timeout``)."""
         with contextlib.suppress(TimeoutError):
@@ -79,18 +74,15 @@ class Events:
         return self._up.is_set()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """After :meth:`run` was cancelled: close the readers and the connection."""
         for reader in self._readers:
             reader.close()
         self._readers.clear()
         with contextlib.suppress(Exception):
             await self._client.aclose()
 
-    async def _subscribe(self) -> None:
+    async def run(self) -> None:
+        """The subscription, reconnecting with backoff, until cancelled (by its owner)."""
         backoff = _BACKOFF_FIRST
         while True:
             pubsub = self._client.pubsub()

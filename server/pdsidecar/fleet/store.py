@@ -46,6 +46,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError,
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from pdsidecar.background import Background
 from pdsidecar.clock import Clock
 from pdsidecar.fleet.commands import Commands, Subscriber
 from pdsidecar.fleet.events import Events, message
@@ -167,7 +168,8 @@ class FleetStore:
         )
         self._down_until = float("-inf")
         self._timeouts = 0
-        self._probe: asyncio.Task[None] | None = None
+        # The probe and the event subscription, cancelled at close.
+        self._background = Background("fleet store")
         self.stats = FleetStats()
 
     def slot(self, *parts: str) -> Slot:
@@ -327,20 +329,16 @@ class FleetStore:
                 ) from None
 
     def start(self) -> None:
-        if self._probe is None:
-            self.events.start()
-            self._probe = asyncio.get_running_loop().create_task(self._probing())
+        if not self._background.running:
+            self._background.start_soon(self.events.run)
+            self._background.start_soon(self._probing)
 
     async def subscribed(self, timeout: float) -> bool:
         """Whether the event subscription is up (waits up to ``timeout``; for tests)."""
         return await self.events.subscribed(timeout)
 
     async def aclose(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
+        await self._background.aclose()
         await self.events.aclose()
         with contextlib.suppress(Exception):
             await self._redis.aclose()

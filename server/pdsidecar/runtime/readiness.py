@@ -15,12 +15,14 @@ set it back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from grpc_health.v1 import health_pb2
 
+from pdsidecar.background import Background
 from pdsidecar.clock import Clock
 from pdsidecar.errors import SidecarError
 from pdsidecar.pipedream.connection import PipedreamConnection
@@ -49,7 +51,7 @@ class Readiness:
         self._clock = clock
         self._interval = interval
         self._prime_timeout = prime_timeout
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background("readiness")
         self._priming = False
         self._running = False
         self.ready: bool | None = None
@@ -70,7 +72,7 @@ class Readiness:
         self._running = True
         await self.update()
         self.prime(self._connections())
-        self._spawn(self._tick())
+        self._background.start_soon(self._tick)
 
     def prime(self, names: Iterable[str]) -> None:
         """Request these connections' tokens in the background (when priming is on)."""
@@ -79,12 +81,12 @@ class Readiness:
         connections = self._connections()
         for name in names:
             if name in connections:
-                self._spawn(self._prime(name, connections[name]))
+                self._background.start_soon(functools.partial(self._prime, name, connections[name]))
 
     def poke(self) -> None:
         """Re-evaluate soon (a token just arrived); a no-op outside a running server."""
         if self._running:
-            self._spawn(self.update())
+            self._background.start_soon(self.update)
 
     async def update(self) -> None:
         ready = self.is_ready()
@@ -95,10 +97,7 @@ class Readiness:
 
     async def stop(self) -> None:
         self._running = False
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.aclose()
 
     async def _prime(self, name: str, upstream: PipedreamConnection) -> None:
         deadline = self._clock.monotonic() + self._prime_timeout
@@ -115,8 +114,3 @@ class Readiness:
                 await self.update()
             except Exception as error:  # keep ticking; the next update may work
                 log.warning("readiness update failed: %s", type(error).__name__)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

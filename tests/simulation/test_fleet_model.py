@@ -11,7 +11,7 @@ import os
 
 from tests.simulation.run import new_seed, replay_command, run
 
-SCHEDULES = int(os.environ.get("SIM_SCHEDULES", "300"))
+SCHEDULES = int(os.environ.get("SIM_SCHEDULES", "250"))
 STEPS = int(os.environ.get("SIM_STEPS", "25"))
 
 

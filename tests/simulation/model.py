@@ -20,8 +20,10 @@ every step:
 5. **Streams**: no watch stream ends on upstream trouble (RATE_LIMITED,
    UPSTREAM_UNAVAILABLE, OVERLOADED, DEADLINE_EXCEEDED).
 
-Everything runs on virtual time (:mod:`tests.simulation.clock`), so a schedule is
-replayed exactly by its Hypothesis seed: see ``tests/simulation/README.md``.
+Everything runs on virtual time (:mod:`tests.simulation.clock`), so a run is replayed
+exactly by its seed. Every run prints its seed; a failure names the command that
+replays it, e.g. ``python -m tests.simulation --seed 1234 --schedules 250 --steps 25``
+(or ``SIM_SEED=1234 pytest tests/simulation``). More in ``tests/simulation/README.md``.
 """
 
 from __future__ import annotations

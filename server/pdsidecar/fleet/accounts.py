@@ -97,6 +97,8 @@ class FleetAccounts:
         self._limited: dict[tuple[str, str], float] = {}
         # Tags being looked at in Redis after an event; True: look once more after.
         self._looking: dict[str, bool] = {}
+        # Tags this sidecar is reading now: their waiters look at Redis themselves.
+        self._reading: dict[str, int] = {}
         self._background = Background("fleet accounts")
         self.stats = FleetAccountStats()
 
@@ -115,11 +117,14 @@ class FleetAccounts:
         key = request.key
         slot = self._store.slot("account", self._url, request.client_id, *key[1:])
         self._remember(slot, key)
-        try:
-            limit = self._known_limit(request.client_id, key[1])
-            if limit is not None:
+        limit = self._known_limit(request.client_id, key[1])
+        if limit is not None:  # a 429 this sidecar knows of: never Pipedream, Redis or not
+            entry = None
+            with contextlib.suppress(FleetUnavailable):
                 entry = self._decode(await self._store.get(slot, "v"))
-                return self._limited_answer(entry, limit, request)
+            return self._limited_answer(entry, limit, request)
+        self._reading[slot.tag] = self._reading.get(slot.tag, 0) + 1
+        try:
             return await single_flight(
                 self._store,
                 self._clock,
@@ -134,6 +139,10 @@ class FleetAccounts:
         except FleetUnavailable:
             self.stats.fallbacks += 1
             return await self._inner.read(request)
+        finally:
+            left = self._reading.pop(slot.tag, 1) - 1
+            if left > 0:
+                self._reading[slot.tag] = left
 
     def _waited(self) -> None:
         self.stats.waited += 1
@@ -152,7 +161,9 @@ class FleetAccounts:
     async def _lead(self, lease: Lease, entry: _Entry | None, request: AccountRead) -> Fetched:
         """As the lock holder: one Pipedream read for the fleet, unless a 429 is recorded."""
         key = request.key
-        limit = await self._limit(request.client_id, key[1])
+        limit = None
+        with contextlib.suppress(FleetUnavailable):  # a slow look: read as if none recorded
+            limit = await self._limit(request.client_id, key[1])
         if limit is not None:
             return self._limited_answer(entry, limit, request)
         replacing = entry is not None and request.rejected is not None
@@ -269,8 +280,8 @@ class FleetAccounts:
         async with hints, anyio.create_task_group() as looks:
             async for tag, version in hints:
                 known = self._keys.get(tag)
-                if known is None:
-                    continue
+                if known is None or tag in self._reading:
+                    continue  # unknown here, or a read in flight will look by itself
                 if all(version <= self._cache.held(key) for key in known[1]):
                     continue  # nothing newer than held: not even a Redis read
                 if tag in self._looking:

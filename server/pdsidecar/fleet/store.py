@@ -10,10 +10,12 @@ decide what to share; this module decides how, and judges Redis on Redis:
   calls) does not count, so a reply already waiting in the socket is read
   before the command is judged slow. ``HARD_CAP`` bounds the wait in wall time.
 - A slow reply is not an outage: it raises :class:`FleetSlow` (a waiter keeps
-  waiting for the lock holder's event). ``TIMEOUTS_DOWN`` slow replies in a row,
-  or any other failure (refused, reset, out of memory, an ACL refusal), mark
-  Redis down: :class:`FleetUnavailable`, which the decorators answer by doing
-  what one process does alone. While down the store sends nothing but a probe;
+  waiting for the lock holder's event). ``TIMEOUTS_DOWN`` slow replies in a row
+  with no reply at all for ``SILENT_DOWN`` seconds (a burst queued behind the
+  sidecar's own connection pool is slow, not down), or any other failure
+  (refused, reset, out of memory, an ACL refusal), mark Redis down:
+  :class:`FleetUnavailable`, which the decorators answer by doing what one
+  process does alone. While down the store sends nothing but a probe;
   the probe (a PING every ``RETRY_AFTER`` seconds, with or without traffic) marks
   Redis up again, so ``pdsidecar_shared_cache_up`` follows Redis by itself.
   Each change of state (down, back) is logged once and counted.
@@ -62,6 +64,8 @@ RETRY_AFTER: Final = 1.0
 # Slow replies in a row that mark Redis down (one slow answer under load is not an outage);
 # any other failure (refused, reset, OOM, ACL) marks it down at once.
 TIMEOUTS_DOWN: Final = 3
+# ... and only when no command got a reply for this long: Redis answering others is not down.
+SILENT_DOWN: Final = 1.0
 # The timeout's step, and how late a step may fire and still count as Redis time.
 _STEP: Final = 0.025
 _LATE: Final = 0.01
@@ -168,6 +172,7 @@ class FleetStore:
         )
         self._down_until = float("-inf")
         self._timeouts = 0
+        self._last_reply = clock.monotonic()
         # The probe and the event subscription, cancelled at close.
         self._background = Background("fleet store")
         self.stats = FleetStats()
@@ -363,6 +368,7 @@ class FleetStore:
                 raise FleetSlow from error
             raise FleetUnavailable from error
         self._timeouts = 0
+        self._last_reply = self._clock.monotonic()
         self._down_until = float("-inf")
         if not self.stats.up:
             self.stats.up = True
@@ -373,7 +379,8 @@ class FleetStore:
         self.stats.errors += 1
         if _slow(error):
             self._timeouts += 1
-            if self._timeouts < TIMEOUTS_DOWN:
+            silent = self._clock.monotonic() - self._last_reply
+            if self._timeouts < TIMEOUTS_DOWN or silent < SILENT_DOWN:
                 return
         self._down_until = self._clock.monotonic() + RETRY_AFTER
         if self.stats.up:

@@ -165,7 +165,8 @@ class FleetTokens:
             return None
         if value in mine.rejected:
             # Pipedream refused this very token: drop it for the fleet, unless replaced since.
-            await self._store.delete_if(read)
+            with contextlib.suppress(FleetUnavailable):
+                await self._store.delete_if(read)
             return None
         token = PipedreamToken(Secret(value), wall_to_monotonic(self._clock, expires), expires)
         return read, token, lifetime

@@ -24,7 +24,7 @@ from pdsidecar.clock import Clock
 from pdsidecar.errors import ProviderAuthFailed, SidecarError
 from pdsidecar.pipedream.client import PipedreamClient, TokenRejected
 from pdsidecar.pipedream.models import Account, AccountPage, TokenStatus
-from pdsidecar.pipedream.tokens import TokenProvider, TokenSource
+from pdsidecar.pipedream.tokens import TokenProvider, TokenSourceHolder
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ConnectionConfig, Policy, Settings
 
@@ -54,7 +54,7 @@ class PipedreamConnection:
         policy: Policy,
         clock: Clock,
         *,
-        tokens: TokenSource | None = None,
+        tokens: TokenSourceHolder | None = None,
         learn: Callable[[Secret, float], None] | None = None,
     ) -> PipedreamConnection:
         provider = TokenProvider(connection, client, policy, clock, source=tokens, learn=learn)

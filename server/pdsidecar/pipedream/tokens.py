@@ -62,7 +62,8 @@ class PipedreamTokens:
 
 
 class TokenSourceHolder:
-    """The source every provider asks now; a reload swaps it (the fleet's tier on or off)."""
+    """The source every provider asks now (:attr:`current`); a reload swaps it (the
+    fleet's tier on or off)."""
 
     def __init__(self, source: TokenSource | None = None) -> None:
         self._source: TokenSource = source if source is not None else PipedreamTokens()
@@ -73,19 +74,6 @@ class TokenSourceHolder:
 
     def swap(self, source: TokenSource) -> None:
         self._source = source
-
-    async def obtain(
-        self,
-        provider: TokenProvider,
-        fetch: Callable[[], Awaitable[PipedreamToken]],
-        *,
-        force: bool,
-        deadline: float | None,
-    ) -> tuple[PipedreamToken, float | None]:
-        return await self._source.obtain(provider, fetch, force=force, deadline=deadline)
-
-    def rejected(self, provider: TokenProvider, token: Secret) -> None:
-        self._source.rejected(provider, token)
 
 
 class _Window(enum.Enum):
@@ -129,7 +117,7 @@ class TokenProvider:
         policy: Policy,
         clock: Clock,
         *,
-        source: TokenSource | None = None,
+        source: TokenSourceHolder | None = None,
         learn: Callable[[Secret, float], None] | None = None,
     ) -> None:
         self.connection = connection
@@ -152,7 +140,7 @@ class TokenProvider:
         # redaction filter learns it this way).
         self._learn = learn
         # Where new tokens come from: Pipedream, or the fleet's tier around it.
-        self._source: TokenSource = source if source is not None else PipedreamTokens()
+        self._source = source if source is not None else TokenSourceHolder()
 
     @property
     def last_success_mono(self) -> float | None:
@@ -189,7 +177,7 @@ class TokenProvider:
 
     def invalidate(self, rejected: Secret) -> None:
         """Drop the token Pipedream rejected, unless another caller already replaced it."""
-        self._source.rejected(self, rejected)
+        self._source.current.rejected(self, rejected)
         if self._token is not None and self._token.value == rejected:
             logger.info("connection %s: Pipedream rejected its token; dropping it", self._name)
             self._token = None
@@ -245,7 +233,7 @@ class TokenProvider:
     async def _fetch_locked(self, deadline: float | None, force: bool = False) -> PipedreamToken:
         issued_for: float | None = None
         try:
-            token, issued_for = await self._source.obtain(
+            token, issued_for = await self._source.current.obtain(
                 self,
                 lambda: self._client.fetch_token(self.connection, deadline=deadline),
                 force=force,

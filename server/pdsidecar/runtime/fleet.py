@@ -198,19 +198,18 @@ class FleetCollector(Collector):
         ):
             yield CounterMetricFamily(f"pdsidecar_shared_cache_{name}", doc, value=value)
         accounts = fleet.accounts.stats
-        if accounts:
-            for name, value, doc in (
-                ("shared_hits", accounts.shared_hits, "Local misses answered from Redis."),
-                ("fetched", accounts.fetched, "Pipedream reads made for the fleet."),
-                ("waited", accounts.waited, "Local misses that waited for another sidecar."),
-                ("refetches", accounts.refetches, "Rejected-token refetches for the fleet."),
-                ("rate_limited", accounts.rate_limited, "Misses answered from a recorded 429."),
-                ("fallbacks", accounts.fallbacks, "Reads made alone: Redis down or wait over."),
-                ("looks", accounts.looks, "Redis reads made because an event named news."),
-                ("taken", accounts.taken, "Newer entries taken from Redis on fleet events."),
-                ("ignored", accounts.ignored, "Entries refused: older than one held."),
-            ):
-                yield CounterMetricFamily(f"pdsidecar_shared_accounts_{name}", doc, value=value)
+        for name, value, doc in (
+            ("shared_hits", accounts.shared_hits, "Local misses answered from Redis."),
+            ("fetched", accounts.fetched, "Pipedream reads made for the fleet."),
+            ("waited", accounts.waited, "Local misses that waited for another sidecar."),
+            ("refetches", accounts.refetches, "Rejected-token refetches for the fleet."),
+            ("rate_limited", accounts.rate_limited, "Misses answered from a recorded 429."),
+            ("fallbacks", accounts.fallbacks, "Reads made alone: Redis down or wait over."),
+            ("looks", accounts.looks, "Redis reads made because an event named news."),
+            ("taken", accounts.taken, "Newer entries taken from Redis on fleet events."),
+            ("ignored", accounts.ignored, "Entries refused: older than one held."),
+        ):
+            yield CounterMetricFamily(f"pdsidecar_shared_accounts_{name}", doc, value=value)
         fetched = CounterMetricFamily(
             "pdsidecar_shared_tokens",
             "Pipedream tokens by connection: fetched by this sidecar or adopted from the fleet.",

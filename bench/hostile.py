@@ -20,6 +20,9 @@ loopback, then plays four attacks, each counted where it lands:
 
 ``--server-path DIR`` runs the sidecar from another source tree (e.g. an export of an
 earlier commit's ``server/``) to compare. Prints a table and writes JSON with ``--json``.
+Then, on a sidecar with an API token and two listeners, the admission rows of
+:mod:`bench.hostile_streams` (health flood, non-reading reflection, a victim's watch,
+random ids, malformed bytes); ``--rows calls|streams`` runs one half.
 Every process started here is stopped by its own pid.
 """
 
@@ -50,6 +53,8 @@ from pdsidecar_emulator import (
     demo_state,
 )
 
+from bench import hostile_streams as streams
+from bench.hostile_streams import codes
 from harness.ports import free_port
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -87,7 +92,9 @@ def request(account_id: str, **fields: Any) -> pb.GetCredentialsRequest:
 
 
 class Sidecar:
-    def __init__(self, url: str, folder: Path, server_path: str | None) -> None:
+    def __init__(
+        self, url: str, folder: Path, server_path: str | None, token: str | None = None
+    ) -> None:
         secret = folder / "secret"
         secret.write_text(DEMO_CLIENT_SECRET)
         config = folder / "pdsidecar.toml"
@@ -96,14 +103,22 @@ class Sidecar:
             f'client_id = "{DEMO_CLIENT_ID}"\nclient_secret_file = "{secret}"\n'
         )
         self.target = f"127.0.0.1:{free_port()}"
+        # A second listener, for the rows that compare listeners.
+        self.other_target = f"127.0.0.1:{free_port()}"
+        self.metrics = f"127.0.0.1:{free_port()}"
         env = dict(os.environ)
+        if token is not None:
+            env["PDSIDECAR_API_TOKEN"] = token
         if server_path:
             env["PYTHONPATH"] = server_path + os.pathsep + env.get("PYTHONPATH", "")
-        self.log = (folder / "sidecar.log").open("wb")
+        self.log_path = folder / "sidecar.log"
+        self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "pdsidecar", "serve", "--config", str(config)),
-                *("--listen", self.target, "--log-level", "warning"),
+                *("--listen", self.target, "--listen", self.other_target),
+                *("--metrics-listen", self.metrics),
+                *("--log-level", "warning"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -152,14 +167,6 @@ async def settle(emulator: Emulator, quiet: float = 1.0, limit: float = 120.0) -
             still_since = None
         await asyncio.sleep(0.05)
     return time.monotonic() - started - quiet
-
-
-def codes(results: list[Any]) -> dict[str, int]:
-    seen: dict[str, int] = {}
-    for r in results:
-        name = r.code().name if isinstance(r, grpc.RpcError) else "OK"
-        seen[name] = seen.get(name, 0) + 1
-    return seen
 
 
 async def memo_attack(sidecar: Sidecar, n: int, size: int) -> dict[str, Any]:
@@ -261,7 +268,44 @@ async def forced_attack(sidecar: Sidecar, emulator: Emulator, n: int) -> dict[st
     return {"calls": n, "token_requests_at_once": at_once, "token_requests_one_by_one": one_by_one}
 
 
+async def stream_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """The admission rows (bench/hostile_streams.py), on a sidecar with an API token."""
+    token = secrets.token_urlsafe(24)
+    bearer = (("authorization", f"Bearer {token}"),)
+    result: dict[str, Any] = {}
+    async with Emulator(demo_state()) as emulator:
+        with tempfile.TemporaryDirectory(prefix="pd-hostile-") as folder:
+            sidecar = Sidecar(emulator.url, Path(folder), args.server_path, token)
+            try:
+                await sidecar.ready()
+                result["malformed"] = await streams.malformed(
+                    sidecar, args.malformed, bearer, sidecar.log_path
+                )
+                result["health_flood"] = await streams.health_flood(
+                    sidecar, args.health_streams, bearer
+                )
+                for name, host_bytes in (
+                    ("reflection_hold", 60_000),
+                    ("reflection_hold_small", 16),
+                ):
+                    result[name] = await streams.reflection_hold(
+                        sidecar, args.reflection_streams, bearer, args.hold, host_bytes
+                    )
+                # Before random_ids: that one spends the project's read budget on main.
+                result["victim_watch"] = await streams.victim_watch(
+                    sidecar, emulator, args.victim_watches, args.latency, bearer
+                )
+                result["random_ids"] = await streams.random_ids(
+                    sidecar, emulator, args.random_ids, sidecar.other_target, bearer
+                )
+            finally:
+                sidecar.stop()
+    return result
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.rows == "streams":
+        return {"server_path": args.server_path or "this tree", **await stream_rows(args)}
     async with Emulator(demo_state()) as emulator:
         with tempfile.TemporaryDirectory(prefix="pd-hostile-") as folder:
             sidecar = Sidecar(emulator.url, Path(folder), args.server_path)
@@ -276,6 +320,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 result["cancelled"]["latency_s"] = args.latency
             finally:
                 sidecar.stop()
+    if args.rows == "all":
+        result.update(await stream_rows(args))
     return result
 
 
@@ -287,6 +333,18 @@ def cli() -> None:
     parser.add_argument("--rejected", type=int, default=100)
     parser.add_argument("--forced", type=int, default=100)
     parser.add_argument("--latency", type=float, default=0.5)
+    parser.add_argument("--health-streams", type=int, default=10_000)
+    parser.add_argument("--reflection-streams", type=int, default=200)
+    parser.add_argument("--hold", type=float, default=3.0, help="seconds reflection streams send")
+    parser.add_argument("--victim-watches", type=int, default=1000)
+    parser.add_argument("--random-ids", type=int, default=2100)
+    parser.add_argument("--malformed", type=int, default=50, help="bad requests per method")
+    parser.add_argument(
+        "--rows",
+        choices=["all", "calls", "streams"],
+        default="all",
+        help="calls: rows 1-4; streams: the admission rows (bench/hostile_streams.py)",
+    )
     parser.add_argument("--server-path", help="run the sidecar from this source tree")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()

@@ -3,12 +3,15 @@
 # development tools into it, pinned by constraints.txt. Safe to run again: when
 # nothing that decides the install changed since the last one (a stamp in .venv
 # holds their hashes), it installs nothing and needs no package index.
-# BOOTSTRAP_FORCE=1 installs anyway.
+# BOOTSTRAP_FORCE=1 installs anyway. It says what it does, one line per step, on stderr.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 python=${PYTHON:-python3}
+started=$SECONDS
+step() { echo "bootstrap: $*" >&2; }
 if [ ! -x .venv/bin/python ]; then
+  step "creating .venv with $("$python" -c 'import sys; print("Python", sys.version.split()[0])')"
   "$python" -m venv .venv
 fi
 # What the install depends on: the dependency lists, this script, the interpreter.
@@ -26,7 +29,11 @@ if [ "${BOOTSTRAP_FORCE:-}" != 1 ] && [ -x .venv/bin/pdsidecar ] \
   exit 0
 fi
 rm -f "$stamp"
+step "upgrading pip in .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
+step "installing pdsidecar, its Python client and the development tools into .venv" \
+  "(pinned by constraints.txt; about a minute on a fresh machine, more when pip downloads)"
 .venv/bin/python -m pip install --quiet -c constraints.txt \
   -e client/python -e ".[dev,fast]"
 echo "$wanted" >"$stamp"
+step ".venv is ready ($((SECONDS - started)) s)"

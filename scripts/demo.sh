@@ -4,5 +4,7 @@
 # (Ctrl-C stops it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+echo "demo: setting up .venv (scripts/bootstrap.sh; installs only the first time)" >&2
 "$root/scripts/bootstrap.sh"
+echo "demo: starting pdsidecar serve --emulator $* (Ctrl-C stops it)" >&2
 exec "$root/.venv/bin/pdsidecar" serve --emulator "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, into the project-local .tools/ (gitignored), every pinned tool that
-# scripts/generate, scripts/check_generated.sh and the cross-language tests
+# scripts/generate, scripts/check_generated.sh and the conformance tests
 # need, and fetches the client libraries' dependencies:
 #
 #   .tools/py/       a venv with buf, grpcio-tools and mypy-protobuf (Python codegen)
@@ -11,7 +11,7 @@
 #   the Go module cache and the Maven repository: client/go's and client/java's deps
 #
 # Uses python3, go, npm and mvn from PATH. A language whose toolchain is missing
-# is skipped with a warning (its cross-language tests then skip too), except
+# is skipped with a warning (its conformance tests then skip too), except
 # under CI=true, where that is an error. Idempotent: a step whose pinned
 # version is already in place is skipped.
 #
@@ -108,7 +108,9 @@ install_go() {
   fi
   # The client module's dependencies, and a warm build cache for the example.
   t=$(date +%s)
-  (cd "$root/client/go" && quiet go mod download && quiet go build ./...)
+  # The -race build of grpc takes minutes on 2 cores: warm it here, not in the tests.
+  (cd "$root/client/go" && quiet go mod download && quiet go build ./... &&
+    quiet go test -race -count=1 -run '^$' ./...)
   log "client/go: modules downloaded and built in $(elapsed "$t")"
 }
 

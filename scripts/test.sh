@@ -31,6 +31,9 @@ step "ruff"
 ruff check .
 ruff format --check .
 
+step "client libraries: Go vet and test -race, TypeScript tsc --strict and node --test"
+scripts/test_clients.sh
+
 step "layers: import-linter contracts (pyproject.toml)"
 lint-imports
 

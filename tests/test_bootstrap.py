@@ -35,10 +35,20 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+PRINTED: list[str] = []
+
+
 def demo(root: Path) -> list[str]:
     calls = root / ".venv/calls"
     calls.unlink(missing_ok=True)
-    subprocess.run([root / "scripts/demo.sh", "--listen", "127.0.0.1:0"], check=True, timeout=60)
+    done = subprocess.run(
+        [root / "scripts/demo.sh", "--listen", "127.0.0.1:0"],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    PRINTED[:] = done.stderr.splitlines()
     return calls.read_text().splitlines()
 
 
@@ -48,6 +58,14 @@ def test_demo_installs_once_and_again_only_after_a_change(tmp_path: Path) -> Non
     first = demo(root)
     assert any("pip install" in call and "-c constraints.txt" in call for call in first)
     assert first[-1] == serve
+    steps = [line.split(":")[0] + ": " + line.split(": ")[1].split()[0] for line in PRINTED]
+    assert steps == [  # one line per step, so a first run is never silent
+        "demo: setting",
+        "bootstrap: upgrading",
+        "bootstrap: installing",
+        "bootstrap: .venv",
+        "demo: starting",
+    ]
     assert demo(root) == [serve]  # nothing changed: no pip at all
     with (root / "constraints.txt").open("a") as constraints:
         constraints.write("# a new pin\n")

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.ports import free_port
 from tests.support.certs import Certs
 from tests.support.ci import missing
@@ -113,7 +115,8 @@ def test_the_banner_over_tls_names_the_ca_and_its_calls_work(certs: Certs) -> No
     try:
         assert "-plaintext" not in banner.grpcurl()
         assert "0.0.0.0" not in "\n".join(banner.lines)  # dialled on loopback
-        run_printed(banner, {"CA.pem": str(certs.ca)}, {})
+        assert f"-cacert {certs.ca}" in banner.grpcurl(), "the real CA, not a placeholder"
+        run_printed(banner, {}, {})
     finally:
         banner.close()
 
@@ -125,20 +128,40 @@ def test_the_banner_with_mutual_tls_and_an_api_token(certs: Certs) -> None:
     banner = Banner("--listen", f"127.0.0.1:{free_port()}", *tls, env=env)
     try:
         assert API_TOKEN not in "\n".join(banner.lines)
-        replace = {
-            "CA.pem": str(certs.ca),
-            "CLIENT.pem": str(certs.client_cert),
-            "CLIENT-KEY.pem": str(certs.client_key),
-        }
-        run_printed(banner, replace, env)
+        assert f"-cert {certs.client_cert} -key {certs.client_key}" in banner.grpcurl()
+        run_printed(banner, {}, env)
     finally:
         banner.close()
 
 
-def test_the_banner_on_a_unix_socket(sockdir: Path) -> None:
+def test_the_banner_on_a_unix_socket_shows_the_emulators_counts_and_a_rotation(
+    sockdir: Path,
+) -> None:
+    if shutil.which("curl") is None:
+        missing("curl is not installed")
     banner = Banner("--listen", f"unix:{sockdir}/pd.sock")
     try:
         assert " -unix " in banner.grpcurl()
-        run_printed(banner, {}, {})
+        curls = [line.split("#")[0].strip() for line in banner.lines if "curl -s" in line]
+        stats, rotate = (shlex.split(c) for c in curls)
+        before = json.loads(subprocess.check_output(stats, timeout=30))
+        rotated = json.loads(subprocess.check_output(rotate, timeout=30))["access_token"]
+        run_printed(banner, {}, {})  # the next call reads the rotated token
+        after = json.loads(subprocess.check_output(stats, timeout=30))
+        assert after["requests"]["account"] == before["requests"]["account"] + 1
+        assert rotated.startswith("ntn_demo_")
     finally:
         banner.close()
+
+
+def test_dev_certs_writes_the_files_the_tls_guide_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pdsidecar.cli import main
+
+    assert main(["dev-certs", str(tmp_path / "certs")]) == 0
+    names = {"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"}
+    assert {p.name for p in (tmp_path / "certs").iterdir()} == names
+    for key in ("ca-key.pem", "server-key.pem", "client-key.pem"):
+        assert (tmp_path / "certs" / key).stat().st_mode & 0o777 == 0o600
+    assert "--tls-client-ca" in capsys.readouterr().err

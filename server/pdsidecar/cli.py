@@ -9,11 +9,11 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from pdsidecar import __version__
-from pdsidecar.commands import accounts, emulator, health, reload, serve
+from pdsidecar.commands import accounts, dev_certs, emulator, health, reload, serve
 from pdsidecar.observe import logs
 from pdsidecar.settings import ConfigError
 
-COMMANDS = (serve, emulator, health, accounts, reload)
+COMMANDS = (serve, emulator, health, accounts, reload, dev_certs)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ Exceptions form one tree, so callers can catch at any depth::
     +-- InvalidRequest            INVALID_REQUEST (with field violations)
     +-- AccountProblem            something about the account itself;
     |                             ValidateAccount reports these as data
-    +-- Overloaded                OVERLOADED: the sidecar will not queue more for this caller
+    +-- Overloaded                OVERLOADED: the sidecar will not take more from this caller
     +-- UpstreamError             Pipedream refused or failed
         +-- UpstreamRequestRejected  UPSTREAM_REQUEST_REJECTED (HTTP 400/422; not retryable)
         +-- RateLimited           RATE_LIMITED (retry_after from Retry-After)
@@ -73,7 +73,7 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
     "CREDENTIALS_NOT_AVAILABLE": ErrorKind(
         grpc.StatusCode.FAILED_PRECONDITION,
         False,
-        "The account uses Pipedream's default OAuth client; no credentials are returned.",
+        "Pipedream answered the account without credentials (absent, null or empty).",
     ),
     "MISSING_REQUIRED_FIELDS": ErrorKind(
         grpc.StatusCode.FAILED_PRECONDITION, False, "Required credential fields are missing."
@@ -121,8 +121,10 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
     "OVERLOADED": ErrorKind(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         True,
-        "The sidecar refused to queue another Pipedream fetch for this caller: it could not "
-        "start before the call's deadline.",
+        "The sidecar refused work before starting it, to protect Pipedream and the other "
+        "callers: a fetch that could not start before the call's deadline, a caller or "
+        "listener past its share of Pipedream's read budget or slowed for reads that found "
+        "no account, or a listener's health/reflection pool or API call limit full.",
     ),
 }
 

@@ -79,6 +79,24 @@ class Policy:
     # re-read, so accounts refreshed together by Pipedream are not re-read together.
     max_watchers: int = 10_000
     watch_jitter: float = 30.0
+    # Health and reflection have a pool of their own on each listener, apart from the
+    # API's: at most probe_calls Health/Check calls at once, and probe_streams
+    # Health/Watch and reflection streams (probe_streams_per_connection from one
+    # connection); past them, RESOURCE_EXHAUSTED (OVERLOADED). API calls past
+    # max_concurrent_rpcs are refused the same way, so they never take the probes' share.
+    probe_calls: int = 64
+    probe_streams: int = 64
+    probe_streams_per_connection: int = 8
+    # Shares of Pipedream's account-read budget (upstream_read_budget reads per
+    # upstream_read_window seconds per project): one caller (a connection) may spend at
+    # most caller_read_share of it, one listener listener_read_share; a caller or
+    # listener whose recent misses are mostly ACCOUNT_NOT_FOUND, not_found_allowance or
+    # more, is slowed to one read a second. Past these: OVERLOADED with RetryInfo.
+    upstream_read_budget: int = 2000
+    upstream_read_window: float = 300.0
+    caller_read_share: float = 0.5
+    listener_read_share: float = 0.75
+    not_found_allowance: int = 50
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,16 @@ APPS: dict[str, App] = {
     "coda": _app(
         "app_demoCoda", "coda", "Coda", "keys", "Docs that work like apps.", "Productivity", 500
     ),
+    "google_calendar": _app(
+        "app_demoGcal",
+        "google_calendar",
+        "Google Calendar",
+        "oauth",
+        "Calendars.",
+        "Productivity",
+        8800,
+        "https://www.googleapis.com/auth/calendar.readonly",
+    ),
     "google_drive": _app(
         "app_demoGdrive",
         "google_drive",
@@ -121,10 +131,13 @@ def fake_token(app: App, kind: str = "") -> str:
     return prefix + kind + secrets.token_urlsafe(18)
 
 
-def fake_credentials(app: App, user: str) -> dict[str, Any]:
-    """Fresh credentials in Pipedream's field names for a custom-OAuth or key-based app."""
+def fake_credentials(app: App, user: str, *, pipedream_oauth: bool = False) -> dict[str, Any]:
+    """Fresh credentials in Pipedream's field names for a custom-OAuth or key-based app; an
+    account on Pipedream's own OAuth client has no client id or secret of the customer's."""
     if app.auth_type == "keys":
         return {"api_token": fake_token(app)}
+    if pipedream_oauth:
+        return {"oauth_access_token": fake_token(app), "oauth_uid": f"demo-uid-{user}"}
     return {
         "oauth_access_token": fake_token(app),
         "oauth_refresh_token": fake_token(app, "refresh_"),
@@ -147,6 +160,13 @@ class Account:
     error: str | None = None
     # None means Pipedream's default OAuth client: the "credentials" key is omitted entirely.
     credentials: dict[str, Any] | None = None
+    # Connected through Pipedream's own OAuth client while holding credentials: Pipedream
+    # returns them only in development (its docs: end-user credentials of accounts on its
+    # OAuth clients can be retrieved in development only); in production they are withheld.
+    pipedream_oauth: bool = False
+    # How an answer shows withheld credentials: "omit" (no key) or "null" (the API reference
+    # documents the field as nullable).
+    withheld_as: str = "omit"
     created_at: float = 0.0
     updated_at: float = 0.0
     expires_at: float | None = None
@@ -162,7 +182,7 @@ class Account:
         the customer's own client (custom OAuth) or Pipedream's official one (default OAuth)."""
         if self.oauth_app_id is not None or self.app.auth_type != "oauth":
             return self.oauth_app_id
-        if self.credentials is None:
+        if self.credentials is None or self.pipedream_oauth:
             return self.app.oauth_app_id
         return "oa_custom" + self.app.id.removeprefix("app_")
 
@@ -184,9 +204,18 @@ class Account:
             "last_refreshed_at": iso(self.last_refreshed_at),
             "next_refresh_at": iso(self.next_refresh_at),
         }
-        if include_credentials and self.credentials is not None:
-            body["credentials"] = dict(self.credentials)
+        if include_credentials:
+            if not self.withholds_credentials():
+                body["credentials"] = dict(self.credentials or {})
+            elif self.withheld_as == "null":
+                body["credentials"] = None
         return body
+
+    def withholds_credentials(self) -> bool:
+        """Whether Pipedream answers this account without credentials."""
+        if self.credentials is None:
+            return True
+        return self.pipedream_oauth and self.environment != "development"
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,13 @@ DEMO_CODA_ACCOUNT_ID = "apn_demoCoda1"  # key-based (api_token), user-bob
 DEMO_DEAD_ACCOUNT_ID = "apn_demoDead1"  # notion, dead, user-bob
 DEMO_UNHEALTHY_ACCOUNT_ID = "apn_demoUnhealthy1"  # notion, unhealthy, has credentials, user-carol
 DEMO_GDRIVE_ACCOUNT_ID = "apn_demoGdrive1"  # google_drive, custom OAuth, user-alice
+# Pipedream's default OAuth, answered with "credentials": null, user-carol
+DEMO_GCAL_ACCOUNT_ID = "apn_demoGcal1"
 # development, proj_demo: proves accounts are scoped per environment
 DEMO_DEV_NOTION_ACCOUNT_ID = "apn_demoDevNotion1"  # notion, custom OAuth, user-alice
+# Pipedream's default OAuth in development, where Pipedream does return credentials
+DEMO_DEV_SLACK_ACCOUNT_ID = "apn_demoDevSlack1"  # slack_v2, user-alice
+DEMO_DEV_ACCOUNT_IDS = frozenset({DEMO_DEV_NOTION_ACCOUNT_ID, DEMO_DEV_SLACK_ACCOUNT_ID})
 
 DEMO_USER_ALICE = "user-alice"
 DEMO_USER_BOB = "user-bob"
@@ -43,7 +48,9 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, str, str], ...] = (
     (DEMO_DEAD_ACCOUNT_ID, "notion", DEMO_USER_BOB, "dead"),
     (DEMO_UNHEALTHY_ACCOUNT_ID, "notion", DEMO_USER_CAROL, "unhealthy, has credentials"),
     (DEMO_GDRIVE_ACCOUNT_ID, "google_drive", DEMO_USER_ALICE, "custom OAuth, healthy"),
+    (DEMO_GCAL_ACCOUNT_ID, "google_calendar", DEMO_USER_CAROL, "default OAuth, credentials: null"),
     (DEMO_DEV_NOTION_ACCOUNT_ID, "notion", DEMO_USER_ALICE, "development environment"),
+    (DEMO_DEV_SLACK_ACCOUNT_ID, "slack_v2", DEMO_USER_ALICE, "development, default OAuth"),
 )
 
 
@@ -71,6 +78,14 @@ def demo_state(
         account.credentials = fake_credentials(spec, user)
         return state.put_account(account)
 
+    def add_pipedream_oauth(
+        account_id: str, app: str, user: str, environment: str = DEMO_ENVIRONMENT
+    ) -> Account:
+        account = add(account_id, app, user, environment)
+        account.pipedream_oauth = True
+        account.credentials = fake_credentials(account.app, user, pipedream_oauth=True)
+        return account
+
     add(DEMO_NOTION_ACCOUNT_ID, "notion", DEMO_USER_ALICE)
     add(DEMO_SLACK_ACCOUNT_ID, "slack_v2", DEMO_USER_ALICE).credentials = None
     add(DEMO_CODA_ACCOUNT_ID, "coda", DEMO_USER_BOB)
@@ -82,5 +97,8 @@ def demo_state(
     sick.healthy, sick.error = False, UNHEALTHY_ERROR
     sick.next_refresh_at = now + 300  # the refresh keeps failing; Pipedream retries soon
     add(DEMO_GDRIVE_ACCOUNT_ID, "google_drive", DEMO_USER_ALICE)
+    gcal = add_pipedream_oauth(DEMO_GCAL_ACCOUNT_ID, "google_calendar", DEMO_USER_CAROL)
+    gcal.withheld_as = "null"
     add(DEMO_DEV_NOTION_ACCOUNT_ID, "notion", DEMO_USER_ALICE, "development")
+    add_pipedream_oauth(DEMO_DEV_SLACK_ACCOUNT_ID, "slack_v2", DEMO_USER_ALICE, "development")
     return state

@@ -12,11 +12,15 @@ import anyio
 import httpx
 import pytest
 from pdsidecar_emulator import (
+    DEMO_ACCOUNTS,
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_CODA_ACCOUNT_ID,
     DEMO_DEAD_ACCOUNT_ID,
+    DEMO_DEV_ACCOUNT_IDS,
     DEMO_DEV_NOTION_ACCOUNT_ID,
+    DEMO_DEV_SLACK_ACCOUNT_ID,
+    DEMO_GCAL_ACCOUNT_ID,
     DEMO_GDRIVE_ACCOUNT_ID,
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
@@ -173,6 +177,22 @@ async def test_account_errors_and_environments(http: httpx.AsyncClient) -> None:
     assert (await get_account(http, "emu_at_forged", DEMO_NOTION_ACCOUNT_ID)).status_code == 401
 
 
+async def test_default_oauth_accounts_as_pipedream_documents_them(
+    http: httpx.AsyncClient,
+) -> None:
+    """Pipedream's own OAuth client: no credentials in production (the key absent, or null,
+    which its API reference allows), credentials in development (its docs: only there)."""
+    token = await get_token(http)
+    slack = (await get_account(http, token, DEMO_SLACK_ACCOUNT_ID)).json()
+    assert "credentials" not in slack
+    gcal = (await get_account(http, token, DEMO_GCAL_ACCOUNT_ID)).json()
+    assert "credentials" in gcal and gcal["credentials"] is None
+    dev = await get_account(http, token, DEMO_DEV_SLACK_ACCOUNT_ID, env="development")
+    credentials = dev.json()["credentials"]
+    assert credentials["oauth_access_token"].startswith("slack_v2_demo_")
+    assert "oauth_client_secret" not in credentials  # Pipedream's client is not the customer's
+
+
 async def test_tokens_expire_by_the_clock_and_can_be_revoked(
     http: httpx.AsyncClient, state: EmulatorState, clock: FakeClock
 ) -> None:
@@ -275,7 +295,8 @@ async def test_list_filters_limits_and_errors(
     assert DEMO_NOTION_ACCOUNT_ID in with_creds and DEMO_SLACK_ACCOUNT_ID not in with_creds
     listed = await http.get(ACCOUNTS, headers=auth(token))
     assert all("credentials" not in a for a in listed.json()["data"])
-    assert listed.json()["page_info"]["count"] == 6  # production only, default limit 20
+    production = [a for a, *_ in DEMO_ACCOUNTS if a not in DEMO_DEV_ACCOUNT_IDS]
+    assert listed.json()["page_info"]["count"] == len(production)  # default limit 20
 
     state.add_generated_accounts(150, project_id="proj_big")
     big = await http.get(

@@ -39,7 +39,10 @@ async def test_notion_credentials_under_airweave_names(
     stub: pb_grpc.CredentialsServiceStub, emulator: Emulator
 ) -> None:
     held = pipedream_credentials(emulator, DEMO_NOTION_ACCOUNT_ID)
-    response = await stub.GetCredentials(get_request(DEMO_NOTION_ACCOUNT_ID, "notion"))
+    every = ["access_token", "refresh_token", "client_id", "client_secret"]
+    response = await stub.GetCredentials(
+        get_request(DEMO_NOTION_ACCOUNT_ID, "notion", required_fields=every)
+    )
     assert dict(response.credentials) == {
         "access_token": held["oauth_access_token"],
         "refresh_token": held["oauth_refresh_token"],

@@ -59,8 +59,13 @@ async def test_token_required_accepted_and_rejected(settings: Settings) -> None:
             assert got.credentials == answer.credentials
 
 
-async def test_health_and_reflection_need_no_token(settings: Settings) -> None:
+async def test_health_check_needs_no_token_but_watch_and_reflection_do(
+    settings: Settings,
+) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
     token_settings = Settings(**{**vars(settings), "api_token": Secret(API_TOKEN)})
+    bearer = (("authorization", f"Bearer {API_TOKEN}"),)
     async with (
         running(token_settings, TCP) as sidecar,
         grpc.aio.insecure_channel(sidecar.bound[0]) as channel,
@@ -68,14 +73,25 @@ async def test_health_and_reflection_need_no_token(settings: Settings) -> None:
         health = health_pb2_grpc.HealthStub(channel)
         answer = await health.Check(health_pb2.HealthCheckRequest())
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
-        from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
         reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
-        requests = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-        async for reply in reflect.ServerReflectionInfo(requests):
+        for metadata in ((), bearer):
+            watch = health.Watch(health_pb2.HealthCheckRequest(), metadata=metadata)
+            listing = reflect.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                metadata=metadata,
+            )
+            if not metadata:
+                for stream in (watch, listing):
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await stream.read()
+                    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                continue
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            reply = await listing.read()
             names = {s.name for s in reply.list_services_response.service}
             assert "pdsidecar.v1.CredentialsService" in names
-            break
+            watch.cancel()
+            listing.cancel()
 
 
 def test_api_token_from_file_env_and_length_rule(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
 
 from harness.config import write_config
-from pdsidecar.commands.reload import Server, choose, find_servers, is_serve
+from pdsidecar.commands.reload import Server, check_pid, choose, find_servers, is_serve
 from pdsidecar_client.v1 import credentials_pb2 as pb
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
 from tests.support import exercised
@@ -61,6 +61,7 @@ async def test_reload_finds_the_sidecar_by_its_config_and_it_reloads(
         seen = len(process.lines())
         done = await asyncio.to_thread(reload_command, "--pid", str(process.proc.pid))
         assert done.returncode == 0, done.stderr
+        assert "serve --config" in done.stderr, "it says what it signalled"
         await process.wait_for(r"removed \['default'\]", after=seen)
     assert process.proc.poll() is None, "SIGHUP did not stop it"
 
@@ -96,6 +97,26 @@ def test_find_servers_reads_proc_and_leaves_workers_to_their_parent(tmp_path: Pa
     assert choose(servers, Path("/b.toml")) == servers[1]
     several = choose(servers, None)
     assert isinstance(several, str) and "pid 1" in several and "--config FILE or --pid" in several
+
+
+def test_a_pid_must_serve_the_config_given(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    fake_process(proc, 12, 0, ["python", "-m", "pdsidecar", "serve", "--config=/b.toml"])
+    fake_process(proc, 13, 0, ["python", "-m", "pdsidecar", "serve", "--emulator"])
+    fake_process(proc, 14, 0, ["sleep", "100"])
+    served = check_pid(12, Path("/b.toml"), proc)
+    assert isinstance(served, Server) and served.pid == 12
+    assert (
+        check_pid(12, Path("/a.toml"), proc)
+        == "pid 12 serves --config /b.toml, not --config /a.toml"
+    )
+    assert (
+        check_pid(13, Path("/a.toml"), proc)
+        == "pid 13 serves no --config file, not --config /a.toml"
+    )
+    assert check_pid(14, None, proc) == "pid 14 is not a 'pdsidecar serve': sleep 100"
+    assert check_pid(15, None, proc) is None  # unreadable: the signal decides
 
 
 @pytest.mark.parametrize(

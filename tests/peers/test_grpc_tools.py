@@ -211,8 +211,13 @@ async def test_ghz_with_an_api_token(settings: Settings) -> None:
     async with running(guarded, parse_listen("127.0.0.1:0")) as sidecar:
         common = ("--insecure", "--call", METHOD, "-d", REQUEST, "-n", "20", "-O", "json")
         bearer = json.dumps({"authorization": f"Bearer {API_TOKEN}"})
-        code, out, err = await run(ghz(), *common, "-m", bearer, sidecar.bound[0])
+        # Reflection needs the token too (ghz sends -m only with the calls).
+        with_token = ("-m", bearer, "--reflect-metadata", bearer)
+        code, out, err = await run(ghz(), *common, *with_token, sidecar.bound[0])
         assert code == 0, err
         assert parse(METHOD, json.loads(out)).statuses == {"OK": 20}
-        code, out, err = await run(ghz(), *common, "--count-errors", sidecar.bound[0])
+        # The token for reflection only: the calls themselves are refused.
+        code, out, err = await run(
+            ghz(), *common, "--reflect-metadata", bearer, "--count-errors", sidecar.bound[0]
+        )
         assert parse(METHOD, json.loads(out)).statuses == {"Unauthenticated": 20}

@@ -19,7 +19,9 @@ from pdsidecar_emulator import (
     DEMO_CLIENT_SECRET,
     DEMO_CODA_ACCOUNT_ID,
     DEMO_DEAD_ACCOUNT_ID,
+    DEMO_DEV_ACCOUNT_IDS,
     DEMO_DEV_NOTION_ACCOUNT_ID,
+    DEMO_GCAL_ACCOUNT_ID,
     DEMO_NOTION_ACCOUNT_ID,
     DEMO_PROJECT_ID,
     DEMO_SLACK_ACCOUNT_ID,
@@ -154,8 +156,8 @@ async def test_both_environments(emulator: Emulator) -> None:
     with pytest.raises(ApiError) as raised:
         await run(lambda: production.accounts.retrieve(DEMO_DEV_NOTION_ACCOUNT_ID))
     assert raised.value.status_code == 404
-    listed = await run(lambda: [a.id for a in development.accounts.list()])
-    assert listed == [DEMO_DEV_NOTION_ACCOUNT_ID]
+    listed = await run(lambda: {a.id for a in development.accounts.list()})
+    assert listed == DEMO_DEV_ACCOUNT_IDS
 
 
 async def test_every_demo_account_parses_in_a_list_with_credentials(emulator: Emulator) -> None:
@@ -163,10 +165,12 @@ async def test_every_demo_account_parses_in_a_list_with_credentials(emulator: Em
     accounts: list[Account] = await run(
         lambda: list(client.accounts.list(include_credentials=True))
     )
-    production = {a for a, *_ in DEMO_ACCOUNTS if a != DEMO_DEV_NOTION_ACCOUNT_ID}
+    production = {a for a, *_ in DEMO_ACCOUNTS if a not in DEMO_DEV_ACCOUNT_IDS}
     assert {a.id for a in accounts} == production
     slack = next(a for a in accounts if a.id == DEMO_SLACK_ACCOUNT_ID)
     assert slack.credentials is None
+    gcal = next(a for a in accounts if a.id == DEMO_GCAL_ACCOUNT_ID)
+    assert gcal.credentials is None  # sent as "credentials": null
 
 
 async def test_list_pages_with_the_sdk_pager(emulator: Emulator) -> None:

@@ -89,7 +89,8 @@ def world() -> Iterator[World]:
 
 
 async def test_get_credentials_maps_fields(world: World) -> None:
-    result = await world.service.get_credentials(world.query(), deadline=None)
+    fields = ("access_token", "refresh_token", "client_id")
+    result = await world.service.get_credentials(world.query(required_fields=fields), deadline=None)
     assert result.credentials == {
         "access_token": ACCESS,
         "refresh_token": REFRESH,

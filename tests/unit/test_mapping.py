@@ -88,21 +88,61 @@ def test_every_reason_is_in_the_contract() -> None:
         assert pb.Reason.Value(f"REASON_{reason}")
 
 
-def test_default_fields_map_and_missing_optional_are_skipped() -> None:
-    check = mapping.check_account(make_account(), source="notion")
+SECRET = SECRET_MARK + "clientsecret-eeeeeeee"
+FULL_OAUTH = {
+    "oauth_access_token": ACCESS,
+    "oauth_refresh_token": REFRESH,
+    "oauth_client_id": CLIENT_ID,
+    "oauth_client_secret": SECRET,
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "app", "served"),
+    [
+        ("notion", "notion", {"access_token": ACCESS}),  # Airweave's OAuth2AuthConfig
+        ("hubspot", "hubspot", {"access_token": ACCESS, "refresh_token": REFRESH}),
+        (
+            "google_drive",
+            "google_drive",
+            {"access_token": ACCESS, "refresh_token": REFRESH, "client_id": CLIENT_ID},
+        ),
+        ("some_new_app", "some_new_app", {"access_token": ACCESS, "refresh_token": REFRESH}),
+    ],
+)
+def test_a_caller_that_names_no_field_gets_the_sources_defaults_never_the_secret(
+    source: str, app: str, served: dict[str, str]
+) -> None:
+    check = mapping.check_account(make_account(app=app, credentials=FULL_OAUTH), source=source)
     assert check.problems == ()
-    assert check.credentials == {
-        "access_token": ACCESS,
-        "refresh_token": REFRESH,
-        "client_id": CLIENT_ID,
-    }  # client_secret is optional and absent: skipped
+    assert check.credentials == served
 
 
-def test_explicit_fields_replace_defaults() -> None:
-    check = mapping.check_account(
-        make_account(), source="notion", required_fields=("access_token",), optional_fields=("x",)
-    )
+def test_a_caller_that_names_fields_gets_those_and_nothing_else() -> None:
+    account = make_account(credentials=FULL_OAUTH)
+    check = mapping.check_account(account, source="notion", required_fields=("access_token",))
     assert check.credentials == {"access_token": ACCESS}
+    check = mapping.check_account(account, source="notion", optional_fields=("client_secret",))
+    assert check.credentials == {"access_token": ACCESS, "client_secret": SECRET}
+    check = mapping.check_account(
+        account, source="notion", required_fields=("access_token",), optional_fields=("x",)
+    )
+    assert check.credentials == {"access_token": ACCESS}  # a missing optional is skipped
+
+
+@pytest.mark.parametrize(
+    ("source", "held", "served"),
+    [
+        ("coda", {"api_token": API_KEY}, {"api_key": API_KEY}),
+        ("apollo", {"api_key": API_KEY}, {"api_key": API_KEY}),
+        ("document360", {"api_key": API_KEY}, {"api_token": API_KEY}),
+    ],
+)
+def test_key_based_sources_default_to_their_key(
+    source: str, held: dict[str, str], served: dict[str, str]
+) -> None:
+    account = make_account(app=mapping.app_slug(source), credentials=held)
+    assert mapping.check_account(account, source=source).credentials == served
 
 
 def test_coda_api_key_reads_api_token() -> None:
@@ -148,6 +188,20 @@ def test_app_mismatch() -> None:
             "apn_x is for Pipedream app 'notion'",
         ),
         (
+            "gdrive",  # nearer in spelling to onedrive: the alias wins
+            "google_drive",
+            "The request asked for source 'gdrive', but account apn_x is for Pipedream app "
+            "'google_drive'; 'gdrive' is not a source name pdsidecar knows: did you mean "
+            "'google_drive'?",
+        ),
+        (
+            "Google-Calendar",
+            "google_calendar",
+            "The request asked for source 'Google-Calendar', but account apn_x is for Pipedream "
+            "app 'google_calendar'; 'Google-Calendar' is not a source name pdsidecar knows: "
+            "did you mean 'google_calendar'?",
+        ),
+        (
             "xyzzy",
             "notion",
             "The request asked for source 'xyzzy', but account apn_x is for Pipedream app "
@@ -162,10 +216,17 @@ def test_app_mismatch_says_what_was_asked_and_suggests_a_near_source(
     assert [p.message for p in check.problems] == [message]
 
 
-def test_credentials_not_available() -> None:
-    check = mapping.check_account(make_account(credentials=None), source="notion")
+@pytest.mark.parametrize(
+    ("credentials", "seen"),
+    [(None, "no credentials field"), ({}, "credentials: {}"), ({"api_key": ""}, "all null")],
+)
+def test_credentials_not_available_says_what_pipedream_sent(
+    credentials: dict[str, str] | None, seen: str
+) -> None:
+    check = mapping.check_account(make_account(credentials=credentials), source="notion")
     assert [p.reason for p in check.problems] == ["CREDENTIALS_NOT_AVAILABLE"]
-    assert "default OAuth" in check.problems[0].message
+    assert seen in check.problems[0].message
+    assert "it uses Pipedream's default OAuth client" not in check.problems[0].message
     assert check.credentials is None
 
 
@@ -237,3 +298,19 @@ def test_problems_come_in_a_fixed_order() -> None:
 def test_check_repr_hides_values() -> None:
     check = mapping.check_account(make_account(), source="notion")
     assert SECRET_MARK not in repr(check)
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("gdrive", "google_drive"),
+        ("gcal", "google_calendar"),
+        ("googlemail", "gmail"),
+        ("gdocs", "google_docs"),
+        ("sfdc", "salesforce"),
+        ("cal_com", "calcom"),
+        ("GOOGLE DRIVE", "google_drive"),
+    ],
+)
+def test_known_aliases_suggest_the_source(name: str, meant: str) -> None:
+    assert mapping.suggestion(name) == meant

@@ -6,7 +6,8 @@ about every call before the servicer sees it:
 
 - With an API token set, every call must carry ``authorization: Bearer
   <token>`` metadata, compared in constant time; else UNAUTHENTICATED.
-  Health and reflection are not checked, so probes and tools keep working.
+  Health/Check is not checked, so probes keep working; Health/Watch and
+  reflection streams are, by :mod:`pdsidecar.api.probes`.
 - With allow-lists, the request's connection (the empty name is ``default``)
   and source must be listed; else PERMISSION_DENIED. ``ListAccounts`` must
   then name an allowed source, since without one it lists every app.
@@ -28,6 +29,7 @@ from typing import Any, Final
 from google.protobuf.message import DecodeError, Message
 
 from pdsidecar.api.validation import connection_name, shorten
+from pdsidecar.credentials.budget import caller_id
 from pdsidecar.errors import SidecarError
 from pdsidecar.secret import Secret
 from pdsidecar.settings import ListenerConfig
@@ -54,6 +56,11 @@ class TokenHolder:
 
     def set(self, token: Secret | None) -> None:
         self.expected = f"Bearer {token.reveal()}" if token else None
+
+    def matches(self, authorization: Any) -> bool:
+        """Whether a call's ``authorization`` value passes (always, with no token set)."""
+        expected = self.expected
+        return expected is None or _token_matches(authorization, expected)
 
 
 class AccessControl:
@@ -83,7 +90,7 @@ class AccessControl:
         """
         expected = self._tokens.expected
         if expected is not None and not _token_matches(authorization, expected):
-            return _unauthenticated()
+            return unauthenticated()
         if not self._listener.restricted:
             return None
         if isinstance(request, bytes):
@@ -127,7 +134,7 @@ def caller_key(peer: str) -> str:
     (gRPC names every peer of a Unix socket ``unix:``: there the listener is the caller.)
     """
     listener = LISTENER.get()
-    return f"{listener.name} {peer}" if listener is not None else peer
+    return caller_id(listener.name, peer) if listener is not None else peer
 
 
 def allowed_sources() -> frozenset[str] | None:
@@ -146,7 +153,7 @@ def _token_matches(given: Any, expected: str) -> bool:
         return False
 
 
-def _unauthenticated() -> SidecarError:
+def unauthenticated() -> SidecarError:
     return SidecarError(
         "This sidecar requires 'authorization: Bearer <token>' metadata with its API token",
         reason="UNAUTHENTICATED",

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from pdsidecar.api.access import LISTENER, AccessControl
 from pdsidecar.api.status import to_grpc_status
+from pdsidecar.errors import Overloaded
 from pdsidecar.observe.logs import REQUEST_ID
 from pdsidecar.observe.stats import BUCKETS, Histogram, RpcStats
 from pdsidecar.observe.wrapping import Behavior, Context
@@ -36,10 +37,16 @@ class CallWrapper:
     sets the request id, applies the listener's access rules, counts and times the
     call, and logs it at DEBUG."""
 
-    def __init__(self, stats: RpcStats, access: AccessControl | None = None) -> None:
+    def __init__(
+        self, stats: RpcStats, access: AccessControl | None = None, max_calls: int | None = None
+    ) -> None:
         self._stats = stats
         self._access = access
         self._ids = itertools.count(1)
+        # API calls in flight, capped here (not only by grpc's server-wide limit, which
+        # health and reflection share) so they never take the probes' share.
+        self._max_calls = max_calls
+        self.in_flight = 0
 
     def wrap(self, inner: Behavior, method: str) -> Behavior:
         return self._wrap(inner, method, timed=True)
@@ -56,6 +63,7 @@ class CallWrapper:
         clock = time.perf_counter
         ids = self._ids
         access = self._access if self._access is not None and self._access.guards(method) else None
+        limited = timed and access is not None and self._max_calls is not None
 
         async def observed(request: Any, context: Context) -> Any:
             started = clock()
@@ -68,7 +76,14 @@ class CallWrapper:
             REQUEST_ID.set(request_id or f"{_PREFIX}{next(ids)}")
             LISTENER.set(access)
             code = "UNKNOWN"
+            counted = False
             try:
+                if limited:
+                    if self.in_flight >= self._max_calls:  # type: ignore[operator]
+                        status = to_grpc_status(self._overloaded())
+                        await context.abort(status.code, status.details, status.trailing_metadata)
+                    self.in_flight += 1
+                    counted = True
                 if access is not None:
                     refusal = access.refusal(method, request, authorization)
                     if refusal is not None:
@@ -81,6 +96,8 @@ class CallWrapper:
                 code = "CANCELLED"
                 raise
             finally:
+                if counted:
+                    self.in_flight -= 1
                 elapsed = clock() - started
                 status_code = context.code()
                 if status_code is not None:
@@ -94,6 +111,13 @@ class CallWrapper:
                     _log_rpc(method, code, elapsed, context)
 
         return observed
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(
+            f"this listener is serving its maximum of {self._max_calls} calls "
+            "(policy.max_concurrent_rpcs)",
+            retry_after=0.1,
+        )
 
 
 def _log_rpc(method: str, code: str, elapsed: float, context: Context) -> None:

@@ -117,6 +117,16 @@ class SymbolReflection(ReflectionServicer):  # type: ignore[misc]  # grpc_reflec
             symbol: file for file in self._files.values() for symbol in file_symbols(file)
         }
 
+    async def ServerReflectionInfo(self, request_iterator: Any, context: Any) -> Any:
+        """grpcio-reflection's answers, without the echo of the request's ``host``.
+
+        ``host`` is the one free-form field: echoed, every answer would carry it again.
+        (Request size is capped before this, see :mod:`pdsidecar.api.probes`.)
+        """
+        async for response in super().ServerReflectionInfo(request_iterator, context):
+            response.original_request.ClearField("host")
+            yield response
+
     def _file_by_filename(self, request: Any, filename: str) -> Any:
         file = self._files.get(filename)
         if file is None:

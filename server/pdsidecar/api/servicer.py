@@ -35,8 +35,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class CredentialsServicer:
-    """The four methods of ``pdsidecar.v1.CredentialsService``; :func:`add_to_server`
-    registers them (GetCredentials on raw bytes, see :meth:`GetCredentialsRaw`)."""
+    """The four unary methods of ``pdsidecar.v1.CredentialsService``, whose fifth, the
+    WatchCredentials stream, is :mod:`pdsidecar.api.watching`'s; :func:`add_to_server`
+    registers these four (GetCredentials on raw bytes, see :meth:`GetCredentialsRaw`)."""
 
     def __init__(
         self, service: CredentialBroker, clock: Clock, memo_max_bytes: int = Policy.memo_max_bytes

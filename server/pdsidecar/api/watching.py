@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from pdsidecar.api import convert
-from pdsidecar.api.access import allowed_sources
+from pdsidecar.api.access import allowed_sources, caller_key
 from pdsidecar.api.servicer import CredentialsServicer
 from pdsidecar.api.status import to_grpc_status
 from pdsidecar.clock import Clock
@@ -78,7 +78,9 @@ class CredentialsWatching:
             query = CredentialsServicer._query(parsed)
             remaining = context.time_remaining()
             deadline = None if remaining is None else self._clock.monotonic() + remaining
-            watcher = await self._hub.watch(query, deadline=deadline)
+            watcher = await self._hub.watch(
+                query, deadline=deadline, caller=caller_key(context.peer())
+            )
             while True:
                 await context.write(await watcher.next())
         except SidecarError as error:

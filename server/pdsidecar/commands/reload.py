@@ -5,7 +5,9 @@ pdsidecar reload``. It finds the serving process in ``/proc`` (the command line
 ``... pdsidecar serve ...``, run by this user), so it needs nothing in the image but
 pdsidecar itself. With ``--workers`` it signals the supervising process, which passes
 the signal on. ``--config FILE`` picks the sidecar serving that file when several run;
-``--pid`` names the process outright (and is the way on systems without ``/proc``).
+``--pid`` names the process outright (and is the way on systems without ``/proc``): it must
+be a ``pdsidecar serve`` (of ``--config FILE`` too, when given), and the command line it
+signals is printed.
 
 Exit codes: 0 signalled, 1 no such sidecar (or several, or not allowed), 2 usage.
 """
@@ -93,6 +95,21 @@ def is_serve(argv: tuple[str, ...]) -> bool:
     return False
 
 
+def read_process(entry: Path) -> Server | None:
+    """The process ``/proc/PID`` describes (any command), or None when it cannot be read."""
+    cmdline, stat = _read(entry / "cmdline"), _read(entry / "stat")
+    if not cmdline or not stat:
+        return None
+    argv = tuple(part.decode(errors="replace") for part in cmdline.rstrip(b"\0").split(b"\0"))
+    # stat: "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
+    ppid = int(stat.rpartition(b")")[2].split()[1])
+    try:
+        cwd = os.readlink(entry / "cwd")
+    except OSError:
+        cwd = "/"
+    return Server(int(entry.name), ppid, argv, cwd)
+
+
 def find_servers(proc: Path = PROC, uid: int | None = None) -> list[Server]:
     """Every ``pdsidecar serve`` process of ``uid`` (default: this user), workers left out."""
     uid = os.getuid() if uid is None else uid
@@ -105,19 +122,9 @@ def find_servers(proc: Path = PROC, uid: int | None = None) -> list[Server]:
                 continue
         except OSError:
             continue
-        cmdline, stat = _read(entry / "cmdline"), _read(entry / "stat")
-        if not cmdline or not stat:
-            continue
-        argv = tuple(part.decode(errors="replace") for part in cmdline.rstrip(b"\0").split(b"\0"))
-        if not is_serve(argv):
-            continue
-        # stat: "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
-        ppid = int(stat.rpartition(b")")[2].split()[1])
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            cwd = "/"
-        found.append(Server(int(entry.name), ppid, argv, cwd))
+        server = read_process(entry)
+        if server is not None and is_serve(server.argv):
+            found.append(server)
     pids = {server.pid for server in found}
     # A worker of --workers: its parent, also found, forwards the signal to it.
     return sorted((s for s in found if s.ppid not in pids), key=lambda s: s.pid)
@@ -138,15 +145,29 @@ def choose(servers: list[Server], config: Path | None) -> Server | str:
     return servers[0]
 
 
+def check_pid(pid: int, config: Path | None, proc: Path = PROC) -> Server | str | None:
+    """The server ``--pid`` names, or why it must not be signalled; None when /proc cannot
+    tell (no /proc, or another user's process: the signal then decides)."""
+    server = read_process(proc / str(pid))
+    if server is None:
+        return None
+    if not is_serve(server.argv):
+        # SIGHUP ends most other programs: do not send it to one by mistake.
+        return f"pid {pid} is not a 'pdsidecar serve': {' '.join(server.argv)}"
+    if config is not None and server.config != os.path.abspath(config):
+        serves = f"--config {server.config}" if server.config else "no --config file"
+        return f"pid {pid} serves {serves}, not --config {os.path.abspath(config)}"
+    return server
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.pid is not None:
-        pid, where = args.pid, f"pid {args.pid}"
-        cmdline = _read(PROC / str(args.pid) / "cmdline")
-        argv = tuple(part.decode(errors="replace") for part in (cmdline or b"").split(b"\0"))
-        if cmdline and not is_serve(argv):
-            # SIGHUP ends most other programs: do not send it to one by mistake.
-            print(f"{PROG}: pid {args.pid} is not a 'pdsidecar serve'", file=sys.stderr)
+        checked = check_pid(args.pid, args.config)
+        if isinstance(checked, str):
+            print(f"{PROG}: {checked}", file=sys.stderr)
             return 1
+        pid = args.pid
+        where = checked.describe() if checked else f"pid {pid} (its command line is unreadable)"
     elif not PROC.is_dir():
         print(f"{PROG}: no /proc here to find the sidecar in: pass --pid", file=sys.stderr)
         return 2

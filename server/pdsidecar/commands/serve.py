@@ -170,6 +170,7 @@ def _print_demo(sidecar: Any) -> None:
         api_token=sidecar.settings.api_token is not None,
         project=DEMO_PROJECT_ID,
         account=DEMO_NOTION_ACCOUNT_ID,
+        emulator_url=sidecar.settings.pipedream_url,
     )
     print(text, flush=True)
 

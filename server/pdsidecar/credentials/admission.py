@@ -7,9 +7,14 @@ so one caller with a thousand cold accounts delays another caller's single
 fetch by one round, not by a thousand fetches.
 
 A caller is the gRPC connection a call came on (its listener and peer
-address). gRPC names every peer of a Unix socket alike, so on a Unix socket
+address). gRPC names every peer of a Unix socket alike (``unix:``) and tells
+a handler nothing more (no SO_PEERCRED, no connection id), so on a Unix socket
 all callers of that socket share one queue: give callers you do not trust a
 listener of their own.
+
+Before a fetch is queued, the caller's share of Pipedream's read budget is
+checked (:class:`~pdsidecar.credentials.budget.ReadBudget`); a fetch that
+starts is counted against it.
 
 A new fetch whose expected start lies beyond the caller's deadline (or beyond
 ``Policy.fetch_queue_wait`` without one) is refused at once with
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from pdsidecar.clock import Clock
+from pdsidecar.credentials.budget import ReadBudget
 from pdsidecar.errors import Overloaded
 
 # The first fetches' expected duration, before any was measured.
@@ -50,7 +56,10 @@ class Ticket:
 
 
 class FetchGate:
-    def __init__(self, slots: int, max_wait: float, clock: Clock) -> None:
+    def __init__(
+        self, slots: int, max_wait: float, clock: Clock, budget: ReadBudget | None = None
+    ) -> None:
+        self._budget = budget
         self._slots = max(1, slots)
         self._max_wait = max_wait
         self._clock = clock
@@ -70,6 +79,8 @@ class FetchGate:
 
     def admit(self, caller: str, deadline: float | None) -> Ticket:
         """A ticket for one fetch by ``caller``, started or queued; Overloaded if hopeless."""
+        if self._budget is not None:
+            self._budget.check(caller)
         ticket = Ticket(caller, asyncio.get_running_loop().create_future())
         if self._busy < self._slots and not self._queues:
             self._start(ticket)
@@ -135,7 +146,14 @@ class FetchGate:
                 self._queues[caller] = queue  # back of the round
             self._start(following)
 
+    def not_found(self, ticket: Ticket) -> None:
+        """The ticket's fetch found no account (counted against its caller's budget)."""
+        if self._budget is not None:
+            self._budget.not_found(ticket.caller)
+
     def _start(self, ticket: Ticket) -> None:
+        if self._budget is not None:
+            self._budget.spend(ticket.caller)
         self._busy += 1
         ticket.started = True
         ticket.started_at = self._clock.monotonic()

@@ -50,6 +50,7 @@ from typing import Final
 
 from pdsidecar.clock import Clock
 from pdsidecar.credentials.admission import FetchGate, Ticket
+from pdsidecar.credentials.budget import ReadBudget
 from pdsidecar.credentials.recall import Recall
 from pdsidecar.credentials.source import (
     MIN_FRESH,
@@ -123,7 +124,9 @@ class AccountCache:
         self._waiters: dict[CacheKey, int] = {}
         self._recall = Recall(policy, clock)  # unknown ids, rejected tokens
         self._generations: dict[str, int] = {}
-        self.gate = FetchGate(policy.upstream_concurrency, policy.fetch_queue_wait, clock)
+        self.gate = FetchGate(
+            policy.upstream_concurrency, policy.fetch_queue_wait, clock, ReadBudget(policy, clock)
+        )
         self.stats = CacheStats()
 
     def __len__(self) -> int:
@@ -330,6 +333,7 @@ class AccountCache:
             try:
                 result = await self._source.read(request)
             except AccountNotFound as error:
+                self.gate.not_found(ticket)
                 if self._generations.get(key[0], 0) == generation:
                     self._entries.pop(key, None)
                     self._recall.not_found(key, error)

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from pdsidecar.credentials.sources import DEFAULT_FIELDS, Fields, alias_of, default_fields
 from pdsidecar.observe.logs import REDACTOR
 from pdsidecar.pipedream.models import Account
 
@@ -55,17 +56,10 @@ SOURCE_FIELD_OVERRIDES: Final[Mapping[str, Mapping[str, str]]] = {
 
 # Airweave source names, for a "did you mean" when a request names an unknown one.
 # Not an allow-list: any other name passes through as its own Pipedream app slug.
-_COMMON_SOURCES: Final = (
-    "airtable asana attio box clickup dropbox excel gitlab gmail google_calendar google_docs "
-    "google_drive google_slides hubspot intercom linear monday notion onedrive pipedrive "
-    "salesforce sharepoint shopify stripe teams todoist trello zendesk"
-)
 KNOWN_SOURCES: Final = frozenset(
-    {*_COMMON_SOURCES.split(), *APP_SLUGS, *BLOCKED_SOURCES, *SOURCE_FIELD_OVERRIDES}
+    {*DEFAULT_FIELDS, *APP_SLUGS, *BLOCKED_SOURCES, *SOURCE_FIELD_OVERRIDES}
+    | {"shopify", "trello", "zendesk"}  # Airweave sources without a default set here
 )
-
-DEFAULT_REQUIRED_FIELDS: Final = ("access_token",)
-DEFAULT_OPTIONAL_FIELDS: Final = ("refresh_token", "client_id", "client_secret")
 
 # Reasons a check can report; all but ACCOUNT_UNHEALTHY make the account unusable.
 USER_MISMATCH: Final = "ACCOUNT_USER_MISMATCH"
@@ -101,11 +95,34 @@ def app_mismatch_message(account_id: str, account_app: str, source: str) -> str:
     if fits != [account_app]:
         text += " (source " + " or ".join(f"'{name}'" for name in fits) + ")"
     if source not in KNOWN_SOURCES:
-        near = difflib.get_close_matches(source, KNOWN_SOURCES | set(fits), n=1, cutoff=0.7)
         text += f"; '{source}' is not a source name pdsidecar knows"
+        near = suggestion(source, fits)
         if near:
-            text += f": did you mean '{near[0]}'?"
+            text += f": did you mean '{near}'?"
     return text
+
+
+def suggestion(source: str, fits: Sequence[str] = ()) -> str | None:
+    """The source an unknown name most likely meant: a known alias first (``gdrive`` is
+    ``google_drive``, not the nearer spelling ``onedrive``), else the nearest spelling."""
+    alias = alias_of(source)
+    if alias is not None:
+        return alias
+    near = difflib.get_close_matches(source, KNOWN_SOURCES | set(fits), n=1, cutoff=0.7)
+    return near[0] if near else None
+
+
+def requested_fields(
+    source: str, required_fields: Sequence[str], optional_fields: Sequence[str]
+) -> Fields:
+    """What a caller is served: the fields it names (required, then optional) and nothing
+    else; when it names none, the source's default set. A field named in both lists is
+    required."""
+    if not required_fields and not optional_fields:
+        return default_fields(source)
+    required = tuple(dict.fromkeys(required_fields)) or default_fields(source).required
+    optional = tuple(n for n in dict.fromkeys(optional_fields) if n not in required)
+    return Fields(required, optional)
 
 
 def is_blocked(source: str) -> bool:
@@ -198,17 +215,11 @@ def check_account(
     credentials: dict[str, str] | None = None
     missing: tuple[str, ...] = ()
     if not account.credentials:  # absent, or nothing in it
-        problems.append(
-            Problem(
-                NO_CREDENTIALS,
-                f"Credentials not available for account {account.id}: it uses Pipedream's "
-                "default OAuth client; connect it with your own OAuth app",
-            )
-        )
+        problems.append(Problem(NO_CREDENTIALS, no_credentials_message(account)))
     else:
         held = account.credentials
-        required = tuple(required_fields) or DEFAULT_REQUIRED_FIELDS
-        optional = tuple(optional_fields) or DEFAULT_OPTIONAL_FIELDS
+        wanted = requested_fields(source, required_fields, optional_fields)
+        required, optional = wanted.required, wanted.optional
         missing = tuple(n for n in required if pipedream_field(source, n) not in held)
         if missing:
             available = ", ".join(sorted(held)) or "none"
@@ -231,6 +242,18 @@ def check_account(
             Problem(UNHEALTHY, f"Pipedream reports account {account.id} unhealthy{detail}")
         )
     return Check(tuple(problems), credentials, missing)
+
+
+def no_credentials_message(account: Account) -> str:
+    """What Pipedream sent in place of credentials, and Pipedream's documented reason for
+    it, as documentation: the sidecar cannot see which OAuth client an account uses."""
+    seen = account.credentials_seen or "no credentials"
+    return (
+        f"Pipedream answered account {account.id} with {seen}, so there is no credential "
+        "to serve. Pipedream returns no credentials for OAuth accounts connected through "
+        "its own OAuth client (outside development); an account connected with your own "
+        "OAuth app, or a key-based app, has them"
+    )
 
 
 def _detail(error: str) -> str:

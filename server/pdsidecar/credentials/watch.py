@@ -101,8 +101,11 @@ class WatchHub:
     def feeds(self) -> int:
         return len(self._feeds)
 
-    async def watch(self, query: AccountQuery, *, deadline: float | None) -> Watcher:
-        """A watcher whose first value is what GetCredentials answers now.
+    async def watch(
+        self, query: AccountQuery, *, deadline: float | None, caller: str = ""
+    ) -> Watcher:
+        """A watcher whose first value is what GetCredentials answers now, read through
+        ``caller``'s admission queue as GetCredentials' is.
 
         Raises what GetCredentials would raise, TOO_MANY_WATCHERS past
         ``policy.max_watchers``, or SIDECAR_STOPPING once :meth:`close` ran.
@@ -130,7 +133,7 @@ class WatchHub:
         self.stats.watchers += 1
         self.stats.started += 1
         try:
-            result = await self._broker.get_credentials(query, deadline=deadline)
+            result = await self._broker.get_credentials(query, deadline=deadline, caller=caller)
         except BaseException:
             self.leave(watcher)
             raise

@@ -56,8 +56,11 @@ class Account:
     expires_at: float | None
     last_refreshed_at: float | None
     next_refresh_at: float | None
-    # None when Pipedream returned no ``credentials`` key (default OAuth).
+    # None when Pipedream returned no credential value (see credentials_seen).
     credentials: Mapping[str, Secret] | None
+    # What stood in place of credentials, for messages ("credentials: null", ...); "" when
+    # there are credentials. Pipedream's reasons are not in the answer: only this is known.
+    credentials_seen: str = ""
 
     @property
     def credential_fields(self) -> tuple[str, ...]:
@@ -96,6 +99,7 @@ class Account:
             last_refreshed_at=parse_timestamp(data.get("last_refreshed_at")),
             next_refresh_at=parse_timestamp(data.get("next_refresh_at")),
             credentials=_credentials(data.get("credentials")),
+            credentials_seen=_credentials_seen(data),
         )
 
 
@@ -105,7 +109,7 @@ def _plain(value: Any) -> str:
 
 
 def _credentials(raw: Any) -> dict[str, Secret] | None:
-    """None when Pipedream returned no credentials: the key absent (default OAuth), or an
+    """None when Pipedream returned no credential value: the key absent or null, or an
     object with no value in it (``{}``, all null or empty)."""
     if not isinstance(raw, Mapping):
         return None
@@ -116,6 +120,21 @@ def _credentials(raw: Any) -> dict[str, Secret] | None:
         if value is not None and value != ""
     }
     return credentials or None
+
+
+def _credentials_seen(data: Mapping[str, Any]) -> str:
+    if "credentials" not in data:
+        return "no credentials field"
+    raw = data["credentials"]
+    if raw is None:
+        return "credentials: null"
+    if not isinstance(raw, Mapping):
+        return "credentials that are not an object"
+    if not raw:
+        return "credentials: {}"
+    if _credentials(raw) is None:
+        return "a credentials object whose values are all null or empty"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from pdsidecar.api import watching
 from pdsidecar.api.access import AccessControl, TokenHolder
 from pdsidecar.api.calls import CallWrapper
+from pdsidecar.api.probes import MalformedLog, ProbeGuard, ProbePool
 from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
 from pdsidecar.clock import Clock, SystemClock
@@ -52,7 +53,7 @@ from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenR
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
 from pdsidecar.observe.watch_metrics import WatchCollector
-from pdsidecar.observe.wrapping import Wrap, WrappingRegistrar
+from pdsidecar.observe.wrapping import HandlerRegistrar, Wrap, WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
     make_http_client,
@@ -154,6 +155,7 @@ class Sidecar:
         self.rpc_stats = RpcStats()
         self.tokens = TokenHolder(settings.api_token)
         self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
+        self._malformed = MalformedLog(self.clock)
         self._servicer = CredentialsServicer(
             self.service, self.clock, settings.policy.memo_max_bytes
         )
@@ -237,21 +239,30 @@ class Sidecar:
             )
 
     def _build_servers(self) -> None:
+        policy = self.settings.policy
         for listener in self.listeners:
-            server = _grpc_server(self._reuse_port, self.settings.policy)
+            server = _grpc_server(self._reuse_port, policy, _call_limit(policy, api=True))
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
-            wrapper = CallWrapper(self.rpc_stats, self._access[listener.address])
+            access = self._access[listener.address]
+            wrapper = CallWrapper(self.rpc_stats, access, policy.max_concurrent_rpcs)
             registrar: Any = WrappingRegistrar(server, self._wrap_for(wrapper), wrapper.wrap_stream)
             add_to_server(self._servicer, registrar)
             watching.add_to_server(self._watching, registrar)
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
+            # Health and reflection: a pool of their own, the token for streams (api/probes.py).
+            guard = ProbeGuard(ProbePool(policy), self._malformed, self.tokens)
+            probes = HandlerRegistrar(registrar, guard.handler)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, probes)
             # v1 and v1alpha, answering for methods too (ghz, grpcurl describe).
-            enable_reflection((SERVICE_NAME, health.SERVICE_NAME), registrar)
+            enable_reflection((SERVICE_NAME, health.SERVICE_NAME), probes)
             self.servers.append((listener, server))
         for address in self._health_listeners:
-            server = _grpc_server(self._reuse_port, self.settings.policy)
-            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+            server = _grpc_server(self._reuse_port, policy, _call_limit(policy, api=False))
+            # The probe-only listener: Health/Watch without the token, in its own pool.
+            guard = ProbeGuard(ProbePool(policy), self._malformed)
+            health_pb2_grpc.add_HealthServicer_to_server(
+                self.health, HandlerRegistrar(server, guard.handler)
+            )
             self.servers.append((ListenerConfig(address), server))
 
     def _wrap_for(self, wrapper: CallWrapper) -> Wrap:
@@ -374,11 +385,24 @@ def _check_open_sockets(listeners: Sequence[ListenerConfig], api_token: Secret |
         )
 
 
-def _grpc_server(reuse_port: bool, policy: Policy) -> grpc.aio.Server:
+def _call_limit(policy: Policy, *, api: bool) -> int:
+    """A server's limit: the sum of its pools' caps, which are enforced before it.
+
+    The API's calls (CallWrapper), watchers (WatchHub), health and reflection
+    (ProbePool) each refuse past their own cap, so this backstop is never reached by
+    one kind alone; the probes' call share is counted twice, room for calls refused
+    at once that gRPC still counts for a moment.
+    """
+    probes = 2 * policy.probe_calls + policy.probe_streams
+    api_share = policy.max_concurrent_rpcs + policy.max_watchers if api else 0
+    return max(1, api_share + probes)
+
+
+def _grpc_server(reuse_port: bool, policy: Policy, limit: int) -> grpc.aio.Server:
     return grpc.aio.server(
         # A flood gets RESOURCE_EXHAUSTED from gRPC itself instead of a slow death. gRPC
-        # counts streams too: the watchers the hub admits come on top of the calls.
-        maximum_concurrent_rpcs=max(1, policy.max_concurrent_rpcs + policy.max_watchers),
+        # counts streams too (see _call_limit).
+        maximum_concurrent_rpcs=limit,
         options=[
             # Several processes on one port only with --workers; else a second
             # sidecar on the same port must fail to start, not share it.
@@ -386,6 +410,10 @@ def _grpc_server(reuse_port: bool, policy: Policy) -> grpc.aio.Server:
             # Requests are a few hundred bytes; this leaves room for every field at its cap
             # and bounds what calls in flight hold (the call limit x this).
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            # Requests are small: no probing to widen what a stream may send ahead of the
+            # handler (its window stays 64 KiB), so streams that are refused or never
+            # read cannot park megabytes each in gRPC's buffers.
+            ("grpc.http2.bdp_probe", 0),
             # One client connection cannot take every call slot: its streams past this
             # are refused (REFUSED_STREAM; clients see UNAVAILABLE).
             ("grpc.max_concurrent_streams", max(1, policy.max_streams_per_connection)),

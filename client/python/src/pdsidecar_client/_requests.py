@@ -1,28 +1,30 @@
-"""Request building and channel settings shared by the blocking and async clients."""
+"""Channel settings and listing requests shared by the blocking and async clients."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypedDict
 
 import grpc
 
+from pdsidecar_client.account import environment
 from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.v1 import credentials_pb2 as pb
 
 DEFAULT_TIMEOUT: Final = 10.0
 SERVICE: Final = "pdsidecar.v1.CredentialsService"
 
-# gRPC's own retry machinery: UNAVAILABLE (the sidecar restarting, a dropped
-# connection) is retried with backoff, inside each call's deadline.
+# gRPC's own retry machinery (client/SPEC.md, section 3): UNAVAILABLE (a dropped
+# connection, a sidecar stopping) is retried with backoff, inside each call's deadline.
+# Three attempts: without wait_for_ready an absent sidecar is reported in about 0.3 s.
+UNARY_METHODS: Final = ("GetCredentials", "ValidateAccount", "RefreshToken", "ListAccounts")
 _SERVICE_CONFIG: Final = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": SERVICE}],
+                "name": [{"service": SERVICE, "method": method} for method in UNARY_METHODS],
                 "retryPolicy": {
-                    "maxAttempts": 5,
+                    "maxAttempts": 3,
                     "initialBackoff": "0.1s",
                     "maxBackoff": "2s",
                     "backoffMultiplier": 2,
@@ -53,134 +55,27 @@ def maybe_unconnected(failure: CredentialsError) -> bool:
     )
 
 
-def environment(name: str) -> pb.Environment.ValueType:
-    values = {
-        "": pb.ENVIRONMENT_UNSPECIFIED,
-        "production": pb.ENVIRONMENT_PRODUCTION,
-        "development": pb.ENVIRONMENT_DEVELOPMENT,
-    }
-    try:
-        return values[name]
-    except KeyError:
-        raise ValueError(
-            f"environment must be 'production' or 'development', not {name!r}"
-        ) from None
-
-
-def account_ref(
-    project_id: str,
-    account_id: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-) -> pb.AccountRef:
-    return pb.AccountRef(
-        connection=connection,
-        project_id=project_id,
-        account_id=account_id,
-        environment=environment(environment_name),
-        external_user_id=external_user_id,
-    )
-
-
 def metadata(api_token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_token}"),) if api_token else ()
 
 
-def get_credentials(
-    project_id: str,
-    account_id: str,
-    source: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-    required_fields: Sequence[str],
-    optional_fields: Sequence[str],
-    rejected_access_token: str,
-) -> pb.GetCredentialsRequest:
-    return pb.GetCredentialsRequest(
-        account=account_ref(
-            project_id,
-            account_id,
-            connection=connection,
-            environment_name=environment_name,
-            external_user_id=external_user_id,
-        ),
-        source=source,
-        required_fields=list(required_fields),
-        optional_fields=list(optional_fields),
-        rejected_access_token=rejected_access_token,
-    )
+class ListFilters(TypedDict, total=False):
+    """What ``list_accounts`` and ``account_pages`` take besides the project, as keywords."""
+
+    connection: str
+    environment: str
+    source: str
+    external_user_id: str
+    page_size: int
 
 
-def watch_credentials(
-    project_id: str,
-    account_id: str,
-    source: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-    required_fields: Sequence[str],
-    optional_fields: Sequence[str],
-) -> pb.WatchCredentialsRequest:
-    return pb.WatchCredentialsRequest(
-        account=account_ref(
-            project_id,
-            account_id,
-            connection=connection,
-            environment_name=environment_name,
-            external_user_id=external_user_id,
-        ),
-        source=source,
-        required_fields=list(required_fields),
-        optional_fields=list(optional_fields),
-    )
-
-
-def validate_account(
-    project_id: str,
-    account_id: str,
-    source: str,
-    *,
-    connection: str,
-    environment_name: str,
-    external_user_id: str,
-    required_fields: Sequence[str],
-    optional_fields: Sequence[str],
-) -> pb.ValidateAccountRequest:
-    return pb.ValidateAccountRequest(
-        account=account_ref(
-            project_id,
-            account_id,
-            connection=connection,
-            environment_name=environment_name,
-            external_user_id=external_user_id,
-        ),
-        source=source,
-        required_fields=list(required_fields),
-        optional_fields=list(optional_fields),
-    )
-
-
-def list_accounts(
-    project_id: str,
-    *,
-    connection: str,
-    environment_name: str,
-    source: str,
-    external_user_id: str,
-    page_size: int,
-    page_token: str,
-) -> pb.ListAccountsRequest:
+def list_accounts(project_id: str, page_token: str, filters: ListFilters) -> pb.ListAccountsRequest:
     return pb.ListAccountsRequest(
-        connection=connection,
+        connection=filters.get("connection", ""),
         project_id=project_id,
-        environment=environment(environment_name),
-        source=source,
-        external_user_id=external_user_id,
-        page_size=page_size,
+        environment=environment(filters.get("environment", "")),
+        source=filters.get("source", ""),
+        external_user_id=filters.get("external_user_id", ""),
+        page_size=filters.get("page_size", 0),
         page_token=page_token,
     )

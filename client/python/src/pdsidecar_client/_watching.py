@@ -1,5 +1,5 @@
 """What the blocking and asyncio refreshable credentials share: the snapshot, the
-account a watch names, and when a stream that ended is opened again."""
+reads, and when a stream that ended is opened again."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
 import grpc
 
@@ -63,29 +63,6 @@ class FrozenCredentials:
         return self.expires_at is not None and datetime.now(UTC) >= self.expires_at
 
 
-@dataclass(frozen=True)
-class WatchSpec:
-    """The account and fields a refreshable credentials object watches."""
-
-    project_id: str
-    account_id: str
-    source: str
-    connection: str = ""
-    environment: str = ""
-    external_user_id: str = ""
-    required_fields: tuple[str, ...] = ()
-    optional_fields: tuple[str, ...] = ()
-
-    def kwargs(self) -> dict[str, Any]:
-        return {
-            "connection": self.connection,
-            "environment": self.environment,
-            "external_user_id": self.external_user_id,
-            "required_fields": self.required_fields,
-            "optional_fields": self.optional_fields,
-        }
-
-
 def reconnect_delay(error: CredentialsError | None, previous: float) -> float | None:
     """Seconds before opening the stream again, or None when the error ends the watch."""
     if error is not None and error.code not in RECONNECT_CODES:
@@ -102,6 +79,10 @@ def rejected_timeout_error(timeout: float) -> CredentialsError:
         grpc.StatusCode.DEADLINE_EXCEEDED,
         f"the source rejected the access token and the sidecar had no other within {timeout:g} s",
     )
+
+
+def closed_error() -> CredentialsError:
+    return CredentialsError(grpc.StatusCode.CANCELLED, "closed")
 
 
 def no_value_error(timeout: float, last: CredentialsError | None) -> CredentialsError:
@@ -124,13 +105,14 @@ class CurrentReads:
 
     _current: FrozenCredentials | None
     _error: CredentialsError | None
+    _rejected: dict[str, None]  # the last few tokens reject() was given, oldest first
 
     def get_frozen_credentials(self) -> FrozenCredentials:
         """The current value, every field from the same message; raises the error that
         ended the watch, if one did."""
         current = self._current
         if self._error is not None or current is None:
-            raise self._error or CredentialsError(grpc.StatusCode.CANCELLED, "closed")
+            raise self._error or closed_error()
         return current
 
     @property
@@ -169,3 +151,15 @@ class CurrentReads:
     def _holds(self, token: str) -> bool:
         current = self._current
         return self._error is None and current is not None and current.access_token == token
+
+    def _remember_rejected(self, token: str) -> None:
+        self._rejected[token] = None
+        while len(self._rejected) > 8:
+            del self._rejected[next(iter(self._rejected))]
+
+    def _accepts(self, value: FrozenCredentials) -> bool:
+        """Whether a value from the stream may replace the current one: a rejected token
+        arriving late (sent before the refetch) must not win back."""
+        current = self._current
+        stale = value.access_token in self._rejected
+        return not (stale and current is not None and current.access_token != value.access_token)

@@ -7,19 +7,21 @@ inside that deadline. Failures raise :class:`CredentialsError`; one whose
 channel never connected names the target and gRPC's last connection error.
 ``wait_for_ready=False`` fails fast when the sidecar is not there.
 ``tls_ca`` (and ``tls_cert``/``tls_key`` for mutual TLS) connect to a TLS listener.
+Calls take an :class:`~pdsidecar_client.account.AccountRef` or its values, as in the
+blocking client.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import grpc
 
 from pdsidecar_client import _requests as rq
 from pdsidecar_client import channels as ch
-from pdsidecar_client._watching import WatchSpec
+from pdsidecar_client.account import AccountRef, RefFields, account_ref
 from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.refreshable_aio import AsyncRefreshableCredentials
 from pdsidecar_client.v1 import credentials_pb2 as pb
@@ -100,7 +102,7 @@ class AsyncCredentialsClient:
         message = ch.not_connected(
             self._target, seconds, last_error, self._tls, self._wait_for_ready
         )
-        return CredentialsError(failure.code, message, connection_error=last_error)
+        return CredentialsError(failure.code, message, connection_error=last_error, hint=message)
 
     async def _last_error(self) -> str | None:
         """gRPC's last connection error ("" while connecting), or None once connected."""
@@ -116,59 +118,32 @@ class AsyncCredentialsClient:
 
     async def get_credentials(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         rejected_access_token: str = "",
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> pb.GetCredentialsResponse:
-        request = rq.get_credentials(
-            project_id,
-            account_id,
-            source,
-            connection=connection,
-            environment_name=environment,
-            external_user_id=external_user_id,
-            required_fields=required_fields,
-            optional_fields=optional_fields,
-            rejected_access_token=rejected_access_token,
-        )
+        ref = account_ref(account, account_id, source, fields)
         response: pb.GetCredentialsResponse = await self._call(
-            self._stub.GetCredentials, request, timeout
+            self._stub.GetCredentials, ref.get_request(rejected_access_token), timeout
         )
         return response
 
     async def validate_account(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> pb.ValidateAccountResponse:
-        request = rq.validate_account(
-            project_id,
-            account_id,
-            source,
-            connection=connection,
-            environment_name=environment,
-            external_user_id=external_user_id,
-            required_fields=required_fields,
-            optional_fields=optional_fields,
-        )
+        ref = account_ref(account, account_id, source, fields)
         response: pb.ValidateAccountResponse = await self._call(
-            self._stub.ValidateAccount, request, timeout
+            self._stub.ValidateAccount, ref.validate_request(), timeout
         )
         return response
 
@@ -185,54 +160,48 @@ class AsyncCredentialsClient:
         self,
         project_id: str,
         *,
-        connection: str = "",
-        environment: str = "",
-        source: str = "",
-        external_user_id: str = "",
-        page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
+        **filters: Unpack[rq.ListFilters],
     ) -> pb.ListAccountsResponse:
-        request = rq.list_accounts(
-            project_id,
-            connection=connection,
-            environment_name=environment,
-            source=source,
-            external_user_id=external_user_id,
-            page_size=page_size,
-            page_token=page_token,
-        )
+        """One page (filters: ``connection``, ``environment``, ``source``,
+        ``external_user_id``, ``page_size``); :meth:`account_pages` follows the tokens."""
         response: pb.ListAccountsResponse = await self._call(
-            self._stub.ListAccounts, request, timeout
+            self._stub.ListAccounts, rq.list_accounts(project_id, page_token, filters), timeout
         )
         return response
 
-    async def watch_credentials(
+    async def account_pages(
         self,
         project_id: str,
-        account_id: str,
-        source: str,
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         timeout: float | None = None,
+        **filters: Unpack[rq.ListFilters],
+    ) -> AsyncIterator[pb.ListAccountsResponse]:
+        """Every page of accounts (``async for``), each fetched only when it is reached."""
+        request = rq.list_accounts(project_id, "", filters)
+        while True:
+            page: pb.ListAccountsResponse = await self._call(
+                self._stub.ListAccounts, request, timeout
+            )
+            yield page
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def watch_credentials(
+        self,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
+        *,
+        timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> AsyncIterator[pb.WatchCredentialsResponse]:
         """The raw WatchCredentials stream (``async for``); see
         :meth:`CredentialsClient.watch_credentials`."""
-        spec = WatchSpec(
-            project_id,
-            account_id,
-            source,
-            connection,
-            environment,
-            external_user_id,
-            tuple(required_fields),
-            tuple(optional_fields),
-        )
-        call = self._open_watch(self._watch_request(spec), timeout)
+        ref = account_ref(account, account_id, source, fields)
+        call = self._open_watch(ref, timeout)
         try:
             async for response in call:
                 yield response
@@ -243,44 +212,29 @@ class AsyncCredentialsClient:
 
     async def refreshable_credentials(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> AsyncRefreshableCredentials:
         """Credentials kept current for a whole sync (see
         :mod:`pdsidecar_client.refreshable_aio`); returns once the first value is in."""
-        spec = WatchSpec(
-            project_id,
-            account_id,
-            source,
-            connection,
-            environment,
-            external_user_id,
-            tuple(required_fields),
-            tuple(optional_fields),
-        )
-        return await AsyncRefreshableCredentials(self, spec)._start(timeout or self._timeout)
+        ref = account_ref(account, account_id, source, fields)
 
-    def _watch_request(self, spec: WatchSpec) -> pb.WatchCredentialsRequest:
-        return rq.watch_credentials(
-            spec.project_id,
-            spec.account_id,
-            spec.source,
-            connection=spec.connection,
-            environment_name=spec.environment,
-            external_user_id=spec.external_user_id,
-            required_fields=spec.required_fields,
-            optional_fields=spec.optional_fields,
-        )
+        async def refetch(rejected: str) -> pb.GetCredentialsResponse:
+            return await self.get_credentials(ref, rejected_access_token=rejected)
 
-    def _open_watch(self, request: pb.WatchCredentialsRequest, timeout: float | None = None) -> Any:
+        watched = AsyncRefreshableCredentials(
+            lambda: self._open_watch(ref), refetch, name=ref.account_id
+        )
+        return await watched.start(timeout or self._timeout)
+
+    def _open_watch(self, ref: AccountRef, timeout: float | None = None) -> Any:
         return self._stub.WatchCredentials(
-            request, timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+            ref.watch_request(),
+            timeout=timeout,
+            metadata=self._metadata,
+            wait_for_ready=self._wait_for_ready,
         )

@@ -7,19 +7,23 @@ inside that deadline. Failures raise :class:`CredentialsError`; one whose
 channel never connected names the target and gRPC's last connection error.
 ``wait_for_ready=False`` fails fast when the sidecar is not there.
 ``tls_ca`` (and ``tls_cert``/``tls_key`` for mutual TLS) connect to a TLS listener.
+
+Calls about one account take an :class:`~pdsidecar_client.account.AccountRef`, or
+``project_id, account_id, source`` and its keywords (``environment=``, ...).
+The behaviour every language shares is in ``client/SPEC.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import grpc
 
 from pdsidecar_client import _requests as rq
 from pdsidecar_client import channels as ch
-from pdsidecar_client._watching import WatchSpec
+from pdsidecar_client.account import AccountRef, RefFields, account_ref
 from pdsidecar_client.errors import CredentialsError
 from pdsidecar_client.refreshable import RefreshableCredentials
 from pdsidecar_client.v1 import credentials_pb2 as pb
@@ -98,7 +102,7 @@ class CredentialsClient:
         message = ch.not_connected(
             self._target, seconds, last_error, self._tls, self._wait_for_ready
         )
-        return CredentialsError(failure.code, message, connection_error=last_error)
+        return CredentialsError(failure.code, message, connection_error=last_error, hint=message)
 
     def _ready(self) -> bool:
         future = grpc.channel_ready_future(self._channel)
@@ -124,59 +128,32 @@ class CredentialsClient:
 
     def get_credentials(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         rejected_access_token: str = "",
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> pb.GetCredentialsResponse:
-        request = rq.get_credentials(
-            project_id,
-            account_id,
-            source,
-            connection=connection,
-            environment_name=environment,
-            external_user_id=external_user_id,
-            required_fields=required_fields,
-            optional_fields=optional_fields,
-            rejected_access_token=rejected_access_token,
-        )
+        ref = account_ref(account, account_id, source, fields)
         response: pb.GetCredentialsResponse = self._call(
-            self._stub.GetCredentials, request, timeout
+            self._stub.GetCredentials, ref.get_request(rejected_access_token), timeout
         )
         return response
 
     def validate_account(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> pb.ValidateAccountResponse:
-        request = rq.validate_account(
-            project_id,
-            account_id,
-            source,
-            connection=connection,
-            environment_name=environment,
-            external_user_id=external_user_id,
-            required_fields=required_fields,
-            optional_fields=optional_fields,
-        )
+        ref = account_ref(account, account_id, source, fields)
         response: pb.ValidateAccountResponse = self._call(
-            self._stub.ValidateAccount, request, timeout
+            self._stub.ValidateAccount, ref.validate_request(), timeout
         )
         return response
 
@@ -191,38 +168,41 @@ class CredentialsClient:
         self,
         project_id: str,
         *,
-        connection: str = "",
-        environment: str = "",
-        source: str = "",
-        external_user_id: str = "",
-        page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
+        **filters: Unpack[rq.ListFilters],
     ) -> pb.ListAccountsResponse:
-        request = rq.list_accounts(
-            project_id,
-            connection=connection,
-            environment_name=environment,
-            source=source,
-            external_user_id=external_user_id,
-            page_size=page_size,
-            page_token=page_token,
+        """One page (filters: ``connection``, ``environment``, ``source``,
+        ``external_user_id``, ``page_size``); :meth:`account_pages` follows the tokens."""
+        response: pb.ListAccountsResponse = self._call(
+            self._stub.ListAccounts, rq.list_accounts(project_id, page_token, filters), timeout
         )
-        response: pb.ListAccountsResponse = self._call(self._stub.ListAccounts, request, timeout)
         return response
+
+    def account_pages(
+        self,
+        project_id: str,
+        *,
+        timeout: float | None = None,
+        **filters: Unpack[rq.ListFilters],
+    ) -> Iterator[pb.ListAccountsResponse]:
+        """Every page of accounts, each fetched only when the previous one is used up."""
+        request = rq.list_accounts(project_id, "", filters)
+        while True:
+            page: pb.ListAccountsResponse = self._call(self._stub.ListAccounts, request, timeout)
+            yield page
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
 
     def watch_credentials(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> Iterator[pb.WatchCredentialsResponse]:
         """The raw WatchCredentials stream: GetCredentials' answer now, then each new value.
 
@@ -230,17 +210,8 @@ class CredentialsClient:
         open it again). No deadline unless ``timeout`` is given. For a sync,
         :meth:`refreshable_credentials` does the reconnecting for you.
         """
-        spec = WatchSpec(
-            project_id,
-            account_id,
-            source,
-            connection,
-            environment,
-            external_user_id,
-            tuple(required_fields),
-            tuple(optional_fields),
-        )
-        call = self._open_watch(self._watch_request(spec), timeout)
+        ref = account_ref(account, account_id, source, fields)
+        call = self._open_watch(ref, timeout)
         try:
             yield from call
         except grpc.RpcError as error:
@@ -250,47 +221,30 @@ class CredentialsClient:
 
     def refreshable_credentials(
         self,
-        project_id: str,
-        account_id: str,
-        source: str,
+        account: AccountRef | str,
+        account_id: str = "",
+        source: str = "",
         *,
-        connection: str = "",
-        environment: str = "",
-        external_user_id: str = "",
-        required_fields: Sequence[str] = (),
-        optional_fields: Sequence[str] = (),
         timeout: float | None = None,
+        **fields: Unpack[RefFields],
     ) -> RefreshableCredentials:
         """Credentials kept current for a whole sync (see :mod:`pdsidecar_client.refreshable`).
 
         Returns once the first value is in (raises :class:`CredentialsError` if
         it cannot be had within ``timeout``); ``close()`` it, or use ``with``.
         """
-        spec = WatchSpec(
-            project_id,
-            account_id,
-            source,
-            connection,
-            environment,
-            external_user_id,
-            tuple(required_fields),
-            tuple(optional_fields),
-        )
-        return RefreshableCredentials(self, spec, timeout=timeout or self._timeout)
-
-    def _watch_request(self, spec: WatchSpec) -> pb.WatchCredentialsRequest:
-        return rq.watch_credentials(
-            spec.project_id,
-            spec.account_id,
-            spec.source,
-            connection=spec.connection,
-            environment_name=spec.environment,
-            external_user_id=spec.external_user_id,
-            required_fields=spec.required_fields,
-            optional_fields=spec.optional_fields,
+        ref = account_ref(account, account_id, source, fields)
+        return RefreshableCredentials(
+            lambda: self._open_watch(ref),
+            lambda rejected: self.get_credentials(ref, rejected_access_token=rejected),
+            timeout=timeout or self._timeout,
+            name=ref.account_id,
         )
 
-    def _open_watch(self, request: pb.WatchCredentialsRequest, timeout: float | None = None) -> Any:
+    def _open_watch(self, ref: AccountRef, timeout: float | None = None) -> Any:
         return self._stub.WatchCredentials(
-            request, timeout=timeout, metadata=self._metadata, wait_for_ready=self._wait_for_ready
+            ref.watch_request(),
+            timeout=timeout,
+            metadata=self._metadata,
+            wait_for_ready=self._wait_for_ready,
         )

@@ -2,7 +2,8 @@
 
 ``CredentialsError.reason`` is the ``google.rpc.ErrorInfo`` reason from the
 sidecar's error table (``ACCOUNT_NOT_FOUND``, ``RATE_LIMITED``, ...);
-``retry_after`` comes from ``google.rpc.RetryInfo`` when the sidecar sent one.
+``retry_after`` comes from ``google.rpc.RetryInfo`` when the sidecar sent one;
+``hint`` is set only when the call never reached the sidecar.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CredentialsError(Exception):
         retry_after: float | None = None,
         violations: tuple[FieldViolation, ...] = (),
         connection_error: str = "",
+        hint: str | None = None,
     ) -> None:
         super().__init__(f"{code.name}: {message}" + (f" [{reason}]" if reason else ""))
         self.code = code
@@ -44,6 +46,9 @@ class CredentialsError(Exception):
         self.violations = violations
         # gRPC's last error connecting to the sidecar, when the call never reached it.
         self.connection_error = connection_error
+        # Set only when the call never reached the sidecar: names the target and the likely
+        # cause (the message then says the same).
+        self.hint = hint
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> CredentialsError:

@@ -1,7 +1,7 @@
 """Credentials that stay current for a whole sync, for blocking code.
 
 :class:`RefreshableCredentials` holds one WatchCredentials stream open on a
-background thread and keeps the latest value in memory. Policy:
+background thread and keeps the latest value in memory. Policy (``client/SPEC.md``):
 
 - **Reads** (``access_token``, ``token``, ``credentials``, ``expires_at``,
   :meth:`get_frozen_credentials`) cost no I/O and no lock: they read one
@@ -29,8 +29,9 @@ The shape follows google-auth's ``Credentials`` (``token``, ``expiry``,
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Protocol, Self
 
 import grpc
 
@@ -38,40 +39,60 @@ from pdsidecar_client._watching import (
     REJECT_TIMEOUT,
     CurrentReads,
     FrozenCredentials,
-    WatchSpec,
+    closed_error,
     no_value_error,
     reconnect_delay,
     rejected_timeout_error,
 )
 from pdsidecar_client.errors import CredentialsError
+from pdsidecar_client.v1 import credentials_pb2 as pb
 
-if TYPE_CHECKING:
-    from pdsidecar_client.client import CredentialsClient
+
+class WatchCall(Protocol):
+    """An open WatchCredentials stream: its messages, and a way to stop it."""
+
+    def __iter__(self) -> Iterator[pb.WatchCredentialsResponse]: ...
+
+    def cancel(self) -> bool: ...
 
 
 class RefreshableCredentials(CurrentReads):
-    """Made by :meth:`CredentialsClient.refreshable_credentials`; see the module docstring."""
+    """Made by :meth:`CredentialsClient.refreshable_credentials`; see the module docstring.
 
-    def __init__(self, client: CredentialsClient, spec: WatchSpec, *, timeout: float) -> None:
-        self._client = client
-        self._spec = spec
+    ``open_watch`` opens the stream (it raises ``grpc.RpcError`` when it ends badly);
+    ``refetch`` is GetCredentials with a rejected access token; ``name`` names the
+    account in the thread and ``repr``.
+    """
+
+    def __init__(
+        self,
+        open_watch: Callable[[], WatchCall],
+        refetch: Callable[[str], pb.GetCredentialsResponse],
+        *,
+        timeout: float,
+        name: str,
+    ) -> None:
+        self._open_watch = open_watch
+        self._refetch = refetch
+        self._name = name
         self._current: FrozenCredentials | None = None
         self._error: CredentialsError | None = None
-        self._rejected: dict[str, None] = {}  # the last few tokens reject() was given
+        self._rejected: dict[str, None] = {}
         self._last_error: CredentialsError | None = None
         self._changed = threading.Condition()
         self._closing = threading.Event()
-        self._call: Any = None
+        self._call: WatchCall | None = None
         self.reconnects = 0
         self._thread = threading.Thread(
-            target=self._run, name=f"pdsidecar-watch-{spec.account_id}", daemon=True
+            target=self._run, name=f"pdsidecar-watch-{name}", daemon=True
         )
         self._thread.start()
         with self._changed:
             self._changed.wait_for(lambda: self._current is not None or self._error, timeout)
         if self._current is None:
+            error = self._error or no_value_error(timeout, self._last_error)
             self.close()
-            raise self._error or no_value_error(timeout, self._last_error)
+            raise error
 
     # --- a source 401 ---
 
@@ -80,17 +101,8 @@ class RefreshableCredentials(CurrentReads):
         current = self.get_frozen_credentials()
         if current.access_token != token:
             return current  # already rotated past it
-        self._rejected[token] = None
-        while len(self._rejected) > 8:
-            del self._rejected[next(iter(self._rejected))]
-        answer = self._client.get_credentials(
-            self._spec.project_id,
-            self._spec.account_id,
-            self._spec.source,
-            rejected_access_token=token,
-            **self._spec.kwargs(),
-        )
-        fresh = FrozenCredentials.of(answer)
+        self._remember_rejected(token)
+        fresh = FrozenCredentials.of(self._refetch(token))
         with self._changed:
             if fresh.access_token != token and self._holds(token):
                 self._install(fresh)
@@ -103,9 +115,8 @@ class RefreshableCredentials(CurrentReads):
 
     def _run(self) -> None:
         delay = 0.0
-        request = self._client._watch_request(self._spec)
         while not self._closing.is_set():
-            call = self._client._open_watch(request)
+            call = self._open_watch()
             self._call = call
             if self._closing.is_set():
                 call.cancel()
@@ -132,10 +143,7 @@ class RefreshableCredentials(CurrentReads):
 
     def _offer(self, value: FrozenCredentials) -> None:
         with self._changed:
-            current = self._current
-            # A rejected token arriving late (sent before the refetch) must not win back.
-            stale = value.access_token in self._rejected
-            if not (stale and current is not None and current.access_token != value.access_token):
+            if self._accepts(value):
                 self._install(value)
 
     def _install(self, value: FrozenCredentials) -> None:
@@ -144,6 +152,9 @@ class RefreshableCredentials(CurrentReads):
 
     def close(self) -> None:
         self._closing.set()
+        with self._changed:
+            self._error = self._error or closed_error()
+            self._changed.notify_all()
         call = self._call
         if call is not None:
             call.cancel()
@@ -163,4 +174,4 @@ class RefreshableCredentials(CurrentReads):
 
     def __repr__(self) -> str:
         state = "failed" if self._error else "current" if self._current else "starting"
-        return f"RefreshableCredentials({self._spec.account_id}, {state})"
+        return f"RefreshableCredentials({self._name}, {state})"

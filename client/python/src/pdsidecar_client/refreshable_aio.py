@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Protocol, Self
 
 import grpc
 
@@ -21,32 +22,48 @@ from pdsidecar_client._watching import (
     REJECT_TIMEOUT,
     CurrentReads,
     FrozenCredentials,
-    WatchSpec,
+    closed_error,
     no_value_error,
     reconnect_delay,
     rejected_timeout_error,
 )
 from pdsidecar_client.errors import CredentialsError
+from pdsidecar_client.v1 import credentials_pb2 as pb
 
-if TYPE_CHECKING:
-    from pdsidecar_client.aio import AsyncCredentialsClient
+
+class AsyncWatchCall(Protocol):
+    """An open WatchCredentials stream (grpc.aio): its messages, and a way to stop it."""
+
+    def __aiter__(self) -> AsyncIterator[pb.WatchCredentialsResponse]: ...
+
+    def cancel(self) -> bool: ...
 
 
 class AsyncRefreshableCredentials(CurrentReads):
-    def __init__(self, client: AsyncCredentialsClient, spec: WatchSpec) -> None:
-        self._client = client
-        self._spec = spec
+    """``open_watch`` opens the stream, ``refetch`` is GetCredentials with a rejected
+    token; :meth:`start` returns once the first value is in."""
+
+    def __init__(
+        self,
+        open_watch: Callable[[], AsyncWatchCall],
+        refetch: Callable[[str], Awaitable[pb.GetCredentialsResponse]],
+        *,
+        name: str,
+    ) -> None:
+        self._open_watch = open_watch
+        self._refetch = refetch
+        self._name = name
         self._current: FrozenCredentials | None = None
         self._error: CredentialsError | None = None
         self._last_error: CredentialsError | None = None
         self._rejected: dict[str, None] = {}
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
-        self._call: Any = None
+        self._call: AsyncWatchCall | None = None
         self._task: asyncio.Task[None] | None = None
         self.reconnects = 0
 
-    async def _start(self, timeout: float) -> Self:
+    async def start(self, timeout: float) -> Self:
         self._task = asyncio.get_running_loop().create_task(self._run())
         try:
             async with self._changed:
@@ -57,8 +74,9 @@ class AsyncRefreshableCredentials(CurrentReads):
         except TimeoutError:
             pass
         if self._current is None:
+            error = self._error or no_value_error(timeout, self._last_error)
             await self.aclose()
-            raise self._error or no_value_error(timeout, self._last_error)
+            raise error
         return self
 
     # --- a source 401 ---
@@ -68,17 +86,8 @@ class AsyncRefreshableCredentials(CurrentReads):
         current = self.get_frozen_credentials()
         if current.access_token != token:
             return current
-        self._rejected[token] = None
-        while len(self._rejected) > 8:
-            del self._rejected[next(iter(self._rejected))]
-        answer = await self._client.get_credentials(
-            self._spec.project_id,
-            self._spec.account_id,
-            self._spec.source,
-            rejected_access_token=token,
-            **self._spec.kwargs(),
-        )
-        fresh = FrozenCredentials.of(answer)
+        self._remember_rejected(token)
+        fresh = FrozenCredentials.of(await self._refetch(token))
         async with self._changed:
             if fresh.access_token != token and self._holds(token):
                 self._install(fresh)
@@ -95,9 +104,8 @@ class AsyncRefreshableCredentials(CurrentReads):
 
     async def _run(self) -> None:
         delay = 0.0
-        request = self._client._watch_request(self._spec)
         while not self._closing.is_set():
-            call = self._call = self._client._open_watch(request)
+            call = self._call = self._open_watch()
             error: CredentialsError | None = None
             try:
                 async for response in call:
@@ -121,9 +129,7 @@ class AsyncRefreshableCredentials(CurrentReads):
 
     async def _offer(self, value: FrozenCredentials) -> None:
         async with self._changed:
-            current = self._current
-            stale = value.access_token in self._rejected
-            if not (stale and current is not None and current.access_token != value.access_token):
+            if self._accepts(value):
                 self._install(value)
 
     def _install(self, value: FrozenCredentials) -> None:
@@ -132,6 +138,7 @@ class AsyncRefreshableCredentials(CurrentReads):
 
     async def aclose(self) -> None:
         self._closing.set()
+        self._error = self._error or closed_error()
         if self._call is not None:
             self._call.cancel()
         task = self._task
@@ -153,4 +160,4 @@ class AsyncRefreshableCredentials(CurrentReads):
 
     def __repr__(self) -> str:
         state = "failed" if self._error else "current" if self._current else "starting"
-        return f"AsyncRefreshableCredentials({self._spec.account_id}, {state})"
+        return f"AsyncRefreshableCredentials({self._name}, {state})"

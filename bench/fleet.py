@@ -3,6 +3,8 @@ the shared tier, against the emulator with Pipedream's read budget.
 
     python -m bench.fleet                 # S = 1, 2, 5, 10; A = 400; about 2 minutes
     python -m bench.fleet --quick         # S = 1, 5; 5 simulated minutes
+    python -m bench.fleet --processes     # real processes, default timeout, idle reads
+                                          # (bench/fleet_procs.py)
 
 Everything runs in one event loop, so 10 sidecars fit on 2 cores: S in-process
 :class:`~pdsidecar.runtime.sidecar.Sidecar` instances (each with its own cache, Pipedream
@@ -312,6 +314,8 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def cli() -> None:
+    from bench import fleet_procs  # it imports this module
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--accounts", type=int, default=400)
@@ -322,7 +326,14 @@ def cli() -> None:
     parser.add_argument(
         "--latency-only", action="store_true", help="measure the latency again, keep the runs"
     )
+    parser.add_argument(
+        "--processes", action="store_true", help="real sidecar processes (bench/fleet_procs.py)"
+    )
+    fleet_procs.add_arguments(parser)
     args = parser.parse_args()
+    if args.processes:
+        fleet_procs.run(args, sys.argv[1:])
+        return
     if args.quick:
         args.minutes, args.samples = 5.0, 100
     import logging

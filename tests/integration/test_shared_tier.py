@@ -28,6 +28,7 @@ from harness.redis import RedisServer
 from pdsidecar.clock import ManualClock
 from pdsidecar.config.listen import parse_listen
 from pdsidecar.fleet.sealing import Keyring
+from pdsidecar.fleet.store import RETRY_AFTER
 from pdsidecar.pipedream.tokens import SHARED_RECHECK
 from pdsidecar.runtime.sidecar import SERVICE_NAME
 from pdsidecar.settings import Settings
@@ -118,11 +119,11 @@ async def test_rotated_keys_read_what_the_old_key_wrote(
 
 
 async def test_redis_gone_costs_no_call_and_sharing_resumes(
-    settings: Settings, emulator: Emulator, redis_server: RedisServer
+    settings: Settings, emulator: Emulator, redis_server: RedisServer, clock: ManualClock
 ) -> None:
     emulator.state.add_generated_accounts(6)
     ids = [a.id for a in emulator.state.iter_accounts() if a.id.startswith("apn_gen")]
-    async with fleet(settings, shared(redis_server), 2) as sidecars:
+    async with fleet(settings, shared(redis_server), 2, clock=clock) as sidecars:
         (one, stub_one), (two, stub_two) = sidecars
         await stub_one.GetCredentials(get_request(ids[0], "notion"))
         redis_server.kill()
@@ -136,7 +137,7 @@ async def test_redis_gone_costs_no_call_and_sharing_resumes(
         health = await one.health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), None)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         redis_server.start()  # empty
-        await asyncio.sleep(1.1)  # the store's retry pause (store.RETRY_AFTER)
+        clock.advance(RETRY_AFTER)  # the store's retry pause: over
         assert await one.fleet.store.subscribed(5.0) and await two.fleet.store.subscribed(5.0)
         before = emulator.state.requests["account"]
         for account_id in ids[3:6]:
@@ -291,11 +292,12 @@ async def test_the_fleet_refreshes_its_token_once_per_window(
 
 
 async def test_redis_out_of_memory_or_stalled_costs_no_call(
-    settings: Settings, emulator: Emulator, redis_server: RedisServer
+    settings: Settings, emulator: Emulator, redis_server: RedisServer, clock: ManualClock
 ) -> None:
     ids = emulator.state.add_generated_accounts(4)
     admin = redis_server.client()
-    async with fleet(settings, shared(redis_server, timeout=0.1), 1) as [(sidecar, stub)]:
+    config = shared(redis_server, timeout=0.1)
+    async with fleet(settings, config, 1, clock=clock) as [(sidecar, stub)]:
         assert sidecar.fleet is not None
         stats = sidecar.fleet.store.stats
         await stub.GetCredentials(get_request(ids[0], "notion"))
@@ -306,7 +308,7 @@ async def test_redis_out_of_memory_or_stalled_costs_no_call(
         assert answer.account.account_id == ids[1]
         assert stats.errors >= 1 and not stats.up
         admin.config_set("maxmemory", "0")
-        await asyncio.sleep(1.1)  # the store's retry pause
+        clock.advance(RETRY_AFTER)  # the store's retry pause: over
         # Stalled (SIGSTOP): commands time out; three in a row mark Redis down.
         assert redis_server.proc is not None
         redis_server.proc.send_signal(signal.SIGSTOP)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import RedisError
+
+from pdsidecar.fleet.commands import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def message(tag: str, version: int) -> str:
 
 
 class Events:
-    def __init__(self, client: Any, channel: str) -> None:
+    def __init__(self, client: Subscriber, channel: str) -> None:
         self.channel = channel
         self._client = client
         self._waiters: dict[str, set[asyncio.Event]] = {}

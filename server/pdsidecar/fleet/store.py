@@ -50,6 +50,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pdsidecar.background import Background
 from pdsidecar.clock import Clock
+from pdsidecar.fleet.commands import Commands, Subscriber
 from pdsidecar.fleet.events import Events, message
 from pdsidecar.fleet.sealing import Keyring, Unreadable
 from pdsidecar.settings import ConfigError, FleetConfig
@@ -158,13 +159,13 @@ class FleetStore:
         config: FleetConfig,
         clock: Clock,
         *,
-        client: Any = None,
-        subscriber: Any = None,
+        client: Commands | None = None,
+        subscriber: Subscriber | None = None,
     ) -> None:
         self.config = config
         self.keyring = Keyring(config.keys)
         self._clock = clock
-        self._redis: Any = client if client is not None else _client(config)
+        self._redis: Commands = client if client is not None else _client(config)
         self.events = Events(
             subscriber if subscriber is not None else _pubsub_client(config),
             f"{config.namespace}:events",

@@ -132,10 +132,12 @@ def make_http_client(
     settings: Settings,
     *,
     wrap_transport: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """The process's one HTTP client to Pipedream; the caller closes it.
 
-    ``wrap_transport`` may wrap the connection pool (metrics count requests there).
+    ``wrap_transport`` may wrap the connection pool (metrics count requests there);
+    ``transport`` replaces the pool (an in-process Pipedream, for simulations).
     """
     policy = settings.policy
     # As many connections as requests may be in flight (the semaphore's cap).
@@ -143,9 +145,8 @@ def make_http_client(
         max_connections=policy.upstream_concurrency,
         max_keepalive_connections=policy.upstream_concurrency,
     )
-    transport = None
     if wrap_transport is not None:
-        transport = wrap_transport(httpx.AsyncHTTPTransport(limits=limits))
+        transport = wrap_transport(transport or httpx.AsyncHTTPTransport(limits=limits))
     return httpx.AsyncClient(
         timeout=httpx.Timeout(policy.request_timeout, connect=policy.connect_timeout),
         limits=limits,

@@ -29,12 +29,16 @@ from pdsidecar.clock import Clock
 from pdsidecar.credentials.cache import AccountCache
 from pdsidecar.credentials.source import AccountSource, PipedreamAccounts, SourceHolder
 from pdsidecar.fleet.accounts import FleetAccounts
+from pdsidecar.fleet.commands import Commands, Subscriber
 from pdsidecar.fleet.store import FleetStore
 from pdsidecar.fleet.tokens import FleetTokens
 from pdsidecar.pipedream.tokens import PipedreamTokens, TokenSource, TokenSourceHolder
 from pdsidecar.settings import FleetConfig, Settings
 
 log = logging.getLogger(__name__)
+
+# Opens the Redis clients for a config (tests give in-memory ones); None: redis-py's.
+Connect = Callable[[FleetConfig], tuple[Commands, Subscriber]]
 
 
 @dataclass
@@ -79,10 +83,21 @@ class Fleet:
 
     @classmethod
     def create(
-        cls, settings: Settings, clock: Clock, cache: AccountCache, sources: Sources
+        cls,
+        settings: Settings,
+        clock: Clock,
+        cache: AccountCache,
+        sources: Sources,
+        connect: Connect | None = None,
     ) -> Fleet | None:
         config = settings.fleet
-        return None if config is None else cls(config, settings, clock, cache, sources)
+        if config is None:
+            return None
+        store = None
+        if connect is not None:
+            client, subscriber = connect(config)
+            store = FleetStore(config, clock, client=client, subscriber=subscriber)
+        return cls(config, settings, clock, cache, sources, store)
 
     async def check(self) -> None:
         """At start: a Redis that refuses this sidecar's password or ACL is a ConfigError."""
@@ -104,7 +119,12 @@ class Fleet:
 
 
 def refit(
-    old: Fleet | None, settings: Settings, clock: Clock, cache: AccountCache, sources: Sources
+    old: Fleet | None,
+    settings: Settings,
+    clock: Clock,
+    cache: AccountCache,
+    sources: Sources,
+    connect: Connect | None = None,
 ) -> Fleet | None:
     """After a reload: the fleet for ``settings``, swapped in; the old one closes by itself.
 
@@ -113,7 +133,7 @@ def refit(
     """
     if old is not None and old.config == settings.fleet:
         return old
-    fleet = Fleet.create(settings, clock, cache, sources)
+    fleet = Fleet.create(settings, clock, cache, sources, connect)
     if fleet is not None:
         fleet.start()
     sources.use(fleet)

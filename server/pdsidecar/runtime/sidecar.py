@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
@@ -100,7 +102,12 @@ class Sidecar:
         tracing: Tracing | None = None,
         prime_tokens: bool = False,
         redactor: Redactor = REDACTOR,
+        pipedream_transport: httpx.AsyncBaseTransport | None = None,
+        redis: fleets.Connect | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        """``pipedream_transport``, ``redis`` and ``rng`` replace the network and chance
+        (tests/simulation runs whole fleets in one process on them)."""
         flags = [x if isinstance(x, ListenerConfig) else ListenerConfig(x) for x in listeners]
         self.listeners = (*flags, *settings.listeners)
         if not self.listeners:
@@ -123,7 +130,9 @@ class Sidecar:
         self.http_stats = HttpStats()
         self.reload_stats = ReloadStats()
         self._http = make_http_client(
-            settings, wrap_transport=lambda inner: CountingTransport(inner, self.http_stats)
+            settings,
+            wrap_transport=lambda inner: CountingTransport(inner, self.http_stats),
+            transport=pipedream_transport,
         )
         self._pipedream = make_pipedream_client(settings, self._http, self.clock)
         # Accounts and tokens are read through holders; with a [fleet] table the fleet's
@@ -134,7 +143,8 @@ class Sidecar:
         }
         cache = AccountCache(settings.policy, self.clock, self.sources.accounts)
         self.service = CredentialBroker(settings, self.connections, self.clock, cache)
-        self.fleet = fleets.Fleet.create(settings, self.clock, cache, self.sources)
+        self._redis = redis
+        self.fleet = fleets.Fleet.create(settings, self.clock, cache, self.sources, redis)
         self.sources.use(self.fleet)
 
         # Health: liveness is the server's "" status; readiness is the service's.
@@ -150,7 +160,9 @@ class Sidecar:
             self.service, self.clock, settings.policy.memo_max_bytes
         )
         # WatchCredentials streams: one hub per process, fed by the account cache.
-        self.watchers = WatchHub(self.service, settings.policy, self.clock, watching.render)
+        self.watchers = WatchHub(
+            self.service, settings.policy, self.clock, watching.render, rng=rng
+        )
         self._watching = watching.CredentialsWatching(self.watchers, self.clock)
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
@@ -280,7 +292,7 @@ class Sidecar:
         }
         self._apply(change.settings, connections)
         self.fleet = fleets.refit(
-            self.fleet, self.settings, self.clock, self.service.cache, self.sources
+            self.fleet, self.settings, self.clock, self.service.cache, self.sources, self._redis
         )
         self.readiness.prime(change.added + change.changed)
         self.reload_stats.ok += 1

@@ -17,7 +17,7 @@ from pdsidecar_emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Emulator
 from harness.checker import Tally, checked_load
 from harness.emulator_proc import MixedFaultState
 from pdsidecar.config.listen import parse_listen
-from pdsidecar.credentials import cache as account_cache
+from pdsidecar.credentials import source as account_source
 from pdsidecar.runtime.sidecar import Sidecar
 from pdsidecar.settings import Policy
 from pdsidecar_client.v1 import credentials_pb2_grpc as pb_grpc
@@ -58,7 +58,7 @@ async def test_soak_with_faults_answers_right_or_retryably(
     faulty: Emulator, monkeypatch: pytest.MonkeyPatch, log_sink: LogSink
 ) -> None:
     # Cached accounts go stale within a second, so upstream is hit all the time.
-    monkeypatch.setattr(account_cache, "MIN_FRESH", 0.3)
+    monkeypatch.setattr(account_source, "MIN_FRESH", 0.3)
     policy = Policy(
         credentials_max_age=0.5,
         backoff_initial=0.01,
@@ -101,6 +101,8 @@ async def test_soak_with_faults_answers_right_or_retryably(
     assert after.ok == after.calls and after.wrong == 0, after.summary()
     # The faults did happen, on both routes.
     assert state.statuses["account"][500] > 0 and state.statuses["account"][429] > 0
+    # Entries went stale under load and were read again (the premise above holds).
+    assert sum(state.statuses["account"].values()) > 2 * ACCOUNTS
     assert state.tokens_issued > 1  # the API token was refreshed under fire
     assert not [line for line in log_sink.lines if "unexpected error" in line]
     # Connections to Pipedream are pooled, not leaked (a generous bound).

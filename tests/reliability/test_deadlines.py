@@ -84,9 +84,11 @@ async def test_answers_that_miss_the_deadline_are_not_logged_as_errors(
     emulator.state.set_latency(0.1, "account")
     first = len(log_sink.lines)
     outcomes: Counter[str] = Counter()
+    # From just under the latency up to ten times it: the first ones miss on any machine,
+    # the last ones make it even on a busy one, and some in between are answered too late.
     for i, account in enumerate(emulator.state.add_generated_accounts(80)):
         outcome, _ = await _timed(
-            stub.GetCredentials(get_request(account, "notion"), timeout=0.09 + (i % 40) * 0.0005)
+            stub.GetCredentials(get_request(account, "notion"), timeout=0.09 + (i % 40) * 0.025)
         )
         outcomes[outcome.code().name if isinstance(outcome, grpc.RpcError) else "OK"] += 1
     await asyncio.sleep(0.2)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite N times in a row on a busy machine: two CPU-burning processes run beside
-# it the whole time (stopped at exit, however the script ends). Prints pass/fail per run;
+# it the whole time (stopped at exit, however the script ends), pytest on two workers as
+# scripts/test.sh runs it (PYTEST_WORKERS). Prints pass/fail per run;
 # at the end, every test that failed in any run with the runs it failed in, and the
 # pass/fail count of every test in $STRESS_DIR/per-test.txt.
 #
@@ -15,7 +16,7 @@ cd "$root"
 runs=${1:?usage: scripts/stress-tests.sh N [pytest args...]}
 shift
 case $runs in '' | *[!0-9]*) echo "N must be a number: $runs" >&2 && exit 2 ;; esac
-[ -x .venv/bin/pytest ] || scripts/bootstrap.sh
+scripts/bootstrap.sh  # a no-op when .venv is current
 export PATH="$root/.venv/bin:$PATH"
 python=$root/.venv/bin/python
 out=${STRESS_DIR:-$(mktemp -d /tmp/pdsidecar-stress-XXXXXX)}
@@ -41,7 +42,7 @@ done
 failed_runs=0
 for run in $(seq 1 "$runs"); do
   started=$SECONDS
-  if pytest -q -p no:cacheprovider --junit-xml="$out/run-$run.xml" "$@" >"$out/run-$run.log" 2>&1; then
+  if pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadgroup --junit-xml="$out/run-$run.xml" "$@" >"$out/run-$run.log" 2>&1; then
     echo "run $run/$runs: pass ($((SECONDS - started)) s)"
   else
     failed_runs=$((failed_runs + 1))

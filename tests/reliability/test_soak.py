@@ -101,8 +101,9 @@ async def test_soak_with_faults_answers_right_or_retryably(
     assert after.ok == after.calls and after.wrong == 0, after.summary()
     # The faults did happen, on both routes.
     assert state.statuses["account"][500] > 0 and state.statuses["account"][429] > 0
-    # Entries went stale under load and were read again (the premise above holds).
-    assert sum(state.statuses["account"].values()) > 2 * ACCOUNTS
+    # Entries went stale under load and were read again (the premise above holds): more
+    # successful reads than accounts. (Not a multiple: a busy machine serves fewer calls.)
+    assert state.statuses["account"][200] > ACCOUNTS
     assert state.tokens_issued > 1  # the API token was refreshed under fire
     assert not [line for line in log_sink.lines if "unexpected error" in line]
     # Connections to Pipedream are pooled, not leaked (a generous bound).

@@ -90,8 +90,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: runs after every other test (reads what they did)")
 
 
+OPS = Path(__file__).resolve().parents[1] / "ops"
+
+
+def _module_scoped(item: pytest.Item) -> bool:
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(defs and defs[-1].scope == "module" for defs in definitions.values())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable
+    # Under pytest-xdist (scripts/test.sh: --dist loadgroup) tests spread over the workers
+    # one by one, except groups that must share a process:
+    # - tests/ops: its README check reads what the folder's other tests ran in its process.
+    #   The group goes first, as the longest unit; `last` tests end their group.
+    # - a module with a module-scoped fixture (the conformance run, a Redis, a sidecar):
+    #   set up once, not once per worker.
+    for item in items:
+        if OPS in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("ops"))
+        elif _module_scoped(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+    items.sort(  # stable
+        key=lambda item: (
+            item.get_closest_marker("last") is not None,
+            OPS not in Path(item.path).parents,
+        )
+    )
 
 
 @pytest.fixture

@@ -38,13 +38,15 @@ mkdir -p "$bin" "$stamps"
 log() { printf '[install_toolchain] %s\n' "$*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
 skipped=()
+notes=$(mktemp -d)
+trap 'rm -rf "$notes"' EXIT
 missing() { # <language> <what is missing>
   if [[ "${CI:-}" == "true" ]]; then
     log "ERROR: $2; CI needs every language"
     exit 1
   fi
   log "WARNING: skipping $1: $2"
-  skipped+=("$1")
+  echo "$1" >>"$notes/skipped"  # each language installs in a subshell: noted in a file
 }
 stamped() { [[ -f "$stamps/$1" ]]; }
 stamp() { touch "$stamps/$1"; }
@@ -147,10 +149,16 @@ install_java() {
 
 started=$(date +%s)
 have python3 || { log "ERROR: python3 is not on PATH"; exit 1; }
-install_python
-install_go
-install_node
-install_java
+# The four languages side by side: mostly downloads and single-threaded builds.
+pids=()
+for language in python go node java; do
+  "install_$language" &
+  pids+=("$!")
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[[ $failed -eq 0 ]] || { log "ERROR: a toolchain failed to install (see above)"; exit 1; }
+if [[ -f "$notes/skipped" ]]; then mapfile -t skipped <"$notes/skipped"; fi
 
 cat >"$tools/env.sh" <<'ENV'
 # Written by scripts/install_toolchain.sh; `. .tools/env.sh` (bash) puts the

@@ -29,7 +29,7 @@ def project(tmp_path: Path) -> Path:
         shutil.copy(ROOT / name, root / name)
     bin_dir = root / ".venv/bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "pdsidecar"):
+    for tool in ("python", "uv", "pdsidecar"):
         (bin_dir / tool).write_text(RECORDER)
         (bin_dir / tool).chmod(0o755)
     return root
@@ -56,13 +56,16 @@ def test_demo_installs_once_and_again_only_after_a_change(tmp_path: Path) -> Non
     root = project(tmp_path)
     serve = "pdsidecar serve --emulator --listen 127.0.0.1:0"
     first = demo(root)
-    assert any("pip install" in call and "-c constraints.txt" in call for call in first)
+    assert any(call.startswith("python -m pip install") and "uv==" in call for call in first)
+    assert any(
+        call.startswith("uv pip install") and "-c constraints.txt" in call for call in first
+    )
     assert first[-1] == serve
     steps = [line.split(":")[0] + ": " + line.split(": ")[1].split()[0] for line in PRINTED]
     assert steps == [  # one line per step, so a first run is never silent
         "demo: setting",
-        "bootstrap: upgrading",
-        "bootstrap: installing",
+        "bootstrap: installing",  # uv
+        "bootstrap: installing",  # the project, with uv
         "bootstrap: .venv",
         "demo: starting",
     ]

@@ -39,6 +39,7 @@ finish() {
   return "$rc"
 }
 
+step "setting up the python environment and the other languages' toolchains, side by side"
 start bootstrap scripts/bootstrap.sh
 if [ -x scripts/install_toolchain.sh ]; then
   start toolchain scripts/install_toolchain.sh

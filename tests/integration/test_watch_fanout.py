@@ -3,7 +3,7 @@
 Each account rotates on the emulator's schedule; ten streams watch each one
 (five with the default fields, five asking for the access token alone: two
 groups per feed). Counted at the emulator: while every watcher receives two
-rotations, the account route is read exactly once per rotation.
+rotations, the account route is read at most once per rotation.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ async def test_thousand_watchers_cost_one_read_per_account_per_rotation(
     rotations -= rotations_before
     # Every watcher saw ROTATIONS new tokens; on a slow start, the first may predate the count.
     assert rotations >= ACCOUNTS * (ROTATIONS - 1)
-    # Every rotation was read once, by the one feed of its account, for all ten watchers
-    # (rotation is lazy, per read: a second read of a rotation finds no new token).
-    assert rereads - rereads_before == rotations, (state.stats(), sidecar.watchers.stats)
+    # Every rotation was read at most once, by the one feed of its account, for all ten
+    # watchers: rotation is lazy, per read, so a second read of a rotation (or a read
+    # before one was due) finds no new token and would make reads outnumber rotations.
+    # (Not equal: a read a busy machine delays past the next due time applies both.)
+    assert 0 < rereads - rereads_before <= rotations, (state.stats(), sidecar.watchers.stats)

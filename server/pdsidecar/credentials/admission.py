@@ -27,6 +27,13 @@ A queued fetch that every waiting caller has given up on is withdrawn by the
 account cache before it reaches Pipedream (:meth:`FetchGate.withdraw`), so
 cancelled callers leave behind at most the fetches already talking to
 Pipedream.
+
+A fetch that only waits for a read made elsewhere (another sidecar's, see
+:class:`~pdsidecar.credentials.source.AccountRead`) lends its slot back
+(:meth:`FetchGate.lend`): waiting must not keep this sidecar's other fetches
+from starting. It takes a slot again (:meth:`FetchGate.reclaim`, at the back of
+its caller's queue, refused if hopeless) only if it must read Pipedream after
+all; its caller's budget is charged once per ticket, as a read is made once.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ class Ticket:
     granted: asyncio.Future[None] = field(repr=False)
     started: bool = False
     started_at: float = 0.0
+    lent: bool = False  # gave its slot back while waiting for a read elsewhere
+    charged: bool = False  # counted against its caller's read budget
 
 
 class FetchGate:
@@ -82,9 +91,29 @@ class FetchGate:
         if self._budget is not None:
             self._budget.check(caller)
         ticket = Ticket(caller, asyncio.get_running_loop().create_future())
+        self._place(ticket, deadline)
+        return ticket
+
+    def lend(self, ticket: Ticket) -> None:
+        """The fetch waits for a read made elsewhere: its slot goes to the next in turn."""
+        if ticket.started:
+            self.release(ticket)
+            ticket.lent = True
+
+    def reclaim(self, ticket: Ticket, deadline: float | None) -> None:
+        """A lent ticket wants a slot again: started or queued (await :meth:`wait`)
+        like a new fetch, Overloaded if hopeless; the budget is not charged again."""
+        if not ticket.lent:
+            return
+        ticket.granted = asyncio.get_running_loop().create_future()
+        self._place(ticket, deadline)
+        ticket.lent = False
+
+    def _place(self, ticket: Ticket, deadline: float | None) -> None:
+        caller = ticket.caller
         if self._busy < self._slots and not self._queues:
             self._start(ticket)
-            return ticket
+            return
         queue = self._queues.get(caller)
         ahead = len(queue) if queue is not None else 0
         callers = len(self._queues) + (queue is None)
@@ -102,7 +131,6 @@ class FetchGate:
         if queue is None:
             queue = self._queues[caller] = deque()
         queue.append(ticket)
-        return ticket
 
     async def wait(self, ticket: Ticket) -> None:
         """Until ``ticket`` holds a slot. Cancelled: the ticket gives up its place or slot."""
@@ -118,8 +146,9 @@ class FetchGate:
             raise
 
     def withdraw(self, ticket: Ticket) -> bool:
-        """Take a ticket that has not started out of its queue; False if it had started."""
-        if ticket.started:
+        """Take a ticket that has not started out of its queue; False if it had started
+        (a lent ticket too: its fetch is past the queue, waiting for a read elsewhere)."""
+        if ticket.started or ticket.lent:
             return False
         queue = self._queues.get(ticket.caller)
         if queue is not None and ticket in queue:
@@ -152,8 +181,9 @@ class FetchGate:
             self._budget.not_found(ticket.caller)
 
     def _start(self, ticket: Ticket) -> None:
-        if self._budget is not None:
+        if self._budget is not None and not ticket.charged:
             self._budget.spend(ticket.caller)
+        ticket.charged = True
         self._busy += 1
         ticket.started = True
         ticket.started_at = self._clock.monotonic()

@@ -20,7 +20,9 @@ Policy (values from :class:`~pdsidecar.settings.Policy`):
   (fair per caller; refused at once with OVERLOADED when they could not start
   in time). A fetch still queued there when its last waiting caller leaves is
   withdrawn: a cancelled caller's work never reaches Pipedream unless it had
-  already started.
+  already started. A fetch whose source only waits for a read made elsewhere
+  (another sidecar's) lends its slot meanwhile and takes one again, through its
+  caller's queue, only when it calls Pipedream after all.
 - ``fetched_at`` is when the fetch *started*: the data is at least that new.
 - ACCOUNT_NOT_FOUND is remembered for ``not_found_ttl`` seconds (3 by
   default; at most ``cache_max_entries`` ids): repeated lookups of an unknown
@@ -276,7 +278,8 @@ class AccountCache:
             if remaining <= 0:
                 raise TimeoutError
             return await asyncio.wait_for(asyncio.shield(task), remaining)
-        except (RateLimited, UpstreamUnavailable, TimeoutError) as error:
+        except (RateLimited, UpstreamUnavailable, Overloaded, TimeoutError) as error:
+            # (Overloaded here: a fetch that lent its slot could not get one back in time.)
             stale = self._stale_for(key, rejected)
             if stale is None:
                 if isinstance(error, TimeoutError):
@@ -329,7 +332,12 @@ class AccountCache:
     ) -> Account:
         await self.gate.wait(ticket)
         try:
-            request = dataclasses.replace(request, held=self.held(key))
+            request = dataclasses.replace(
+                request,
+                held=self.held(key),
+                upstream=self._slotted(ticket, request),
+                waiting=lambda: self.gate.lend(ticket),
+            )
             try:
                 result = await self._source.read(request)
             except AccountNotFound as error:
@@ -352,6 +360,16 @@ class AccountCache:
             return result.account
         finally:
             self.gate.release(ticket)
+
+    def _slotted(self, ticket: Ticket, request: AccountRead) -> Upstream:
+        """The Pipedream read, which takes back a slot the fetch lent while it waited."""
+
+        async def read() -> Account:
+            self.gate.reclaim(ticket, request.deadline)
+            await self.gate.wait(ticket)
+            return await request.upstream()
+
+        return read
 
     def _fetch_done(self, key: CacheKey, task: asyncio.Task[Account]) -> None:
         if self._inflight.get(key) is task:

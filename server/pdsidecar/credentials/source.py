@@ -62,6 +62,10 @@ class AccountRead:
     held: int = 0
     # The deadline of the caller that started the read: bounds waits on other sidecars.
     deadline: float | None = None
+    # Set by the cache: a source that waits for a read made elsewhere (another
+    # sidecar's) calls it, and the fetch's local slot is lent to other fetches
+    # until the source calls ``upstream`` (which takes a slot again first).
+    waiting: Callable[[], None] = lambda: None
 
 
 class AccountSource(Protocol):

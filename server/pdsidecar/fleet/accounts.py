@@ -134,7 +134,7 @@ class FleetAccounts:
                 alone=lambda: self._alone(request),
                 keep=self._keep,
                 until=wait_until(self._clock, self._store, request.deadline),
-                on_wait=self._waited,
+                on_wait=lambda: self._waited(request),
             )
         except FleetUnavailable:
             self.stats.fallbacks += 1
@@ -144,8 +144,11 @@ class FleetAccounts:
             if left > 0:
                 self._reading[slot.tag] = left
 
-    def _waited(self) -> None:
+    def _waited(self, request: AccountRead) -> None:
         self.stats.waited += 1
+        # Only waiting now: the local fetch slot serves other fetches meanwhile. A read
+        # this sidecar makes after all (lead, alone, Redis down) takes one back first.
+        request.waiting()
 
     async def _take(self, read: Read | None, request: AccountRead) -> Fetched | None:
         entry = self._decode(read)

@@ -43,6 +43,7 @@ from pdsidecar.api.calls import CallWrapper
 from pdsidecar.api.probes import MalformedLog, ProbeGuard, ProbePool
 from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
+from pdsidecar.api.streams import StreamEnds, install_call_tasks
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
 from pdsidecar.credentials.cache import AccountCache
@@ -52,7 +53,7 @@ from pdsidecar.observe.logs import REDACTOR, Redactor, install_grpc_filter
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
-from pdsidecar.observe.watch_metrics import WatchCollector
+from pdsidecar.observe.watch_metrics import StreamCollector, WatchCollector
 from pdsidecar.observe.wrapping import HandlerRegistrar, Wrap, WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
@@ -156,6 +157,11 @@ class Sidecar:
         self.tokens = TokenHolder(settings.api_token)
         self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
         self._malformed = MalformedLog(self.clock)
+        # Every server stream's writes: a client that stops reading has its stream ended.
+        policy = settings.policy
+        self.stream_ends = StreamEnds(
+            policy.stream_stall_timeout, policy.stream_stall_grace, self.clock
+        )
         self._servicer = CredentialsServicer(
             self.service, self.clock, settings.policy.memo_max_bytes
         )
@@ -163,7 +169,7 @@ class Sidecar:
         self.watchers = WatchHub(
             self.service, settings.policy, self.clock, watching.render, rng=rng
         )
-        self._watching = watching.CredentialsWatching(self.watchers, self.clock)
+        self._watching = watching.CredentialsWatching(self.watchers, self.clock, self.stream_ends)
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
         self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
@@ -189,6 +195,7 @@ class Sidecar:
                 )
             )
             registry.register(WatchCollector(lambda: (self.watchers.stats, self.watchers.feeds)))
+            registry.register(StreamCollector(lambda: self.stream_ends))
             registry.register(fleets.FleetCollector(lambda: self.fleet))
             self.metrics = MetricsServer(registry, metrics_listen.host, metrics_listen.port)
         self._learn_secrets()
@@ -205,6 +212,7 @@ class Sidecar:
             await self.fleet.check()  # a refused password or ACL: ConfigError (exit 2)
         credentials = self.tls.server_credentials() if self.tls is not None else None
         install_grpc_filter()
+        install_call_tasks()  # so a stalled stream can be cancelled (api/streams.py)
         self._build_servers()
         refused: ConfigError | None = None
         try:
@@ -250,7 +258,7 @@ class Sidecar:
             add_to_server(self._servicer, registrar)
             watching.add_to_server(self._watching, registrar)
             # Health and reflection: a pool of their own, the token for streams (api/probes.py).
-            guard = ProbeGuard(ProbePool(policy), self._malformed, self.tokens)
+            guard = ProbeGuard(ProbePool(policy), self._malformed, self.stream_ends, self.tokens)
             probes = HandlerRegistrar(registrar, guard.handler)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, probes)
             # v1 and v1alpha, answering for methods too (ghz, grpcurl describe).
@@ -259,7 +267,7 @@ class Sidecar:
         for address in self._health_listeners:
             server = _grpc_server(self._reuse_port, policy, _call_limit(policy, api=False))
             # The probe-only listener: Health/Watch without the token, in its own pool.
-            guard = ProbeGuard(ProbePool(policy), self._malformed)
+            guard = ProbeGuard(ProbePool(policy), self._malformed, self.stream_ends)
             health_pb2_grpc.add_HealthServicer_to_server(
                 self.health, HandlerRegistrar(server, guard.handler)
             )

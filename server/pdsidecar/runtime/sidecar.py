@@ -155,7 +155,12 @@ class Sidecar:
         # The servers (built by start), one per listener, sharing one servicer.
         self.rpc_stats = RpcStats()
         self.tokens = TokenHolder(settings.api_token)
-        self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
+        # One per listener, by position: two listeners on one address (port 0) are two.
+        self._access = [
+            AccessControl(self.tokens, x, listener_name(x, index))
+            for index, x in enumerate(self.listeners)
+        ]
+        self._flag_listeners = len(flags)
         self._malformed = MalformedLog(self.clock)
         # Every server stream's writes: a client that stops reading has its stream ended.
         policy = settings.policy
@@ -248,11 +253,10 @@ class Sidecar:
 
     def _build_servers(self) -> None:
         policy = self.settings.policy
-        for listener in self.listeners:
+        for listener, access in zip(self.listeners, self._access, strict=True):
             server = _grpc_server(self._reuse_port, policy, _call_limit(policy, api=True))
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
-            access = self._access[listener.address]
             wrapper = CallWrapper(self.rpc_stats, access, policy.max_concurrent_rpcs)
             registrar: Any = WrappingRegistrar(server, self._wrap_for(wrapper), wrapper.wrap_stream)
             add_to_server(self._servicer, registrar)
@@ -333,8 +337,9 @@ class Sidecar:
         self.settings, self.connections = settings, connections
         self.watchers.reread_connections(replaced)
         self.tokens.set(settings.api_token)
-        for listener in settings.listeners:
-            self._access[listener.address].update(listener)
+        # The config's listeners follow the flags' (reload.plan keeps their order).
+        for index, listener in enumerate(settings.listeners):
+            self._access[self._flag_listeners + index].update(listener)
         self._learn_secrets()
 
     def _token_readings(self) -> dict[str, TokenReading]:
@@ -382,6 +387,13 @@ class Sidecar:
     def _on_token(self, token: Secret, lifetime: float) -> None:
         self._redactor.remember_token(token, lifetime)
         self.readiness.poke()
+
+
+def listener_name(listener: ListenerConfig, index: int) -> str:
+    """A listener's name for admission and read-budget shares: its configured address and
+    its place among the listeners (``127.0.0.1:0#1``), the same on every sidecar of a fleet
+    started from one config."""
+    return f"{listener.address.grpc_target}#{index}"
 
 
 def _check_open_sockets(listeners: Sequence[ListenerConfig], api_token: Secret | None) -> None:

@@ -183,7 +183,14 @@ class AccountCache:
             if key not in self._inflight:
                 self.stats.refetches += 1
         request = AccountRead(
-            key, upstream, client_id, rejected, started_at, newer_than, deadline=deadline
+            key,
+            upstream,
+            client_id,
+            rejected,
+            started_at,
+            newer_than,
+            deadline=deadline,
+            caller=caller,
         )
         return await self._wait(key, request, deadline, rejected, caller)
 
@@ -276,7 +283,8 @@ class AccountCache:
             if remaining <= 0:
                 raise TimeoutError
             return await asyncio.wait_for(asyncio.shield(task), remaining)
-        except (RateLimited, UpstreamUnavailable, TimeoutError) as error:
+        except (RateLimited, UpstreamUnavailable, Overloaded, TimeoutError) as error:
+            # (Overloaded: the fleet refused the read, see credentials/budget.py.)
             stale = self._stale_for(key, rejected)
             if stale is None:
                 if isinstance(error, TimeoutError):

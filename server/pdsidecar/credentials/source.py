@@ -62,6 +62,8 @@ class AccountRead:
     held: int = 0
     # The deadline of the caller that started the read: bounds waits on other sidecars.
     deadline: float | None = None
+    # Who started the read (the fetch gate's caller): a fleet counts its Pipedream reads.
+    caller: str = ""
 
 
 class AccountSource(Protocol):

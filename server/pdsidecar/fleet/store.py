@@ -320,10 +320,16 @@ class FleetStore:
         """Keep the lock alive while the body runs (a fetch may outlast the TTL), then free it."""
         ttl = self.config.lock_ttl
         slot, owner = lease.slot, lease.owner
+        over = False
 
         async def keep() -> None:
-            while True:
+            # Also told by a flag: a cancel that lands as a renewal's timeout expires can
+            # be taken for that timeout (asyncio.timeout, Python 3.11), and this loop would
+            # renew the lock forever while its holder waits for it to end.
+            while not over:
                 await asyncio.sleep(ttl / 3)
+                if over:
+                    return
                 with contextlib.suppress(FleetUnavailable):
                     if not await self.renew(slot, owner):
                         return
@@ -332,6 +338,7 @@ class FleetStore:
         try:
             yield
         finally:
+            over = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

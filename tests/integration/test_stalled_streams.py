@@ -150,6 +150,7 @@ async def test_stalled_streams_end_resource_exhausted_and_keep_their_slot_until_
         end = rich(await outcome(reflecting))
         assert (end.code, end.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "STREAM_STALLED")
     assert await sidecar.counter("pdsidecar_streams_cancelled_total") == 0
+    assert_quiet(sidecar.process)
 
 
 async def sidecar_watchers_zero(sidecar: Sidecar) -> bool:
@@ -191,6 +192,13 @@ async def test_a_client_that_takes_not_even_the_end_is_cut_off_and_its_slots_fre
     assert set(ends) <= {"CANCELLED", "STREAM_STALLED"}, ends
     assert ends.count("CANCELLED") >= len(stalled) - 1, ends
     assert await sidecar.counter("pdsidecar_streams_stalled_total") == 4
+    assert_quiet(sidecar.process)
+
+
+def assert_quiet(process: ServeProcess) -> None:
+    """Ending streams so logs no error and no traceback (grpc.aio's included)."""
+    assert not [r for r in process.records() if r["level"] in ("error", "critical")]
+    assert not [line for line in process.lines() if "Traceback" in line]
 
 
 async def read_to_end(call: Any) -> str:

@@ -70,11 +70,6 @@ class FetchGate:
         self.refused = 0
 
     @property
-    def budget(self) -> ReadBudget | None:
-        """The read-budget shares fetches are admitted against (a fleet pools them)."""
-        return self._budget
-
-    @property
     def busy(self) -> int:
         return self._busy
 

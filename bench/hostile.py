@@ -22,7 +22,9 @@ loopback, then plays four attacks, each counted where it lands:
 earlier commit's ``server/``) to compare. Prints a table and writes JSON with ``--json``.
 Then, on a sidecar with an API token and two listeners, the admission rows of
 :mod:`bench.hostile_streams` (health flood, non-reading reflection, a victim's watch,
-random ids, malformed bytes); ``--rows calls|streams`` runs one half.
+random ids, malformed bytes); then, on two sidecars sharing a Redis, the fleet row of
+:mod:`bench.hostile_fleet` (one caller's reads spread over both). ``--rows
+calls|streams|fleet`` runs one part.
 Every process started here is stopped by its own pid.
 """
 
@@ -53,6 +55,7 @@ from pdsidecar_emulator import (
     demo_state,
 )
 
+from bench import hostile_fleet
 from bench import hostile_streams as streams
 from bench.hostile_streams import codes
 from harness.ports import free_port
@@ -303,9 +306,21 @@ async def stream_rows(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def fleet_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """The fleet row (bench/hostile_fleet.py): two sidecars, one Redis."""
+    async with Emulator(demo_state()) as emulator:
+        with tempfile.TemporaryDirectory(prefix="pd-hostile-") as folder:
+            row = await hostile_fleet.fleet_budget(
+                emulator, Path(folder), args.fleet_accounts, args.server_path
+            )
+    return {"fleet_budget": row}
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.rows == "streams":
         return {"server_path": args.server_path or "this tree", **await stream_rows(args)}
+    if args.rows == "fleet":
+        return {"server_path": args.server_path or "this tree", **await fleet_rows(args)}
     async with Emulator(demo_state()) as emulator:
         with tempfile.TemporaryDirectory(prefix="pd-hostile-") as folder:
             sidecar = Sidecar(emulator.url, Path(folder), args.server_path)
@@ -322,6 +337,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 sidecar.stop()
     if args.rows == "all":
         result.update(await stream_rows(args))
+        result.update(await fleet_rows(args))
     return result
 
 
@@ -340,10 +356,14 @@ def cli() -> None:
     parser.add_argument("--random-ids", type=int, default=2100)
     parser.add_argument("--malformed", type=int, default=50, help="bad requests per method")
     parser.add_argument(
+        "--fleet-accounts", type=int, default=2400, help="cold accounts one caller reads"
+    )
+    parser.add_argument(
         "--rows",
-        choices=["all", "calls", "streams"],
+        choices=["all", "calls", "streams", "fleet"],
         default="all",
-        help="calls: rows 1-4; streams: the admission rows (bench/hostile_streams.py)",
+        help="calls: rows 1-4; streams: the admission rows (bench/hostile_streams.py); "
+        "fleet: one caller over two sidecars (bench/hostile_fleet.py)",
     )
     parser.add_argument("--server-path", help="run the sidecar from this source tree")
     parser.add_argument("--json", type=Path, help="also write the result here")

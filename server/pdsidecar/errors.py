@@ -126,6 +126,13 @@ ERROR_TABLE: Final[Mapping[str, ErrorKind]] = {
         "listener past its share of Pipedream's read budget or slowed for reads that found "
         "no account, or a listener's health/reflection pool or API call limit full.",
     ),
+    "STREAM_STALLED": ErrorKind(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        True,
+        "The client took no message from a server stream for policy.stream_stall_timeout: "
+        "the stream ends after the message it left waiting; read streams as they are "
+        "written.",
+    ),
 }
 
 

@@ -87,6 +87,13 @@ class Policy:
     probe_calls: int = 64
     probe_streams: int = 64
     probe_streams_per_connection: int = 8
+    # Server streams (WatchCredentials, Health/Watch, reflection) write one message at a
+    # time; one the client has not taken within stream_stall_timeout seconds ends the
+    # stream, RESOURCE_EXHAUSTED (STREAM_STALLED), sent after that message. If the client
+    # has not taken even that within stream_stall_grace, the stream is cancelled (the
+    # client sees CANCELLED) and its slot freed.
+    stream_stall_timeout: float = 10.0
+    stream_stall_grace: float = 10.0
     # Shares of Pipedream's account-read budget (upstream_read_budget reads per
     # upstream_read_window seconds per project): one caller (a connection) may spend at
     # most caller_read_share of it, one listener listener_read_share; a caller or

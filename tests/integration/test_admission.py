@@ -237,10 +237,10 @@ async def test_a_victims_watch_is_admitted_before_an_attackers_queue_drains(
 async def test_random_ids_from_one_listener_leave_the_budget_to_others(
     serve: Any, tmp_path: Path, emulator: Emulator
 ) -> None:
-    # Fixed ports: listeners are told apart by address (two ":0" would be one).
-    hostile_target, legit_target = (f"127.0.0.1:{free_port()}" for _ in range(2))
-    await started(
-        serve, tmp_path, emulator.url, "--listen", hostile_target, "--listen", legit_target
+    # Two listeners on one configured address: each is a listener of its own (its place
+    # in the list names it), with its own share.
+    _, (hostile_target, legit_target) = await started(
+        serve, tmp_path, emulator.url, "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"
     )
     state = emulator.state
     state.reset_stats()

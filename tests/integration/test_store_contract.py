@@ -21,7 +21,9 @@ import anyio
 import pytest
 
 from harness.redis import PASSWORD, USER, RedisMissing, RedisServer, redis_binary, redis_servers
-from pdsidecar.clock import SystemClock
+from pdsidecar.clock import ManualClock, SystemClock
+from pdsidecar.credentials.budget import FleetAsk
+from pdsidecar.fleet.reads import FleetReads
 from pdsidecar.fleet.store import FleetStore, Slot
 from pdsidecar.secret import Secret
 from pdsidecar.settings import FleetConfig
@@ -285,3 +287,33 @@ async def test_a_waiter_wakes_on_its_slots_event(backend: Backend) -> None:
     await one.publish(slot, 1)
     await asyncio.wait_for(waiting, 5.0)
     assert clock.monotonic() - started < 5.0
+
+
+async def test_counted_reads_are_pooled_and_refused_by_the_first_share_they_pass(
+    backend: Backend,
+) -> None:
+    """Two sidecars count into one window: a caller's, a listener's, the fleet's total,
+    and past the high water the heaviest caller first (credentials/budget.py)."""
+    clock = ManualClock()
+    one = FleetReads(await backend.store(), clock, 300.0)
+    two = FleetReads(await backend.store(), clock, 300.0)
+
+    async def take(reads: FleetReads, caller: str, listener: str) -> str | None:
+        counts = await reads.take(FleetAsk(caller, listener, 3, 5, 8, 6))
+        assert counts is not None
+        return counts.refused
+
+    assert [await take(one, "x", "L") for _ in range(3)] == [None] * 3
+    assert await take(two, "x", "L") == "caller"  # the other sidecar sees the three
+    assert [await take(two, "y", "L") for _ in range(2)] == [None, None]
+    assert await take(one, "y", "L") == "listener"  # L: five
+    # Total five of eight; past six, a caller with what is left of the budget or more waits.
+    assert [await take(one, "z", "M") for _ in range(3)] == [None, None, "heavy"]
+    assert await take(two, "w", "M") is None  # w had read nothing: total eight
+    assert await take(two, "v", "N") == "fleet"
+    # A read no caller asked for (a watcher's) is counted, never refused.
+    counted = await one.take(FleetAsk("", "", 3, 5, 8, 6))
+    assert counted is not None and counted.refused is None and counted.total == 8
+    # The window moves on: the reads leave it.
+    clock.advance(300.0 + one.bucket)
+    assert await take(two, "x", "L") is None

@@ -125,6 +125,20 @@ def test_plan_applies_allow_lists_and_names_what_needs_a_restart() -> None:
     ]
 
 
+def test_plan_matches_listeners_on_one_address_in_order() -> None:
+    """Two listeners on 127.0.0.1:0 are two: each keeps its own allow-lists."""
+    address = parse_listen("127.0.0.1:0")
+    first = ListenerConfig(address, allow_sources=frozenset({"notion"}))
+    second = ListenerConfig(address, allow_sources=frozenset({"slack"}))
+    looser = dataclasses.replace(second, allow_sources=None)
+    change = plan(Settings(listeners=(first, second)), Settings(listeners=(first, looser)))
+    assert change.settings.listeners == (first, looser)
+    assert change.ignored == []
+    added = plan(Settings(listeners=(first,)), Settings(listeners=(first, second)))
+    assert added.settings.listeners == (first,)
+    assert added.ignored == ["[[listeners]] 127.0.0.1:0 added"]
+
+
 async def test_reload_tightens_a_listener_while_another_is_added(
     settings: Settings, sockdir: Path
 ) -> None:

@@ -60,6 +60,7 @@ class FakeSharedStore:
             _store._LOCK_GET: self._lock_get,
             _store._STORE_RELEASE: self._store_release,
             _store._RENEW_IF: self._renew_if,
+            _store._TAKE_READ: self._take_read,
         }
         # Fault knobs (see the module docstring).
         self.stall = 0.0
@@ -226,6 +227,28 @@ class FakeSharedStore:
             return 0
         value.expires_at = self._now() + int(args[1]) / 1000
         return 1
+
+    def _take_read(self, keys: list[bytes], args: list[bytes]) -> list[int]:
+        per = int(args[0])
+        groups = [keys[i : i + per] for i in range(0, len(keys), per)]
+        counts = [sum(int(self._get(k) or 0) for k in group) for group in groups]
+        total, listener, caller = [*counts, 0, 0][:3]
+        budget, high, caller_limit, listener_limit = (float(a) for a in args[1:5])
+        refused = 0
+        if len(groups) == 3:
+            if caller + 1 > caller_limit:
+                refused = 1
+            elif listener + 1 > listener_limit:
+                refused = 2
+            elif total + 1 > budget:
+                refused = 3
+            elif total + 1 > high and caller >= budget - total:
+                refused = 4
+        if refused == 0:
+            for group in groups:
+                key = group[-1]
+                self._set(key, str(int(self._get(key) or 0) + 1).encode(), int(args[5]))
+        return [refused, total, listener, caller]
 
 
 class FakeConnection:

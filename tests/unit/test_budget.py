@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pdsidecar.clock import ManualClock
-from pdsidecar.credentials.budget import ReadBudget, caller_id, listener_of
+from pdsidecar.credentials.budget import ReadBudget, caller_id, fleet_peer, listener_of
 from pdsidecar.errors import Overloaded
 from pdsidecar.settings import Policy
 
@@ -82,3 +82,11 @@ def test_a_caller_whose_reads_are_mostly_not_found_is_slowed() -> None:
 def test_watchers_rereads_are_not_limited() -> None:
     budget = ReadBudget(POLICY, ManualClock())
     assert spend(budget, "(watchers)", 500) == 500
+
+
+def test_a_fleet_caller_is_its_address_without_the_port_and_local_ones_name_their_host() -> None:
+    assert fleet_peer("ipv4:10.1.2.3:51234", "pod-a") == "ipv4:10.1.2.3"
+    assert fleet_peer("ipv6:[2001:db8::7]:51234", "pod-a") == "ipv6:[2001:db8::7]"
+    assert fleet_peer("ipv4:127.0.0.1:40001", "pod-a") == "pod-a/ipv4:127.0.0.1"
+    assert fleet_peer("ipv6:[::1]:40001", "pod-a") == "pod-a/ipv6:[::1]"
+    assert fleet_peer("unix:", "pod-a") == "pod-a/unix:"

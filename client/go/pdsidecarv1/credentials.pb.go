@@ -129,6 +129,10 @@ const (
 	Reason_REASON_SIDECAR_STOPPING Reason = 19
 	// The sidecar refused to queue more work for this caller now; RetryInfo says when to retry.
 	Reason_REASON_OVERLOADED Reason = 20
+	// The client took no message from a server stream (WatchCredentials, Health/Watch,
+	// reflection) for the sidecar's stream_stall_timeout; the stream ends. Read streams
+	// as they are written, then watch again.
+	Reason_REASON_STREAM_STALLED Reason = 21
 )
 
 // Enum value maps for Reason.
@@ -155,6 +159,7 @@ var (
 		18: "REASON_TOO_MANY_WATCHERS",
 		19: "REASON_SIDECAR_STOPPING",
 		20: "REASON_OVERLOADED",
+		21: "REASON_STREAM_STALLED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":               0,
@@ -178,6 +183,7 @@ var (
 		"REASON_TOO_MANY_WATCHERS":         18,
 		"REASON_SIDECAR_STOPPING":          19,
 		"REASON_OVERLOADED":                20,
+		"REASON_STREAM_STALLED":            21,
 	}
 )
 
@@ -1266,7 +1272,7 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	"\vEnvironment\x12\x1b\n" +
 	"\x17ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ENVIRONMENT_PRODUCTION\x10\x01\x12\x1b\n" +
-	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\x8b\x05\n" +
+	"\x17ENVIRONMENT_DEVELOPMENT\x10\x02*\xa6\x05\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x01\x12\x1f\n" +
@@ -1289,7 +1295,8 @@ const file_pdsidecar_v1_credentials_proto_rawDesc = "" +
 	" REASON_UPSTREAM_REQUEST_REJECTED\x10\x11\x12\x1c\n" +
 	"\x18REASON_TOO_MANY_WATCHERS\x10\x12\x12\x1b\n" +
 	"\x17REASON_SIDECAR_STOPPING\x10\x13\x12\x15\n" +
-	"\x11REASON_OVERLOADED\x10\x142\xe4\x03\n" +
+	"\x11REASON_OVERLOADED\x10\x14\x12\x19\n" +
+	"\x15REASON_STREAM_STALLED\x10\x152\xe4\x03\n" +
 	"\x12CredentialsService\x12[\n" +
 	"\x0eGetCredentials\x12#.pdsidecar.v1.GetCredentialsRequest\x1a$.pdsidecar.v1.GetCredentialsResponse\x12^\n" +
 	"\x0fValidateAccount\x12$.pdsidecar.v1.ValidateAccountRequest\x1a%.pdsidecar.v1.ValidateAccountResponse\x12U\n" +

@@ -64,10 +64,15 @@ class TokenHolder:
 
 
 class AccessControl:
-    def __init__(self, tokens: TokenHolder, listener: ListenerConfig) -> None:
+    """``name`` tells listeners apart for per-caller queues and read-budget shares: the
+    sidecar gives each its configured address and its place in the listener list, so two
+    listeners on ``127.0.0.1:0`` are two, and a fleet started from one config names each
+    listener alike on every sidecar."""
+
+    def __init__(self, tokens: TokenHolder, listener: ListenerConfig, name: str = "") -> None:
         self._tokens = tokens
         self._listener = listener
-        self.name = listener.address.grpc_target
+        self.name = name or listener.address.grpc_target
 
     def update(self, listener: ListenerConfig) -> None:
         """New allow-lists after a reload (the address stays)."""

@@ -20,9 +20,11 @@ own share of it here instead, enforced before that limit is reached:
   end with INVALID_ARGUMENT (INVALID_REQUEST), not grpc's UNKNOWN and a
   traceback, and are logged once per caller per :data:`MALFORMED_LOG_INTERVAL`.
 
-Streams hold little: health and reflection write one message at a time, and
-gRPC's write waits for the client's flow control, so a client that does not
-read holds one unsent message per stream, within its pool's cap.
+Streams hold little: health and reflection write one message at a time, through
+:class:`~pdsidecar.api.streams.StreamEnds`, so a client that does not read
+holds one unsent message per stream, within its pool's cap, and only until
+``Policy.stream_stall_timeout`` (then the stream ends, see
+:mod:`pdsidecar.api.streams`); the stream keeps its slot until it is over.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from google.protobuf.message import DecodeError
 
 from pdsidecar.api.access import TokenHolder, unauthenticated
 from pdsidecar.api.status import to_grpc_status
+from pdsidecar.api.streams import StreamEnds, StreamStalled
 from pdsidecar.clock import Clock
 from pdsidecar.errors import FieldViolation, InvalidRequest, Overloaded, SidecarError
 from pdsidecar.observe.wrapping import Context, Handler
@@ -141,14 +144,21 @@ class ProbeGuard:
     """Wraps health and reflection handlers for one listener (a ``HandlerWrap`` for
     :class:`~pdsidecar.observe.wrapping.HandlerRegistrar`).
 
-    ``tokens`` None: a probe-only listener, streams need no token.
+    ``tokens`` None: a probe-only listener, streams need no token. Every stream is
+    served by a coroutine that writes through ``ends``, whatever the inner handler's
+    style (one that writes itself is given a context whose writes are bounded).
     """
 
     def __init__(
-        self, pool: ProbePool, malformed: MalformedLog, tokens: TokenHolder | None = None
+        self,
+        pool: ProbePool,
+        malformed: MalformedLog,
+        ends: StreamEnds,
+        tokens: TokenHolder | None = None,
     ) -> None:
         self._pool = pool
         self._malformed = malformed
+        self._ends = ends
         self._tokens = tokens
 
     def handler(self, handler: Handler, method: str) -> Handler:
@@ -220,20 +230,22 @@ class ProbeGuard:
         async def behavior(raw: bytes, context: Context) -> None:
             request = await self._parse(parse, raw, method, context)
             peer = await self._admit_stream(context)
+            stream = self._ends.stream(context)
             try:
-                await inner(request, context)
+                await inner(request, stream)
+            except StreamStalled as stalled:
+                await stream.end(stalled, method)
             finally:
                 self._pool.leave_stream(peer)
 
         return behavior
 
     def _generator(self, inner: Any, method: str, parse: Deserializer) -> Any:
-        async def behavior(raw: bytes, context: Context) -> AsyncIterator[Any]:
+        async def behavior(raw: bytes, context: Context) -> None:
             request = await self._parse(parse, raw, method, context)
             peer = await self._admit_stream(context)
             try:
-                async for response in inner(request, context):
-                    yield response
+                await self._relay(inner(request, context), context, method)
             finally:
                 self._pool.leave_stream(peer)
 
@@ -244,12 +256,22 @@ class ProbeGuard:
             async for raw in raw_requests:
                 yield await self._parse(parse, raw, method, context)
 
-        async def behavior(raw_requests: Any, context: Context) -> AsyncIterator[Any]:
+        async def behavior(raw_requests: Any, context: Context) -> None:
             peer = await self._admit_stream(context)
             try:
-                async for response in inner(requests(raw_requests, context), context):
-                    yield response
+                responses = inner(requests(raw_requests, context), context)
+                await self._relay(responses, context, method)
             finally:
                 self._pool.leave_stream(peer)
 
         return behavior
+
+    async def _relay(self, responses: AsyncIterator[Any], context: Context, method: str) -> None:
+        """Writes what an async-generator handler yields, each write bounded."""
+        stream = self._ends.stream(context)
+        try:
+            async for response in responses:
+                await stream.write(response)
+        except StreamStalled as stalled:
+            await responses.aclose()  # type: ignore[attr-defined]
+            await stream.end(stalled, method)

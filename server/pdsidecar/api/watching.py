@@ -7,6 +7,9 @@ seen by a thousand streams is serialized once, not a thousand times. Errors end
 the stream with the status GetCredentials would send. The handler is a
 coroutine writing with ``context.write`` (not an async generator), so the
 per-call wrapper (:mod:`pdsidecar.api.calls`) wraps it as it wraps unary methods.
+Writes are bounded (:mod:`pdsidecar.api.streams`): a client that takes no message
+within ``Policy.stream_stall_timeout`` has its stream ended (STREAM_STALLED); the
+watcher keeps its place among ``max_watchers`` until the stream is over.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pdsidecar.api import convert
 from pdsidecar.api.access import allowed_sources, caller_key
 from pdsidecar.api.servicer import CredentialsServicer
 from pdsidecar.api.status import to_grpc_status
+from pdsidecar.api.streams import StreamEnds, StreamStalled
 from pdsidecar.clock import Clock
 from pdsidecar.credentials import mapping
 from pdsidecar.credentials.broker import CredentialsResult
@@ -61,9 +65,10 @@ def stopping() -> SidecarError:
 class CredentialsWatching:
     """The WatchCredentials method, over a :class:`WatchHub`."""
 
-    def __init__(self, hub: WatchHub, clock: Clock) -> None:
+    def __init__(self, hub: WatchHub, clock: Clock, ends: StreamEnds) -> None:
         self._hub = hub
         self._clock = clock
+        self._ends = ends
 
     async def WatchCredentials(self, request: bytes, context: Context) -> None:
         watcher: Watcher | None = None
@@ -81,8 +86,13 @@ class CredentialsWatching:
             watcher = await self._hub.watch(
                 query, deadline=deadline, caller=caller_key(context.peer())
             )
-            while True:
-                await context.write(await watcher.next())
+            stream = self._ends.stream(context)
+            try:
+                while True:
+                    await stream.write(await watcher.next())
+            except StreamStalled as stalled:
+                await stream.end(stalled, METHOD)
+                return
         except SidecarError as error:
             status = to_grpc_status(_concealed(error, source))
             code, details, trailers = status.code, status.details, status.trailing_metadata

@@ -78,6 +78,10 @@ def _policy_from(table: Mapping[str, Any]) -> Policy:
         raise ConfigError("[policy] upstream_concurrency and max_attempts must be at least 1")
     if policy.max_watchers < 0 or policy.watch_jitter < 0:
         raise ConfigError("[policy] max_watchers and watch_jitter must not be negative")
+    if policy.stream_stall_timeout <= 0 or policy.stream_stall_grace < 0:
+        raise ConfigError(
+            "[policy] stream_stall_timeout must be positive and stream_stall_grace not negative"
+        )
     return policy
 
 

@@ -185,7 +185,14 @@ class AccountCache:
             if key not in self._inflight:
                 self.stats.refetches += 1
         request = AccountRead(
-            key, upstream, client_id, rejected, started_at, newer_than, deadline=deadline
+            key,
+            upstream,
+            client_id,
+            rejected,
+            started_at,
+            newer_than,
+            deadline=deadline,
+            caller=caller,
         )
         return await self._wait(key, request, deadline, rejected, caller)
 
@@ -279,7 +286,8 @@ class AccountCache:
                 raise TimeoutError
             return await asyncio.wait_for(asyncio.shield(task), remaining)
         except (RateLimited, UpstreamUnavailable, Overloaded, TimeoutError) as error:
-            # (Overloaded here: a fetch that lent its slot could not get one back in time.)
+            # (Overloaded: a fetch that lent its slot could not get one back in time, or
+            # the fleet refused the read, see credentials/budget.py.)
             stale = self._stale_for(key, rejected)
             if stale is None:
                 if isinstance(error, TimeoutError):

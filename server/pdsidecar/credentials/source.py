@@ -66,6 +66,8 @@ class AccountRead:
     # sidecar's) calls it, and the fetch's local slot is lent to other fetches
     # until the source calls ``upstream`` (which takes a slot again first).
     waiting: Callable[[], None] = lambda: None
+    # Who started the read (the fetch gate's caller): a fleet counts its Pipedream reads.
+    caller: str = ""
 
 
 class AccountSource(Protocol):

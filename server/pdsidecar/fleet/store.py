@@ -93,6 +93,41 @@ redis.call('publish', ARGV[3], ARGV[4])
 if redis.call('get', KEYS[2]) == ARGV[5] then redis.call('del', KEYS[2]) end
 return 1
 """
+# Count one Pipedream read in the fleet's windows unless a share refuses it (fleet/reads.py).
+# KEYS: counters of PER keys each (their window's buckets, the current one last): the
+# fleet's total, then the listener's and the caller's (or the total alone: count only).
+# ARGV: PER, budget, high water, caller limit, listener limit, bucket TTL (ms). Only GET and
+# SET: the ACL in docs/fleet.md allows nothing more.
+_TAKE_READ: Final = """
+local per = tonumber(ARGV[1])
+local n = #KEYS / per
+local counts = {0, 0, 0}
+for i = 0, n - 1 do
+  local sum = 0
+  for j = 1, per do
+    local held = redis.call('get', KEYS[i * per + j])
+    if held then sum = sum + tonumber(held) end
+  end
+  counts[i + 1] = sum
+end
+local total, listener, caller = counts[1], counts[2], counts[3]
+local budget, high = tonumber(ARGV[2]), tonumber(ARGV[3])
+local refused = 0
+if n == 3 then
+  if caller + 1 > tonumber(ARGV[4]) then refused = 1
+  elseif listener + 1 > tonumber(ARGV[5]) then refused = 2
+  elseif total + 1 > budget then refused = 3
+  elseif total + 1 > high and caller >= budget - total then refused = 4 end
+end
+if refused == 0 then
+  for i = 0, n - 1 do
+    local key = KEYS[i * per + per]
+    local held = tonumber(redis.call('get', key) or '0')
+    redis.call('set', key, held + 1, 'PX', ARGV[6])
+  end
+end
+return {refused, total, listener, caller}
+"""
 _RENEW_IF: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
@@ -285,10 +320,16 @@ class FleetStore:
         """Keep the lock alive while the body runs (a fetch may outlast the TTL), then free it."""
         ttl = self.config.lock_ttl
         slot, owner = lease.slot, lease.owner
+        over = False
 
         async def keep() -> None:
-            while True:
+            # Also told by a flag: a cancel that lands as a renewal's timeout expires can
+            # be taken for that timeout (asyncio.timeout, Python 3.11), and this loop would
+            # renew the lock forever while its holder waits for it to end.
+            while not over:
                 await asyncio.sleep(ttl / 3)
+                if over:
+                    return
                 with contextlib.suppress(FleetUnavailable):
                     if not await self.renew(slot, owner):
                         return
@@ -297,11 +338,28 @@ class FleetStore:
         try:
             yield
         finally:
+            over = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if not lease.released:
                 await self.unlock(slot, owner)
+
+    # --- counted reads -----------------------------------------------------------------
+    async def take_read(
+        self, counters: list[list[bytes]], limits: tuple[float, float, float, float], ttl: float
+    ) -> tuple[int, int, int, int]:
+        """Run the read-counting script (see ``_TAKE_READ``) over ``counters`` (each its
+        window's bucket names, the current one last); ``limits``: budget, high water,
+        caller limit, listener limit. Returns (refused rule or 0, total, listener, caller)."""
+        per = len(counters[0])
+        keys = [name for counter in counters for name in counter]
+        millis = max(int(ttl * 1000), 1)
+        reply = await self._run(
+            lambda: self._redis.eval(_TAKE_READ, len(keys), *keys, per, *limits, millis)
+        )
+        refused, total, listener, caller = (int(x) for x in reply)
+        return refused, total, listener, caller
 
     # --- events -------------------------------------------------------------------------
     async def publish(self, slot: Slot, version: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -26,10 +27,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pdsidecar.clock import Clock
+from pdsidecar.credentials.budget import FleetBudgeted
 from pdsidecar.credentials.cache import AccountCache
 from pdsidecar.credentials.source import AccountSource, PipedreamAccounts, SourceHolder
 from pdsidecar.fleet.accounts import FleetAccounts
 from pdsidecar.fleet.commands import Commands, Subscriber
+from pdsidecar.fleet.reads import FleetReads
 from pdsidecar.fleet.store import FleetStore
 from pdsidecar.fleet.tokens import FleetTokens
 from pdsidecar.pipedream.tokens import PipedreamTokens, TokenSource, TokenSourceHolder
@@ -77,9 +80,11 @@ class Fleet:
         self.store = store if store is not None else FleetStore(config, clock)
         url = settings.pipedream_url
         self.tokens = FleetTokens(self.store, sources.plain_tokens, url, clock)
-        self.accounts = FleetAccounts(
-            self.store, sources.plain_accounts, cache, settings.policy, clock, url
-        )
+        # Every Pipedream read is counted fleet-wide first (credentials/budget.py).
+        policy = settings.policy
+        self.reads = FleetReads(self.store, clock, policy.upstream_read_window)
+        budgeted = FleetBudgeted(sources.plain_accounts, policy, self.reads, socket.gethostname())
+        self.accounts = FleetAccounts(self.store, budgeted, cache, policy, clock, url)
 
     @classmethod
     def create(
@@ -210,6 +215,13 @@ class FleetCollector(Collector):
             ("ignored", accounts.ignored, "Entries refused: older than one held."),
         ):
             yield CounterMetricFamily(f"pdsidecar_shared_accounts_{name}", doc, value=value)
+        reads = fleet.reads.stats
+        for name, value, doc in (
+            ("counted", reads.counted, "Pipedream reads counted in the fleet's shares."),
+            ("refused", reads.refused, "Pipedream reads a fleet-wide share refused."),
+            ("unasked", reads.unasked, "Pipedream reads made without the fleet: Redis down."),
+        ):
+            yield CounterMetricFamily(f"pdsidecar_shared_reads_{name}", doc, value=value)
         fetched = CounterMetricFamily(
             "pdsidecar_shared_tokens",
             "Pipedream tokens by connection: fetched by this sidecar or adopted from the fleet.",

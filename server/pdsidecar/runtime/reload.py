@@ -32,9 +32,10 @@ leaves everything as it was, logged, and counted in
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
 
-from pdsidecar.settings import ListenerConfig, Settings
+from pdsidecar.settings import ListenAddress, ListenerConfig, Settings
 
 
 @dataclass
@@ -78,12 +79,19 @@ def _listeners(
 ) -> tuple[tuple[ListenerConfig, ...], list[str]]:
     """The running listeners with the allow-lists the new config gives them, and which
     changed; what needs a restart goes into ``ignored``."""
-    incoming = {x.address: x for x in new}
-    running = {x.address for x in old}
+    # Listeners on one address (port 0) are matched in order: the first with the first.
+    incoming: dict[ListenAddress, list[ListenerConfig]] = {}
+    for x in new:
+        incoming.setdefault(x.address, []).append(x)
+    running = Counter(x.address for x in old)
+    seen: Counter[ListenAddress] = Counter()
     kept, changed = [], []
     for listener in old:
         name = f"[[listeners]] {listener.address.grpc_target}"
-        wanted = incoming.get(listener.address)
+        place = seen[listener.address]
+        seen[listener.address] += 1
+        candidates = incoming.get(listener.address, [])
+        wanted = candidates[place] if place < len(candidates) else None
         if wanted is None:
             ignored.append(f"{name} removed (it serves with its old allow-lists until then)")
             kept.append(listener)
@@ -99,6 +107,8 @@ def _listeners(
             changed.append(listener.address.grpc_target)
         kept.append(updated)
     ignored.extend(
-        f"[[listeners]] {x.address.grpc_target} added" for x in new if x.address not in running
+        f"[[listeners]] {address.grpc_target} added"
+        for address, listeners in incoming.items()
+        for _ in range(len(listeners) - running[address])
     )
     return tuple(kept), changed

@@ -43,6 +43,7 @@ from pdsidecar.api.calls import CallWrapper
 from pdsidecar.api.probes import MalformedLog, ProbeGuard, ProbePool
 from pdsidecar.api.reflection import enable_reflection
 from pdsidecar.api.servicer import CredentialsServicer, add_to_server
+from pdsidecar.api.streams import StreamEnds, install_call_tasks
 from pdsidecar.clock import Clock, SystemClock
 from pdsidecar.credentials.broker import CredentialBroker
 from pdsidecar.credentials.cache import AccountCache
@@ -52,7 +53,7 @@ from pdsidecar.observe.logs import REDACTOR, Redactor, install_grpc_filter
 from pdsidecar.observe.prometheus import MetricsServer, SidecarCollector, TokenReading
 from pdsidecar.observe.stats import HttpStats, ReloadStats, RpcStats
 from pdsidecar.observe.tracing import Tracing
-from pdsidecar.observe.watch_metrics import WatchCollector
+from pdsidecar.observe.watch_metrics import StreamCollector, WatchCollector
 from pdsidecar.observe.wrapping import HandlerRegistrar, Wrap, WrappingRegistrar
 from pdsidecar.pipedream.connection import (
     PipedreamConnection,
@@ -154,8 +155,18 @@ class Sidecar:
         # The servers (built by start), one per listener, sharing one servicer.
         self.rpc_stats = RpcStats()
         self.tokens = TokenHolder(settings.api_token)
-        self._access = {x.address: AccessControl(self.tokens, x) for x in self.listeners}
+        # One per listener, by position: two listeners on one address (port 0) are two.
+        self._access = [
+            AccessControl(self.tokens, x, listener_name(x, index))
+            for index, x in enumerate(self.listeners)
+        ]
+        self._flag_listeners = len(flags)
         self._malformed = MalformedLog(self.clock)
+        # Every server stream's writes: a client that stops reading has its stream ended.
+        policy = settings.policy
+        self.stream_ends = StreamEnds(
+            policy.stream_stall_timeout, policy.stream_stall_grace, self.clock
+        )
         self._servicer = CredentialsServicer(
             self.service, self.clock, settings.policy.memo_max_bytes
         )
@@ -163,7 +174,7 @@ class Sidecar:
         self.watchers = WatchHub(
             self.service, settings.policy, self.clock, watching.render, rng=rng
         )
-        self._watching = watching.CredentialsWatching(self.watchers, self.clock)
+        self._watching = watching.CredentialsWatching(self.watchers, self.clock, self.stream_ends)
         self._health_listeners = tuple(health_listeners)
         self._reuse_port = reuse_port
         self.servers: list[tuple[ListenerConfig, grpc.aio.Server]] = []
@@ -189,6 +200,7 @@ class Sidecar:
                 )
             )
             registry.register(WatchCollector(lambda: (self.watchers.stats, self.watchers.feeds)))
+            registry.register(StreamCollector(lambda: self.stream_ends))
             registry.register(fleets.FleetCollector(lambda: self.fleet))
             self.metrics = MetricsServer(registry, metrics_listen.host, metrics_listen.port)
         self._learn_secrets()
@@ -205,6 +217,7 @@ class Sidecar:
             await self.fleet.check()  # a refused password or ACL: ConfigError (exit 2)
         credentials = self.tls.server_credentials() if self.tls is not None else None
         install_grpc_filter()
+        install_call_tasks()  # so a stalled stream can be cancelled (api/streams.py)
         self._build_servers()
         refused: ConfigError | None = None
         try:
@@ -240,17 +253,16 @@ class Sidecar:
 
     def _build_servers(self) -> None:
         policy = self.settings.policy
-        for listener in self.listeners:
+        for listener, access in zip(self.listeners, self._access, strict=True):
             server = _grpc_server(self._reuse_port, policy, _call_limit(policy, api=True))
             # Services register through the registrar: their handlers arrive observed
             # and guarded (cheaper per call than an interceptor; see observe/wrapping.py).
-            access = self._access[listener.address]
             wrapper = CallWrapper(self.rpc_stats, access, policy.max_concurrent_rpcs)
             registrar: Any = WrappingRegistrar(server, self._wrap_for(wrapper), wrapper.wrap_stream)
             add_to_server(self._servicer, registrar)
             watching.add_to_server(self._watching, registrar)
             # Health and reflection: a pool of their own, the token for streams (api/probes.py).
-            guard = ProbeGuard(ProbePool(policy), self._malformed, self.tokens)
+            guard = ProbeGuard(ProbePool(policy), self._malformed, self.stream_ends, self.tokens)
             probes = HandlerRegistrar(registrar, guard.handler)
             health_pb2_grpc.add_HealthServicer_to_server(self.health, probes)
             # v1 and v1alpha, answering for methods too (ghz, grpcurl describe).
@@ -259,7 +271,7 @@ class Sidecar:
         for address in self._health_listeners:
             server = _grpc_server(self._reuse_port, policy, _call_limit(policy, api=False))
             # The probe-only listener: Health/Watch without the token, in its own pool.
-            guard = ProbeGuard(ProbePool(policy), self._malformed)
+            guard = ProbeGuard(ProbePool(policy), self._malformed, self.stream_ends)
             health_pb2_grpc.add_HealthServicer_to_server(
                 self.health, HandlerRegistrar(server, guard.handler)
             )
@@ -325,8 +337,9 @@ class Sidecar:
         self.settings, self.connections = settings, connections
         self.watchers.reread_connections(replaced)
         self.tokens.set(settings.api_token)
-        for listener in settings.listeners:
-            self._access[listener.address].update(listener)
+        # The config's listeners follow the flags' (reload.plan keeps their order).
+        for index, listener in enumerate(settings.listeners):
+            self._access[self._flag_listeners + index].update(listener)
         self._learn_secrets()
 
     def _token_readings(self) -> dict[str, TokenReading]:
@@ -374,6 +387,13 @@ class Sidecar:
     def _on_token(self, token: Secret, lifetime: float) -> None:
         self._redactor.remember_token(token, lifetime)
         self.readiness.poke()
+
+
+def listener_name(listener: ListenerConfig, index: int) -> str:
+    """A listener's name for admission and read-budget shares: its configured address and
+    its place among the listeners (``127.0.0.1:0#1``), the same on every sidecar of a fleet
+    started from one config."""
+    return f"{listener.address.grpc_target}#{index}"
 
 
 def _check_open_sockets(listeners: Sequence[ListenerConfig], api_token: Secret | None) -> None:

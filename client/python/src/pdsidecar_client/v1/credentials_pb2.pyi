@@ -97,6 +97,11 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The sidecar is shutting down; reconnect (to the next sidecar)."""
     REASON_OVERLOADED: _Reason.ValueType  # 20
     """The sidecar refused to queue more work for this caller now; RetryInfo says when to retry."""
+    REASON_STREAM_STALLED: _Reason.ValueType  # 21
+    """The client took no message from a server stream (WatchCredentials, Health/Watch,
+    reflection) for the sidecar's stream_stall_timeout; the stream ends. Read streams
+    as they are written, then watch again.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason names every failure and every account problem. The ErrorInfo reason
@@ -146,6 +151,11 @@ REASON_SIDECAR_STOPPING: Reason.ValueType  # 19
 """The sidecar is shutting down; reconnect (to the next sidecar)."""
 REASON_OVERLOADED: Reason.ValueType  # 20
 """The sidecar refused to queue more work for this caller now; RetryInfo says when to retry."""
+REASON_STREAM_STALLED: Reason.ValueType  # 21
+"""The client took no message from a server stream (WatchCredentials, Health/Watch,
+reflection) for the sidecar's stream_stall_timeout; the stream ends. Read streams
+as they are written, then watch again.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final

@@ -57,9 +57,7 @@ def test_demo_installs_once_and_again_only_after_a_change(tmp_path: Path) -> Non
     serve = "pdsidecar serve --emulator --listen 127.0.0.1:0"
     first = demo(root)
     assert any(call.startswith("python -m pip install") and "uv==" in call for call in first)
-    assert any(
-        call.startswith("uv pip install") and "-c constraints.txt" in call for call in first
-    )
+    assert any(call.startswith("uv pip install") and "-c constraints.txt" in call for call in first)
     assert first[-1] == serve
     steps = [line.split(":")[0] + ": " + line.split(": ")[1].split()[0] for line in PRINTED]
     assert steps == [  # one line per step, so a first run is never silent

@@ -42,7 +42,7 @@ done
 failed_runs=0
 for run in $(seq 1 "$runs"); do
   started=$SECONDS
-  if pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist loadgroup --junit-xml="$out/run-$run.xml" "$@" >"$out/run-$run.log" 2>&1; then
+  if pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --junit-xml="$out/run-$run.xml" "$@" >"$out/run-$run.log" 2>&1; then
     echo "run $run/$runs: pass ($((SECONDS - started)) s)"
   else
     failed_runs=$((failed_runs + 1))

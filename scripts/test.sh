@@ -74,7 +74,7 @@ scripts/test_clients.sh
 
 step "pytest (on ${PYTEST_WORKERS:-2} workers)"
 status=0
-pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@" || status=$?
+pytest -n "${PYTEST_WORKERS:-2}" "$@" || status=$?
 
 finish mypy "mypy --strict (ran beside the steps above)" || status=1
 finish deploy "deployment files: hadolint, Kubernetes schemas, the image's install script (ran beside the steps above)" || status=1

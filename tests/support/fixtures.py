@@ -90,26 +90,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "last: runs after every other test (reads what they did)")
 
 
-OPS = Path(__file__).resolve().parents[1] / "ops"
+TESTS = Path(__file__).resolve().parents[1]
+OPS = TESTS / "ops"
 
 
-def _module_scoped(item: pytest.Item) -> bool:
-    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return any(defs and defs[-1].scope == "module" for defs in definitions.values())
+def _one_process_files() -> frozenset[str]:
+    """Test files whose module-scoped fixture (the conformance run, a Redis, a sidecar)
+    must be set up once, not once per worker."""
+    return frozenset(
+        path.relative_to(TESTS.parent).as_posix()
+        for path in TESTS.rglob("test_*.py")
+        if 'scope="module"' in path.read_text(encoding="utf-8")
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (scripts/test.sh: -n 2), tests spread over the workers one by
+    one, except units that must share a process:
+
+    - tests/ops: its README check reads what the folder's other tests ran in its
+      process (it is ordered last; the unit goes first, as the longest);
+    - a file with a module-scoped fixture.
+
+    (xdist's own ``--dist loadgroup`` renames node ids, which pytest 9 ignores.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    files = _one_process_files()
+
+    class Units(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.partition("::")[0]
+            if path.startswith("tests/ops/"):
+                return "tests/ops"
+            return path if path in files else nodeid
+
+    return Units(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Under pytest-xdist (scripts/test.sh: --dist loadgroup) tests spread over the workers
-    # one by one, except groups that must share a process:
-    # - tests/ops: its README check reads what the folder's other tests ran in its process.
-    #   The group goes first, as the longest unit; `last` tests end their group.
-    # - a module with a module-scoped fixture (the conformance run, a Redis, a sidecar):
-    #   set up once, not once per worker.
-    for item in items:
-        if OPS in Path(item.path).parents:
-            item.add_marker(pytest.mark.xdist_group("ops"))
-        elif _module_scoped(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+    # `last` tests run after the others (of their unit, under xdist); tests/ops first.
     items.sort(  # stable
         key=lambda item: (
             item.get_closest_marker("last") is not None,

@@ -16,9 +16,10 @@ from tests.support.sidecars import API_TOKEN
 
 HOLD_SECONDS = 20
 READ_EVERY_MS = 20
-# A new token every 2 s; each works 4 s more: room for the sidecar's re-read (0.5-1.5 s
-# after the rotation) and its push on a busy machine.
-LIFETIME, LEAD = 6.0, 4.0
+# A new token every 2 s; each works 6 s more: room for the sidecar's re-read (0.5-1.5 s
+# after the rotation) and its push on a busy machine (at 4 s, one Java read of 1,000 met
+# a dead token at load average 12).
+LIFETIME, LEAD = 8.0, 6.0
 LIST_PROJECT, LIST_ACCOUNTS, LIST_PAGE = "proj_conformance", 23, 10
 RETRY_AFTER = 2  # seconds, the Retry-After of the rate-limited answers
 DEADLINE_MS = 30_000

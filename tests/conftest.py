@@ -9,7 +9,7 @@ session no registered secret may appear in any captured line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -21,6 +21,19 @@ pytest_plugins = ["tests.support.fixtures"]
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def one_event_loop(anyio_backend: str) -> AsyncIterator[None]:
+    """One asyncio loop for every test of a pytest process, as the sidecar has one.
+
+    grpc.aio binds every loop it meets to one completion queue; a completion that
+    arrives after its loop closed (a stream a test ended just before its loop did) is
+    handed to the closed loop from whichever loop runs then, and raises "Event loop is
+    closed" in an unrelated test. An async session fixture keeps anyio's runner (and
+    its loop) from the first test to the last.
+    """
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)

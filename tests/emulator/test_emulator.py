@@ -43,11 +43,6 @@ ACCOUNTS = f"/v1/connect/{DEMO_PROJECT_ID}/accounts"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

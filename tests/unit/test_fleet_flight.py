@@ -85,3 +85,5 @@ def test_a_waiter_waits_at_most_a_share_of_its_callers_deadline() -> None:
     now = clock.monotonic()
     assert wait_until(clock, store, None) == now + 10.0
     assert wait_until(clock, store, now + 5.0) == now + 5.0 * WAIT_SHARE
+    # A live holder is waited for past two lock lifetimes when the caller can afford it.
+    assert wait_until(clock, store, now + 60.0) == now + 60.0 * WAIT_SHARE

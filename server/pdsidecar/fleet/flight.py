@@ -9,9 +9,13 @@ meanwhile (``meanwhile``).
 - Else take the slot's lock and read the value again, at once. The holder
   ``lead``s (reads Pipedream, stores, tells the fleet) while the lock is renewed.
 - The others wait for the holder's event (or look again, backing off) until
-  ``wait_until``: at most two lock lifetimes, and at most ``WAIT_SHARE`` of what
-  is left of the caller's deadline. Then they read Pipedream themselves
-  (``alone``) and store the result if the lock is free by then.
+  ``wait_until``: ``WAIT_SHARE`` of what is left of the caller's deadline (two lock
+  lifetimes for a caller without one). Then they read Pipedream themselves
+  (``alone``) and store the result if the lock is free by then. A holder that died
+  is not waited for that long: its lock expires after one lifetime, and the next
+  waiter to look takes it and leads. A holder that is alive but slow (a slow
+  Pipedream, a busy machine) is waited for: giving up on it at a fixed time would
+  send every waiter of the fleet to Pipedream just when it is slow.
 - A slow Redis reply (:class:`FleetSlow`) is no answer yet: the waiter keeps
   waiting for the holder's event. Only a Redis marked down (:class:`FleetUnavailable`)
   ends the flight at once; the caller then goes on as one process alone.
@@ -37,10 +41,9 @@ WAIT_SHARE: Final = 0.5
 def wait_until(clock: Clock, store: FleetStore, deadline: float | None) -> float:
     """Until when a waiter waits for another sidecar's read (monotonic)."""
     now = clock.monotonic()
-    bound = now + 2 * store.config.lock_ttl
-    if deadline is not None:
-        bound = min(bound, now + max(deadline - now, 0.0) * WAIT_SHARE)
-    return bound
+    if deadline is None:
+        return now + 2 * store.config.lock_ttl
+    return now + max(deadline - now, 0.0) * WAIT_SHARE
 
 
 async def single_flight(

@@ -46,9 +46,8 @@ if [ -x scripts/install_toolchain.sh ]; then
 fi
 finish bootstrap "python environment"
 export PATH="$root/.venv/bin:$PATH"
-# After the bootstrap: both build the project in its tree (egg-info).
+# After the bootstrap: it builds the project in its tree (egg-info).
 start deploy scripts/check_deploy.sh
-start mypy mypy
 if [ -x scripts/install_toolchain.sh ]; then
   finish toolchain "toolchains for the other languages (buf plugins, Go, Node, Java)"
 fi
@@ -61,6 +60,9 @@ if [ -x scripts/check_generated.sh ]; then
   step "generated code is up to date; no breaking change against main"
   scripts/check_generated.sh
 fi
+
+# After the generated-code check, which regenerates the code mypy reads in place.
+start mypy mypy
 
 step "ruff"
 ruff check .

@@ -1,13 +1,20 @@
-"""The fleet store's timeout counts Redis time, not the event loop's lag (fleet/store.py)."""
+"""The fleet store's timeout counts Redis time: not the event loop's lag, not the wait for
+one of its own connections (fleet/store.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from typing import Any
 
 import pytest
 
-from pdsidecar.fleet.store import _within
+from pdsidecar.clock import SystemClock
+from pdsidecar.fleet.store import MAX_CONNECTIONS, FleetStore, _within
+from pdsidecar.settings import FleetConfig
+from tests.support.fakestore import FakeSharedStore
+from tests.support.fleets import new_key
 
 pytestmark = pytest.mark.anyio
 
@@ -43,3 +50,40 @@ async def test_a_reply_that_does_not_come_is_a_timeout_after_the_budget() -> Non
     with pytest.raises(TimeoutError):
         await _within(0.05, lambda: asyncio.sleep(10))
     assert time.monotonic() - started < 5  # the budget, far below the sleep
+
+
+class Pooled:
+    """Commands through ``MAX_CONNECTIONS`` connections, as redis-py's
+    BlockingConnectionPool sends them: a command waits for a free one inside the call."""
+
+    def __init__(self, inner: FakeSharedStore) -> None:
+        self._inner = inner
+        self._free = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(command):
+            return command
+
+        async def pooled(*args: Any, **kwargs: Any) -> Any:
+            async with self._free:
+                return await command(*args, **kwargs)
+
+        return pooled
+
+
+async def test_a_burst_of_more_commands_than_connections_waits_its_turn_without_a_timeout() -> None:
+    # Each command takes 0.1 s of Redis time, within the 0.25 s timeout; four connections'
+    # worth at once: the last wait 0.3 s for a connection. That wait is the sidecar's own
+    # queue: judged as Redis time, a cold burst marked a healthy Redis slow, then down.
+    fake = FakeSharedStore()
+    fake.stall = 0.1
+    config = FleetConfig(url="redis://fake", keys=(new_key(),), namespace="t", timeout=0.25)
+    store = FleetStore(config, SystemClock(), client=Pooled(fake), subscriber=fake)
+    try:
+        slot = store.slot("account", "cold")
+        reads = await asyncio.gather(*(store.get(slot, "v") for _ in range(4 * MAX_CONNECTIONS)))
+        assert reads == [None] * (4 * MAX_CONNECTIONS)
+        assert (store.stats.errors, store.stats.up) == (0, True)
+    finally:
+        await store.aclose()

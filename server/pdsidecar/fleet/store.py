@@ -5,10 +5,13 @@
 decide what to share; this module decides how, and judges Redis on Redis:
 
 - Every command runs within ``timeout`` of *Redis time*: time the event loop
-  was free to read the reply. The timer advances in steps; a step that fires
-  late (the loop was busy: CPU contention, a CFS-throttled pod, a burst of
-  calls) does not count, so a reply already waiting in the socket is read
-  before the command is judged slow. ``HARD_CAP`` bounds the wait in wall time.
+  was free to read the reply, from when the command has one of the sidecar's
+  ``MAX_CONNECTIONS`` (the wait for one, behind a burst of the sidecar's own
+  commands, is bounded by ``HARD_CAP`` but not judged). The timer advances in
+  steps; a step that fires late (the loop was busy: CPU contention, a
+  CFS-throttled pod, a burst of calls) does not count, so a reply already
+  waiting in the socket is read before the command is judged slow. ``HARD_CAP``
+  bounds the wait in wall time.
 - A slow reply is not an outage: it raises :class:`FleetSlow` (a waiter keeps
   waiting for the lock holder's event). ``TIMEOUTS_DOWN`` slow replies in a row
   with no reply at all for ``SILENT_DOWN`` seconds (a burst queued behind the
@@ -208,6 +211,8 @@ class FleetStore:
         self._down_until = float("-inf")
         self._timeouts = 0
         self._last_reply = clock.monotonic()
+        # One per pooled connection: a command's timeout starts once it has one.
+        self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
         # The probe and the event subscription, cancelled at close.
         self._background = Background("fleet store")
         self.stats = FleetStats()
@@ -419,7 +424,14 @@ class FleetStore:
             self.stats.skipped += 1
             raise FleetUnavailable
         try:
-            result = await _within(self.config.timeout, command)
+            # Time queued behind this sidecar's other commands is its own congestion (a
+            # burst of misses), not Redis being slow: it is bounded, but not judged.
+            async with asyncio.timeout(HARD_CAP):
+                await self._connections.acquire()
+            try:
+                result = await _within(self.config.timeout, command)
+            finally:
+                self._connections.release()
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error)
             if self.stats.up and _slow(error):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .models import Account, fake_token
 
 AccountKey = tuple[str, str, str]  # project_id, environment, account id
+LATE_KEPT = 20
 TOKEN_FIELD = "oauth_access_token"
 
 
@@ -56,6 +57,9 @@ class Rotations:
         # token -> (account, expires_at): tokens a schedule issued, alive or recently dead.
         self._issued: dict[str, tuple[AccountKey, float]] = {}
         self.source_statuses: Counter[int] = Counter()
+        # How long after its expiry each dead token was presented (the last few): a
+        # holder a moment late and one that never heard of the rotation read alike as 401.
+        self.late_by: list[float] = []
 
     def start(self, account: Account, lifetime: float, lead: float) -> Account:
         """Put ``account`` on a schedule, with a new token from now."""
@@ -105,7 +109,10 @@ class Rotations:
         now = self._clock()
         issued = self._issued.get(token)
         if issued is not None:
-            return issued[0] if now < issued[1] else None
+            if now < issued[1]:
+                return issued[0]
+            self.late_by = [*self.late_by[-(LATE_KEPT - 1) :], round(now - issued[1], 3)]
+            return None
         wanted = token.encode()
         for account in accounts:
             if key_of(account) in self.schedules or not account.credentials:
@@ -121,4 +128,5 @@ class Rotations:
         return {
             "source": {str(status): n for status, n in self.source_statuses.items()},
             "rotations": {"/".join(k): s.rotations for k, s in self.schedules.items()},
+            "late_by": list(self.late_by),
         }

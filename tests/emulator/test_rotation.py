@@ -81,6 +81,7 @@ async def test_rotation_replaces_the_token_on_schedule_and_the_old_one_dies_at_e
     assert await status_for(http, notion_token(state)) == 200
     stats = (await http.get("/_emulator/source/stats")).json()
     assert stats["source"] == {"200": 5, "401": 2}
+    assert stats["late_by"][0] == 0.0  # the first token, presented at its expires_at
     assert stats["rotations"] == {f"{DEMO_PROJECT_ID}/production/{DEMO_NOTION_ACCOUNT_ID}": 12}
 
 

@@ -3,6 +3,8 @@ are bounded by the lock's lifetime and by a share of the caller's deadline."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,7 +35,13 @@ class HeldElsewhere:
     async def lock_get(self, slot: Any, suffix: str) -> tuple[None, str | None]:
         return None, self.value
 
-    async def wait(self, slot: Any, timeout: float) -> None:
+    hearing = True  # the fleet's events are heard
+
+    @contextlib.contextmanager
+    def expect(self, slot: Any) -> Iterator[Any]:
+        yield SimpleNamespace(wait=self.wait)
+
+    async def wait(self, timeout: float) -> None:
         self.clock.advance(timeout)
         if self.stores:
             self.value = "the holder's read"

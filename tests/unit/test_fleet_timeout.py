@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pdsidecar.clock import SystemClock
-from pdsidecar.fleet.store import MAX_CONNECTIONS, FleetStore, _within
+from pdsidecar.fleet.store import _STORE_RELEASE, MAX_CONNECTIONS, FleetStore, _within
 from pdsidecar.settings import FleetConfig
 from tests.support.fakestore import FakeSharedStore
 from tests.support.fleets import new_key
@@ -85,5 +85,42 @@ async def test_a_burst_of_more_commands_than_connections_waits_its_turn_without_
         reads = await asyncio.gather(*(store.get(slot, "v") for _ in range(4 * MAX_CONNECTIONS)))
         assert reads == [None] * (4 * MAX_CONNECTIONS)
         assert (store.stats.errors, store.stats.up) == (0, True)
+    finally:
+        await store.aclose()
+
+
+class StoreLostOnce:
+    """The first store-and-release gets no reply in time and is never applied (cancelled
+    before Redis ran it); everything else as ``inner``."""
+
+    def __init__(self, inner: FakeSharedStore) -> None:
+        self._inner = inner
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
+        if script == _STORE_RELEASE and not self.lost:
+            self.lost += 1
+            await asyncio.sleep(10)  # the store's timeout cancels it first
+        return await self._inner.eval(script, numkeys, *keys_and_args)
+
+
+async def test_a_store_whose_reply_is_late_is_made_again_while_the_lock_is_still_held() -> None:
+    fake = FakeSharedStore()
+    client = StoreLostOnce(fake)
+    config = FleetConfig(url="redis://fake", keys=(new_key(),), namespace="t", timeout=0.05)
+    store = FleetStore(config, SystemClock(), client=client, subscriber=fake)
+    try:
+        slot = store.slot("account", "read once")
+        lease, _ = await store.lock_get(slot, "v")
+        assert lease is not None
+        await store.store_release(lease, "v", b"the fleet's read", 60.0, 1)
+        assert client.lost == 1
+        read = await store.get(slot, "v")
+        assert read is not None and read.data == b"the fleet's read"
+        again, _ = await store.lock_get(slot, "v")
+        assert again is not None, "the lock was released"
     finally:
         await store.aclose()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,8 @@ from pdsidecar.fleet.store import FleetStore, FleetUnavailable, Lease, Read, Slo
 from pdsidecar.pipedream.models import Account
 from pdsidecar.secret import Secret
 from pdsidecar.settings import Policy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,6 +175,11 @@ class FleetAccounts:
         replacing = entry is not None and request.rejected is not None
         replacing = replacing and request.rejected(entry.account)  # type: ignore[union-attr,misc]
         held = max(request.held, entry.version if entry is not None else 0)
+        log.debug(
+            "shared cache: reading account %s for the fleet (stored: %s)",
+            lease.slot.tag[:8],
+            entry.version if entry is not None else "none",
+        )
         try:
             fetched = await self._inner.read(dataclasses.replace(request, held=held))
         except AccountNotFound:

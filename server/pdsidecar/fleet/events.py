@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Final
 
 import anyio
@@ -38,6 +39,18 @@ def message(tag: str, version: int) -> str:
     return f"w:{tag}:{version}"
 
 
+class Expected:
+    """Events about one tag, heard since :meth:`Events.expect`."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Until an event was heard (at once if one was already), or ``timeout`` passes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), max(timeout, 0.0))
+
+
 class Events:
     def __init__(self, client: Subscriber, channel: str) -> None:
         self.channel = channel
@@ -54,18 +67,29 @@ class Events:
         self._readers.append(send)
         return receive
 
-    async def wait(self, tag: str, timeout: float) -> None:
-        """Until an event about ``tag`` arrives, or ``timeout`` passes."""
-        event = asyncio.Event()
+    @property
+    def up(self) -> bool:
+        """Whether the subscription is up: events are being heard."""
+        return self._up.is_set()
+
+    @contextlib.contextmanager
+    def expect(self, tag: str) -> Iterator[Expected]:
+        """Hear events about ``tag`` from now until the block ends. Entered before a look
+        at Redis, an event published during the look is not missed."""
+        expected = Expected()
         waiters = self._waiters.setdefault(tag, set())
-        waiters.add(event)
+        waiters.add(expected.event)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), max(timeout, 0.0))
+            yield expected
         finally:
-            waiters.discard(event)
+            waiters.discard(expected.event)
             if not waiters:
                 self._waiters.pop(tag, None)
+
+    async def wait(self, tag: str, timeout: float) -> None:
+        """Until an event about ``tag`` arrives, or ``timeout`` passes."""
+        with self.expect(tag) as expected:
+            await expected.wait(timeout)
 
     async def subscribed(self, timeout: float) -> bool:
         """Whether the subscription is up (waits up to ``timeout``)."""

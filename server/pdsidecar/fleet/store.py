@@ -54,7 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from pdsidecar.background import Background
 from pdsidecar.clock import Clock
 from pdsidecar.fleet.commands import Commands, Subscriber
-from pdsidecar.fleet.events import Events, message
+from pdsidecar.fleet.events import Events, Expected, message
 from pdsidecar.fleet.sealing import Keyring, Unreadable
 from pdsidecar.settings import ConfigError, FleetConfig
 
@@ -299,11 +299,21 @@ class FleetStore:
         text = message(slot.tag, version)
         millis = max(int(ttl * 1000), 1)
         lock = slot.name("l")
-        await self._run(
-            lambda: self._redis.eval(
+
+        def store() -> Awaitable[Any]:
+            return self._redis.eval(
                 _STORE_RELEASE, 2, name, lock, blob, millis, self.events.channel, text, lease.owner
             )
-        )
+
+        try:
+            await self._run(store)
+        except FleetSlow:
+            # A late reply may or may not have been applied; the lock still ours says it
+            # was not. Then once more: a lost store costs the fleet a second Pipedream read
+            # (the next waiter takes the free lock and finds nothing).
+            if not await self.renew(slot, lease.owner):
+                raise
+            await self._run(store)
         if blob:
             self.stats.writes += 1
         lease.released = True
@@ -335,9 +345,13 @@ class FleetStore:
                 await asyncio.sleep(ttl / 3)
                 if over:
                     return
-                with contextlib.suppress(FleetUnavailable):
+                try:
                     if not await self.renew(slot, owner):
+                        if not lease.released:  # expired: another sidecar may read too
+                            log.debug("shared cache: lock %s expired while held", slot.tag[:8])
                         return
+                except FleetUnavailable as error:
+                    log.debug("shared cache: lock %s not renewed (%r)", slot.tag[:8], error)
 
         task = asyncio.get_running_loop().create_task(keep())
         try:
@@ -373,9 +387,14 @@ class FleetStore:
         with contextlib.suppress(FleetUnavailable):
             await self._run(lambda: self._redis.publish(self.events.channel, text))
 
-    async def wait(self, slot: Slot, timeout: float) -> None:
-        """Until an event about ``slot`` arrives, or ``timeout`` passes."""
-        await self.events.wait(slot.tag, timeout)
+    def expect(self, slot: Slot) -> contextlib.AbstractContextManager[Expected]:
+        """Events about ``slot`` from now on (see :meth:`Events.expect`)."""
+        return self.events.expect(slot.tag)
+
+    @property
+    def hearing(self) -> bool:
+        """Whether fleet events are heard (the subscription is up)."""
+        return self.events.up
 
     # --- life -----------------------------------------------------------------------------
     async def check(self) -> None:

@@ -35,7 +35,8 @@ Policy (values from :class:`~pdsidecar.settings.Policy`):
 - Each fetch belongs to its connection's config generation: a reload that
   drops a connection's accounts (:meth:`AccountCache.drop_connection`) also
   detaches its fetches in flight, whose results are then given to the callers
-  that waited for them and never cached.
+  that waited for them and never cached. It keeps the versions held: an older
+  value offered after the reload is still refused.
 - Size is bounded by ``cache_max_entries`` with second-chance (CLOCK)
   eviction: a hit only sets a flag; eviction skips flagged entries once.
 """

@@ -88,7 +88,10 @@ class Recall:
             self._versions.put(key, version)
 
     def forget_connection(self, connection: str) -> None:
+        """What a reloaded connection's new credentials must learn again: unknown ids and
+        rejections. Not the versions held: they are times, and a value older than one this
+        sidecar served (written back to Redis, heard of by an event) stays refused."""
         held: _Bounded[Any]
-        for held in (self._missing, self._rejections, self._versions):
+        for held in (self._missing, self._rejections):
             for key in [key for key in held if key[0] == connection]:
                 del held[key]

@@ -21,7 +21,7 @@ schedule) while the account's ``expires_at`` has not passed.
 from __future__ import annotations
 
 import hmac
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -59,7 +59,7 @@ class Rotations:
         self.source_statuses: Counter[int] = Counter()
         # How long after its expiry each dead token was presented (the last few): a
         # holder a moment late and one that never heard of the rotation read alike as 401.
-        self.late_by: list[float] = []
+        self.late_by: deque[float] = deque(maxlen=LATE_KEPT)
 
     def start(self, account: Account, lifetime: float, lead: float) -> Account:
         """Put ``account`` on a schedule, with a new token from now."""
@@ -111,7 +111,7 @@ class Rotations:
         if issued is not None:
             if now < issued[1]:
                 return issued[0]
-            self.late_by = [*self.late_by[-(LATE_KEPT - 1) :], round(now - issued[1], 3)]
+            self.late_by.append(round(now - issued[1], 3))
             return None
         wanted = token.encode()
         for account in accounts:

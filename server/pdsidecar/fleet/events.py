@@ -86,11 +86,6 @@ class Events:
             if not waiters:
                 self._waiters.pop(tag, None)
 
-    async def wait(self, tag: str, timeout: float) -> None:
-        """Until an event about ``tag`` arrives, or ``timeout`` passes."""
-        with self.expect(tag) as expected:
-            await expected.wait(timeout)
-
     async def subscribed(self, timeout: float) -> bool:
         """Whether the subscription is up (waits up to ``timeout``)."""
         with contextlib.suppress(TimeoutError):
